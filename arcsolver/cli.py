@@ -119,6 +119,70 @@ def prepare_maze_cmd(generate, csv, csv_test, size, hard, test_count, seed, out)
 
 
 # ---------------------------------------------------------------------------------------------------------------
+@main.command("train")
+@click.option("--preset", default=None, help="Preset name (arcsolver/presets) or path to a .toml file.")
+@click.option("--data", default=None, help="Dataset folder from `arcsolver prepare`.")
+@click.option("--out", default=None, help="Run folder (checkpoints, metrics.jsonl).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override any field: lr=3e-4, max_steps=500, arch.hidden_size=128 (repeatable).")
+@click.option("--steps", "max_steps", type=int, default=None, help="Shorthand for --set max_steps=N.")
+@click.option("--batch-size", "global_batch_size", type=int, default=None, help="Global batch size.")
+@click.option("--resume", default=None, metavar="CKPT", help="Continue exactly from a checkpoint or run folder.")
+@click.option("--time-budget", "time_budget", default=None, help="Stop cleanly before this long (e.g. 15m, 2h, 90s).")
+@click.option("--cpu", is_flag=True, default=None, help="Force CPU even if a GPU is present.")
+def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume, time_budget, cpu) -> None:
+    """Train a TRM. Runs on CPU, one GPU, or N GPUs with `accelerate launch`.
+
+    \b
+    Examples:
+      arcsolver train --preset sudoku-cpu --data data/sudoku4 --out runs/sudoku4
+      arcsolver train --preset arc-agi-1 --data data/arc1 --out runs/arc1 --set lr=2e-4
+      accelerate launch --multi_gpu --num_processes 4 -m arcsolver.cli train --preset arc-agi-1 --data data/arc1 \\
+          --out runs/arc1
+      arcsolver train --resume runs/arc1 --preset arc-agi-1 --data data/arc1 --out runs/arc1
+    """
+    from .config import build_config
+    from .train import train
+    from .units import parse_duration
+    cfg = build_config(preset, list(overrides), data=data, out=out, max_steps=max_steps,
+                       global_batch_size=global_batch_size,
+                       time_budget_s=parse_duration(time_budget) if time_budget else None)
+    res = train(cfg, resume=resume, cpu=cpu)
+    ev = res.eval_metrics
+    click.echo(f"stopped after {res.steps} steps ({res.stopped_by}), {res.seconds:.0f} s; checkpoint {res.checkpoint}")
+    if ev:
+        click.echo(f"eval: exact accuracy {ev['exact_accuracy']:.4f}, token accuracy {ev['token_accuracy']:.4f} "
+                   f"on {ev['count']} test examples")
+
+
+@main.command("predict")
+@click.option("--checkpoint", "ckpt", required=True, help="Checkpoint folder or run folder (its latest).")
+@click.option("--data", default=None, help="Prepared dataset (default: the one the checkpoint was trained on).")
+@click.option("--tasks", default=None, metavar="SOURCE", help="Answer only these tasks (they must have puzzle ids).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("submission.json"), show_default=True)
+@click.option("--vote/--no-vote", default=True, show_default=True,
+              help="Run every augmented version and vote (else the un-augmented task only).")
+@click.option("--batch-size", default=256, show_default=True)
+@click.option("--steps", type=int, default=None, help="Supervision steps (default: the model's halt_max_steps).")
+@click.option("--max-versions", default=0, show_default=True, help="Use at most N versions per task (0: all).")
+@click.option("--no-ema", is_flag=True, help="Use the raw weights instead of the EMA copy.")
+@click.option("--cpu", is_flag=True, default=None)
+def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, cpu) -> None:
+    """Predict test outputs with augmentation voting and write a Kaggle submission.json (+ candidates JSON).
+
+    \b
+    Examples:
+      arcsolver predict --vote --checkpoint runs/arc1 --out submission.json
+      accelerate launch --num_processes 2 -m arcsolver.cli predict --vote --checkpoint runs/arc1
+    """
+    from .predict import predict
+    res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
+                  ema=not no_ema, cpu=cpu, max_versions=max_versions)
+    click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
+               f"predictions voted, {res.seconds:.1f} s" + (f"; candidates in {res.candidates}" if res.candidates else ""))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 @main.command("validate")
 @click.argument("submission", type=click.Path(path_type=Path))
 @click.option("--tasks", "tasks_spec", required=True, metavar="SOURCE", help="The tasks the submission answers.")

@@ -1,0 +1,76 @@
+"""Inference rollouts: run a batch through all supervision steps and read off predictions.
+
+At evaluation the reference always runs every supervision step (halting is a training-time device), then takes the
+argmax of the last step's logits; sigmoid(q_halt) of the last step is the model's confidence, used by voting to
+break ties. `rollout` does exactly that under `torch.inference_mode`; `evaluate_split` scores a whole test split
+(token and exact accuracy over non-ignored labels) and is shared by `train` and `predict`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+IGNORE_LABEL = -100
+
+
+@torch.inference_mode()
+def rollout(model, batch: dict[str, torch.Tensor], steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(preds int [B, L], q_halt_logits float [B]) after `steps` (default: halt_max_steps) supervision steps.
+
+    `model` is the ACT model (trm.TRM); it is put in eval mode for the rollout and restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        steps = steps or model.config.halt_max_steps
+        carry = model.initial_carry(batch)
+        outputs = None
+        for _ in range(steps):
+            carry, outputs = model(carry, batch)
+        preds = outputs["logits"].argmax(-1)
+        return preds, outputs["q_halt_logits"].float()
+    finally:
+        model.train(was_training)
+
+
+def batch_to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.inference_mode()
+def evaluate_split(model, batches: Iterator[dict[str, torch.Tensor]], device: torch.device,
+                   max_batches: int = 0, steps: int | None = None, on_batch=None) -> dict[str, float]:
+    """Token and exact accuracy of `model` over test batches (padding rows, index -1, skipped).
+
+    Returns sums and counts so results from several processes can be added before dividing.
+    `on_batch(batch, preds, q)` is called for every batch (e.g. to feed a vote book).
+    """
+    tok_correct = tok_total = ex_correct = ex_total = 0
+    for i, batch in enumerate(batches):
+        if max_batches and i >= max_batches:
+            break
+        batch = batch_to(batch, device)
+        preds, q = rollout(model, batch, steps)
+        labels = batch["labels"]
+        valid_rows = batch["index"] >= 0 if "index" in batch else torch.ones(len(labels), dtype=torch.bool,
+                                                                              device=labels.device)
+        mask = (labels != IGNORE_LABEL) & valid_rows[:, None]
+        correct = (preds == labels) & mask
+        tok_correct += int(correct.sum())
+        tok_total += int(mask.sum())
+        has_label = mask.any(-1)
+        exact = (correct.sum(-1) == mask.sum(-1)) & has_label
+        ex_correct += int(exact.sum())
+        ex_total += int(has_label.sum())
+        if on_batch is not None:
+            on_batch(batch, preds, q)
+    return {"token_correct": tok_correct, "token_total": tok_total, "exact_correct": ex_correct,
+            "exact_total": ex_total}
+
+
+def finish_metrics(sums: dict[str, float]) -> dict[str, float]:
+    return {"token_accuracy": sums["token_correct"] / max(sums["token_total"], 1),
+            "exact_accuracy": sums["exact_correct"] / max(sums["exact_total"], 1),
+            "count": sums["exact_total"]}

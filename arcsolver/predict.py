@@ -1,0 +1,152 @@
+"""`arcsolver predict --vote`: a trained checkpoint + a prepared dataset -> Kaggle submission.json.
+
+Every test input is run under every augmented version that has a puzzle id (batched across tasks and versions,
+all supervision steps, `torch.inference_mode`), each answer is undone (crop, inverse dihedral, inverse colours) and
+the answers are voted on (`vote.VoteBook`, one per checkpoint: no silent ensembling). The top two grids per test
+input become attempt_1/attempt_2 of a submission that is complete by construction and written atomically; a
+candidates JSON beside it keeps every candidate with its votes and confidence.
+
+Processes: under `accelerate launch` each process rolls out its slice of every batch and the main process gathers
+(index, prediction, q) and votes. Without `--vote` only version 0 (the un-augmented task) is run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .arc_tasks import Task, load_tasks
+from .errors import InputError
+from .inference import batch_to, rollout
+from .jsonio import write_json
+from .loader import ArcSource, PuzzleLoader
+from .submission import build_submission, write_submission
+from .vote import VoteBook, candidates_json
+
+
+@dataclass
+class PredictResult:
+    submission: Path
+    candidates: Path | None
+    tasks: int
+    test_inputs: int
+    predictions: int
+    seconds: float
+    book: VoteBook | None = None
+
+
+def load_model(ckpt: str | Path, device: torch.device, *, ema: bool = True, batch_size: int | None = None):
+    """The ACT model (not the loss head) with checkpoint weights (EMA by default), on `device`, in eval mode."""
+    from .train import build_model
+    from .trm import TRMConfig
+    cfg = checkpoint.load_config(ckpt)
+    mc = dict(cfg["model"])
+    if batch_size:
+        mc["batch_size"] = batch_size
+    if device.type == "cpu" and mc.get("forward_dtype") == "bfloat16":
+        mc["forward_dtype"] = "float32"
+    mcfg = TRMConfig(**mc)
+    head = build_model(mcfg, cfg.get("train", {}).get("loss_type", "stablemax_cross_entropy"))
+    state = checkpoint.load_weights(ckpt, ema=ema)
+    head.load_state_dict(state)
+    model = head.model.to(device).eval()
+    return model, cfg
+
+
+def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str | None = None, vote: bool = True,
+            batch_size: int = 256, steps: int | None = None, ema: bool = True, cpu: bool | None = None,
+            candidates: bool = True, max_versions: int = 0, quiet: bool = False) -> PredictResult:
+    from accelerate import Accelerator
+    t0 = time.time()
+    ckpt = checkpoint.resolve(ckpt)
+    cfg = checkpoint.load_config(ckpt)
+    data = data or cfg["data"]["path"]
+    if not (Path(data) / "meta.json").is_file():
+        raise InputError("prepared dataset not found (pass --data DIR)", file=str(data))
+    source = ArcSource(data)
+    store = source.store
+    for key in ("seq_len", "num_puzzle_identifiers"):
+        if int(store.meta[key]) != int(cfg["model"][key]):
+            raise InputError(f"dataset {key} {store.meta[key]} does not match the checkpoint's {cfg['model'][key]} "
+                             "(predict with the dataset the checkpoint was trained or fine-tuned on)", file=str(data))
+
+    # Which tasks to answer: the dataset's test tasks, or the tasks of --tasks (which must be among them).
+    test_idx = store.test_task_indices()
+    by_id = {store.task_ids[i]: i for i in test_idx}
+    if tasks:
+        wanted = load_tasks(tasks)
+        missing = [t.id for t in wanted if t.id not in by_id]
+        if missing:
+            raise InputError(f"{len(missing)} task(s) have no puzzle ids in this dataset/checkpoint, e.g. {missing[0]} "
+                             "(fine-tune on them first: arcsolver finetune)", file=str(tasks))
+        task_list: list[Task] = wanted
+        keep = {by_id[t.id] for t in wanted}
+    else:
+        task_list = [store.task(i) for i in test_idx]
+        keep = set(test_idx)
+
+    if cpu is None:
+        cpu = not torch.cuda.is_available()
+    acc = Accelerator(cpu=cpu)
+    model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes)
+
+    # Restrict the test items: chosen tasks, and (without --vote) version 0 only.
+    ver_all, ex_all = source.test_items()
+    a = source.a
+    vtask = a["ver_task"][ver_all]
+    sel = np.isin(vtask, np.fromiter(keep, dtype=np.int64))
+    first_ver = a["task_ver"][:-1][vtask]
+    if not vote:
+        sel &= ver_all == first_ver
+    elif max_versions > 0:
+        sel &= (ver_all - first_ver) < max_versions
+    source._test = (ver_all[sel], ex_all[sel])
+    loader = PuzzleLoader(source, "test", global_batch_size=batch_size, rank=acc.process_index,
+                          world_size=acc.num_processes)
+    n_items = loader.test_size()
+    ver_sel, ex_sel = source._test
+
+    book = VoteBook(label=str(ckpt))
+    progress = None
+    if acc.is_main_process and not quiet:
+        from tqdm import tqdm
+        progress = tqdm(total=n_items, desc="predict", dynamic_ncols=True)
+    for batch in loader.test_batches():
+        b = batch_to(batch, acc.device)
+        preds, q = rollout(model, b, steps)
+        rows = torch.cat([b["index"][:, None].to(torch.float64), q[:, None].to(torch.float64)], 1)
+        if acc.num_processes > 1:
+            rows = acc.gather(rows)
+            preds = acc.gather(preds.contiguous())
+        if not acc.is_main_process:
+            continue
+        idx = rows[:, 0].long().cpu().numpy()
+        ok = idx >= 0
+        idx = idx[ok]
+        tok = preds[torch.from_numpy(ok).to(preds.device)].to(torch.uint8).cpu().numpy()
+        qv = rows[ok, 1].cpu().numpy()
+        ver = ver_sel[idx]
+        ex = ex_sel[idx]
+        task_ids = np.array(store.task_ids, dtype=object)[a["ver_task"][ver]]
+        book.add(task_ids, a["ex_pos"][ex].astype(np.int64), tok, a["ver_tid"][ver], a["ver_map"][ver], qv)
+        if progress is not None:
+            progress.update(len(idx))
+    if progress is not None:
+        progress.close()
+
+    cand_path = None
+    if acc.is_main_process:
+        sub = build_submission(task_list, book)
+        write_submission(out, sub, task_list)
+        if candidates:
+            cand_path = Path(out).with_name(Path(out).stem + ".candidates.json")
+            write_json(cand_path, candidates_json(book))
+    acc.wait_for_everyone()
+    return PredictResult(Path(out), cand_path, len(task_list), sum(len(t.test) for t in task_list), n_items,
+                         time.time() - t0, book)

@@ -1,0 +1,324 @@
+"""`arcsolver train`: the TRM training loop on Hugging Face Accelerate (CPU, one GPU, N GPUs via `accelerate launch`).
+
+What one optimizer step is, as in the reference: one ACT supervision step for every row of the batch. Rows carry
+their latent state (the "carry") from step to step and are refilled from the loader's next batch only when they
+halt, so the paper's deep-supervision loop is spread over consecutive steps. The loss is scaled by 1/local batch;
+DDP averages gradients over processes, which equals the reference's sum over ranks of loss/global batch.
+
+Two optimizers: Adam-atan2 (plain PyTorch) on the network's parameters and sign-SGD on the rows of the puzzle
+embedding table that the batch touched (gathered across processes so every rank applies the same update).
+LR: linear warm-up, then cosine to lr*lr_min_ratio, same shape for both. EMA of the weights is kept and used for
+evaluation and exported with every checkpoint.
+
+Exact resume: a checkpoint stores optimizer and EMA state, the step, the loader position, RNG states and the carry,
+so N steps straight and N/2 + kill + resume N/2 give bit-identical weights on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+
+from . import checkpoint
+from .config import TrainConfig
+from .errors import InputError
+from .inference import batch_to, evaluate_split, finish_metrics
+from .jsonio import read_json
+from .loader import PuzzleLoader, open_source
+from .metrics_log import MetricsLog
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# model construction (shared with predict / finetune / import)
+
+
+def model_config(arch: dict[str, Any], data_meta: dict, local_batch: int):
+    from .trm import TRMConfig
+    fields = {f.name for f in dataclasses.fields(TRMConfig)}
+    unknown = set(arch) - fields
+    if unknown:
+        raise InputError(f"unknown model field(s): {', '.join(sorted(unknown))}", field="arch")
+    kw = dict(arch)
+    kw.update(batch_size=local_batch, seq_len=int(data_meta["seq_len"]), vocab_size=int(data_meta["vocab_size"]),
+              num_puzzle_identifiers=int(data_meta["num_puzzle_identifiers"]))
+    kw.setdefault("puzzle_emb_ndim", kw.get("hidden_size", 512))
+    return TRMConfig(**kw)
+
+
+def build_model(cfg, loss_type: str = "stablemax_cross_entropy"):
+    """The ACT model wrapped in its loss head."""
+    from .losses import ACTLossHead
+    from .trm import TRM
+    return ACTLossHead(TRM(cfg), loss_type=loss_type)
+
+
+def lr_at(step: int, base: float, warmup: int, total: int, min_ratio: float) -> float:
+    if step < warmup:
+        return base * step / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (min_ratio + max(0.0, (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))))
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    checkpoint: Path | None
+    last_metrics: dict[str, float]
+    eval_metrics: dict[str, float]
+    seconds: float
+    stopped_by: str  # "steps" | "time" | "signal"
+
+
+def _plan(cfg: TrainConfig, epoch_len: int) -> tuple[int, int, int]:
+    total = cfg.max_steps if cfg.max_steps > 0 else max(1, int(cfg.epochs * epoch_len / cfg.global_batch_size))
+    ev = cfg.eval_interval_steps or (int(cfg.eval_interval_epochs * epoch_len / cfg.global_batch_size)
+                                     if cfg.eval_interval_epochs else 0)
+    ck = cfg.checkpoint_interval_steps or ev
+    return total, ev, ck
+
+
+def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = None,
+          init_weights: dict[str, torch.Tensor] | None = None, freeze_model: bool = False,
+          stop_after_steps: int | None = None, quiet: bool = False) -> TrainResult:
+    """Train per `cfg`. `resume`: a checkpoint/run folder to continue exactly. `init_weights`: a state dict to start
+    from (fine-tuning; the puzzle table may be absent). `freeze_model`: train only the puzzle embedding.
+    `stop_after_steps`: stop (with a checkpoint) after this many steps of this invocation (used by tests)."""
+    t_start = time.time()
+    if not cfg.data:
+        raise InputError("no dataset given (--data DIR from `arcsolver prepare`)", field="--data")
+    if not (Path(cfg.data) / "meta.json").is_file():
+        raise InputError("not a prepared dataset (no meta.json)", file=cfg.data)
+    if cpu is None:
+        cpu = not torch.cuda.is_available()
+    acc = Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+    rank, world = acc.process_index, acc.num_processes
+    if cfg.global_batch_size % world:
+        raise InputError(f"global batch {cfg.global_batch_size} is not divisible by {world} processes",
+                         field="global_batch_size")
+    local_batch = cfg.global_batch_size // world
+    torch.manual_seed(cfg.seed + rank)
+
+    source = open_source(cfg.data)
+    meta = read_json(Path(cfg.data) / "meta.json")
+    loader = PuzzleLoader(source, "train", global_batch_size=cfg.global_batch_size, seed=cfg.seed, rank=rank,
+                          world_size=world)
+    total_steps, eval_every, ckpt_every = _plan(cfg, source.epoch_len)
+
+    mcfg = model_config(cfg.arch, meta, local_batch)
+    if acc.device.type == "cpu" and mcfg.forward_dtype == "bfloat16" and os.environ.get("ARCSOLVER_CPU_BF16") != "1":
+        mcfg = dataclasses.replace(mcfg, forward_dtype="float32")  # bf16 matmuls are slow on most CPUs
+    model = build_model(mcfg, cfg.loss_type)
+    if init_weights is not None:
+        missing, unexpected = model.model.load_state_dict(init_weights, strict=False)
+        bad = [k for k in missing if "puzzle_emb" not in k]
+        if bad or unexpected:
+            raise InputError(f"weights do not fit the model (missing {bad[:3]}, unexpected {unexpected[:3]})")
+    model.to(acc.device)
+
+    from .adam_atan2 import AdamAtan2
+    from .ema import EMA
+    from .puzzle_embedding import SignSGDSparse
+    inner = model.model.inner
+    params = [p for p in model.parameters() if p.requires_grad]
+    if freeze_model:
+        for p in params:
+            p.requires_grad_(False)
+        params = []
+    opt = AdamAtan2(params, lr=0.0, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2)) if params else None
+    emb_opt = SignSGDSparse(inner.puzzle_emb, lr=0.0, weight_decay=cfg.puzzle_emb_weight_decay) \
+        if mcfg.puzzle_emb_ndim > 0 else None
+    ema = EMA(model, cfg.ema_rate) if cfg.ema and params else None
+
+    ddp_model = acc.prepare(model) if world > 1 and params else model
+
+    run_dir = Path(cfg.out)
+    step = 0
+    carry = None
+    if resume:
+        st = checkpoint.load_train_state(resume)
+        model.load_state_dict(checkpoint.load_raw(resume))
+        if opt is not None and st.get("opt") is not None:
+            opt.load_state_dict(st["opt"])
+        if emb_opt is not None and st.get("emb_opt") is not None:
+            emb_opt.load_state_dict(st["emb_opt"])
+        if ema is not None and st.get("ema") is not None:
+            ema.load_state_dict(st["ema"])
+        loader.load_state_dict(st["loader"][rank] if isinstance(st["loader"], list) else st["loader"])
+        step = int(st["step"])
+        torch.set_rng_state(st["rng"][rank] if isinstance(st["rng"], list) else st["rng"])
+        if torch.cuda.is_available() and st.get("cuda_rng") is not None and acc.device.type == "cuda":
+            torch.cuda.set_rng_state(st["cuda_rng"][rank])
+        carry = st["carry"][rank] if isinstance(st["carry"], list) else st["carry"]
+        if carry is not None:
+            carry = _carry_to(carry, acc.device)
+
+    log = MetricsLog(run_dir / "metrics.jsonl", enabled=acc.is_main_process, tensorboard=cfg.tensorboard,
+                     wandb=cfg.wandb, config=cfg.to_dict())
+    stop = {"why": None}
+
+    def on_signal(signum, frame):  # finish the step, checkpoint, exit
+        stop["why"] = "signal"
+    prev = signal.signal(signal.SIGTERM, on_signal) if acc.is_main_process else None
+
+    def full_config() -> dict:
+        return {"train": cfg.to_dict(), "model": dataclasses.asdict(mcfg),
+                "data": {"path": str(Path(cfg.data).resolve()), "kind": meta["kind"], "seq_len": meta["seq_len"],
+                         "vocab_size": meta["vocab_size"], "num_puzzle_identifiers": meta["num_puzzle_identifiers"],
+                         "canvas": meta.get("canvas")}, "step": step}
+
+    def save() -> Path | None:
+        states = acc.gather_for_metrics([_rank_state(loader, carry)], use_gather_object=True) if world > 1 \
+            else [_rank_state(loader, carry)]
+        path = None
+        if acc.is_main_process:
+            ts = {"step": step, "opt": opt.state_dict() if opt else None,
+                  "emb_opt": emb_opt.state_dict() if emb_opt else None,
+                  "ema": ema.state_dict() if ema else None,
+                  "loader": [s["loader"] for s in states], "rng": [s["rng"] for s in states],
+                  "cuda_rng": [s["cuda_rng"] for s in states], "carry": [s["carry"] for s in states]}
+            path = checkpoint.save(run_dir, step, model_state=model.state_dict(),
+                                   ema_state=ema.shadow_state() if ema else None, train_state=ts,
+                                   config=full_config())
+        acc.wait_for_everyone()
+        return path
+
+    def evaluate() -> dict[str, float]:
+        if ema is not None:
+            ema.swap_in(model)
+        try:
+            eb = cfg.eval_batch_size or cfg.global_batch_size
+            test = PuzzleLoader(source, "test", global_batch_size=eb, rank=rank, world_size=world)
+            sums = evaluate_split(model.model, test.test_batches(), acc.device, max_batches=cfg.eval_max_batches)
+        finally:
+            if ema is not None:
+                ema.swap_out(model)
+        t = torch.tensor([sums[k] for k in sorted(sums)], dtype=torch.float64, device=acc.device)
+        t = acc.reduce(t, reduction="sum") if world > 1 else t
+        return finish_metrics(dict(zip(sorted(sums), t.tolist())))
+
+    it = iter(loader)
+    last_metrics: dict[str, float] = {}
+    eval_metrics: dict[str, float] = {}
+    ckpt_path = None
+    step_times: list[float] = []
+    steps_this_run = 0
+    progress = None
+    if acc.is_main_process and not quiet:
+        from tqdm import tqdm
+        progress = tqdm(total=total_steps, initial=step, dynamic_ncols=True, desc="train")
+    model.train()
+    while step < total_steps:
+        t0 = time.time()
+        batch = batch_to(next(it), acc.device)
+        if carry is None:
+            carry = model.model.initial_carry(batch)
+        carry, loss, metrics, _, _ = ddp_model(carry=carry, batch=batch, return_keys=())
+        (loss / local_batch).backward()
+        lr = lr_at(step, cfg.lr, cfg.lr_warmup_steps, total_steps, cfg.lr_min_ratio)
+        if opt is not None:
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if emb_opt is not None:
+            emb_opt.set_lr(lr_at(step, cfg.puzzle_emb_lr, cfg.lr_warmup_steps, total_steps, cfg.lr_min_ratio))
+            emb_opt.step()
+            emb_opt.zero_grad()
+        if ema is not None:
+            ema.update(model)
+        step += 1
+        steps_this_run += 1
+        step_times.append(time.time() - t0)
+
+        if step % cfg.log_every == 0 or step == total_steps:
+            m = _reduce_metrics(acc, metrics, world)
+            m.update(lr=lr, loss_per_sample=float(loss.detach()) / local_batch,
+                     samples_per_s=cfg.global_batch_size * len(step_times[-cfg.log_every:]) /
+                     max(1e-9, sum(step_times[-cfg.log_every:])))
+            last_metrics = m
+            log.write(step, "train", m)
+            if progress is not None:
+                progress.set_postfix(loss=f"{m['loss_per_sample']:.3f}", acc=f"{m.get('accuracy', 0):.3f}",
+                                     exact=f"{m.get('exact_accuracy', 0):.3f}", sps=f"{m['samples_per_s']:.0f}")
+        if progress is not None:
+            progress.update(1)
+
+        if eval_every and step % eval_every == 0 and step < total_steps:
+            eval_metrics = evaluate()
+            log.write(step, "eval", eval_metrics)
+            if progress is not None:
+                progress.write(f"step {step}: eval exact {eval_metrics['exact_accuracy']:.4f} "
+                               f"token {eval_metrics['token_accuracy']:.4f} ({eval_metrics['count']} examples)")
+        if ckpt_every and step % ckpt_every == 0 and step < total_steps:
+            ckpt_path = save()
+
+        # Stop before the budget with room for one more step and a checkpoint.
+        if cfg.time_budget_s > 0:
+            mean = sum(step_times[-20:]) / len(step_times[-20:])
+            if time.time() - t_start + 2 * mean > cfg.time_budget_s:
+                stop["why"] = "time"
+        if stop_after_steps is not None and steps_this_run >= stop_after_steps:
+            stop["why"] = "steps"
+        if world > 1:
+            flag = torch.tensor([1.0 if stop["why"] else 0.0], device=acc.device)
+            if float(acc.reduce(flag, reduction="sum")) > 0 and stop["why"] is None:
+                stop["why"] = "signal"
+        if stop["why"]:
+            break
+    if progress is not None:
+        progress.close()
+    if step >= total_steps or stop["why"] in (None, "steps"):
+        eval_metrics = evaluate() if (eval_every or step >= total_steps) else eval_metrics
+        if eval_metrics:
+            log.write(step, "eval", eval_metrics)
+    ckpt_path = save()
+    log.close()
+    if prev is not None:
+        signal.signal(signal.SIGTERM, prev)
+    return TrainResult(step, ckpt_path, last_metrics, eval_metrics, time.time() - t_start,
+                       stop["why"] or "steps")
+
+
+def _carry_to(carry, device):
+    if isinstance(carry, torch.Tensor):
+        return carry.to(device)
+    if dataclasses.is_dataclass(carry):
+        return dataclasses.replace(carry, **{f.name: _carry_to(getattr(carry, f.name), device)
+                                             for f in dataclasses.fields(carry)})
+    if isinstance(carry, dict):
+        return {k: _carry_to(v, device) for k, v in carry.items()}
+    if isinstance(carry, (list, tuple)):
+        return type(carry)(_carry_to(v, device) for v in carry)
+    return carry
+
+
+def _rank_state(loader: PuzzleLoader, carry) -> dict:
+    return {"loader": loader.state_dict(), "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+            "carry": _carry_to(carry, torch.device("cpu")) if carry is not None else None}
+
+
+def _reduce_metrics(acc: Accelerator, metrics: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """Sum count-weighted metrics over processes, then normalise by the number of halted rows."""
+    keys = sorted(metrics)
+    t = torch.stack([metrics[k].detach().float().reshape(()) for k in keys]).to(acc.device)
+    if world > 1:
+        t = acc.reduce(t, reduction="sum")
+    vals = dict(zip(keys, t.tolist()))
+    count = max(vals.get("count", 0.0), 1.0)
+    out = {"halted": vals.get("count", 0.0)}
+    for k, v in vals.items():
+        if k == "count":
+            continue
+        out[k] = v / count if not k.endswith("loss") else v
+    return out
