@@ -106,7 +106,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         raise InputError(f"global batch {cfg.global_batch_size} is not divisible by {world} processes",
                          field="global_batch_size")
     local_batch = cfg.global_batch_size // world
-    torch.manual_seed(cfg.seed + rank)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
 
     source = open_source(cfg.data)
     meta = read_json(Path(cfg.data) / "meta.json")
@@ -124,6 +124,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         if bad or unexpected:
             raise InputError(f"weights do not fit the model (missing {bad[:3]}, unexpected {unexpected[:3]})")
     model.to(acc.device)
+    torch.manual_seed(cfg.seed + rank)  # per-rank randomness from here on (halting exploration), as the reference
 
     from .adam_atan2 import AdamAtan2
     from .ema import EMA
@@ -282,11 +283,24 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         if eval_metrics:
             log.write(step, "eval", eval_metrics)
     ckpt_path = save()
+    if world > 1:
+        # Every rank must hold the same weights and puzzle table; record each rank's fingerprint to prove it.
+        fp = torch.tensor([_fingerprint(model)], dtype=torch.float64, device=acc.device)
+        fps = acc.gather(fp).tolist()
+        log.write(step, "sync", {"rank_fingerprints": fps, "in_sync": len(set(fps)) == 1})
     log.close()
     if prev is not None:
         signal.signal(signal.SIGTERM, prev)
     return TrainResult(step, ckpt_path, last_metrics, eval_metrics, time.time() - t_start,
                        stop["why"] or "steps")
+
+
+def _fingerprint(model: torch.nn.Module) -> float:
+    total = 0.0
+    for i, t in enumerate(model.state_dict().values()):
+        if t.is_floating_point():
+            total += float((t.double() * (1 + (i % 7))).sum()) + float(t.double().abs().sum())
+    return total
 
 
 def _carry_to(carry, device):
