@@ -81,8 +81,8 @@ class Block(nn.Module):
         self.eps = cfg.rms_norm_eps
 
     def forward(self, cos_sin, h: torch.Tensor) -> torch.Tensor:
-        if self.cfg.mlp_t:
-            h = rms_norm(h + self.mlp_t(h), self.eps, dim=1)  # normalised over the sequence, as the reference
+        if self.cfg.mlp_t:  # h is sequence-first [S, B, D] in MLP-mixer models
+            h = rms_norm(h + self.mlp_t(h), self.eps, dim=0)  # normalised over the sequence, as the reference
         else:
             h = rms_norm(h + self.self_attn(cos_sin, h), self.eps)
         return rms_norm(h + self.mlp(h), self.eps)
@@ -172,6 +172,8 @@ class TRMInner(nn.Module):
         x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"])
         z_H, z_L = carry.z_H, carry.z_L
         cfg = self.cfg
+        if cfg.mlp_t:  # run the recursion sequence-first (see layers.TokenMixer); the carry stays [B, S, D]
+            x, z_H, z_L = (t.transpose(0, 1).contiguous() for t in (x, z_H, z_L))
         with torch.no_grad():
             for _ in range(cfg.H_cycles - 1):
                 for _ in range(cfg.L_cycles):
@@ -180,7 +182,9 @@ class TRMInner(nn.Module):
         for _ in range(cfg.L_cycles):
             z_L = self.L_level(z_L, z_H + x, cs)
         z_H = self.L_level(z_H, z_L, cs)
-        new = InnerCarry(z_H.detach(), z_L.detach())
+        if cfg.mlp_t:
+            z_H, z_L = z_H.transpose(0, 1), z_L.transpose(0, 1).contiguous()
+        new = InnerCarry(z_H.detach().contiguous(), z_L.detach())
         logits = self.lm_head(z_H)[:, self.prefix:]
         q = self.q_head(z_H[:, 0]).to(torch.float32)
         return new, logits, (q[..., 0], q[..., 1])

@@ -176,3 +176,25 @@ def test_act_loss_head_metrics_and_loss():
     assert torch.isclose(loss, metrics["lm_loss"] + 0.5 * metrics["q_halt_loss"])
     loss.backward()
     assert head.model.inner.q_head.weight.grad is not None
+
+
+def test_sequence_first_mixer_block_equals_reference_formulation():
+    """Our MLP-mixer block runs sequence-first; it must equal the reference's transpose-based computation."""
+    import torch.nn.functional as F
+    from arcsolver.trm import Block
+    cfg = tiny(mlp_t=True, pos_encodings="none")
+    blk = Block(cfg)
+    h = torch.randn(3, cfg.seq_len + 2, 32)  # [B, S, D]
+
+    def rms(x):  # over the last axis, as the reference's rms_norm
+        return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + cfg.rms_norm_eps)
+
+    def swiglu(x, mod):
+        g, u = F.linear(x, mod.gate_up_proj.weight).chunk(2, -1)
+        return F.linear(F.silu(g) * u, mod.down_proj.weight)
+
+    t = h.transpose(1, 2)  # reference: [B, D, S]
+    t = rms(t + swiglu(t, blk.mlp_t)).transpose(1, 2)
+    ref = rms(t + swiglu(t, blk.mlp))
+    ours = blk(None, h.transpose(0, 1).contiguous()).transpose(0, 1)
+    assert torch.allclose(ours, ref, atol=1e-5)

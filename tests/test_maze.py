@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from arcsolver import dense_dataset, dihedral, maze
+from arcsolver.errors import InputError
+
+
+@pytest.mark.parametrize("side,hard", [(9, False), (13, True)])
+def test_generated_answers_are_unique_shortest_paths(side, hard):
+    q, a, L = maze.generate(40, side, seed=1, hard=hard)
+    assert q.shape == (40, side, side)
+    for qq, aa, ll in zip(q, a, L):
+        assert maze.is_shortest_path(qq, aa)
+        assert maze.shortest_path_length(qq) == ll == (aa == maze.PATH).sum() + 1
+    if hard:
+        assert L.min() > maze.default_min_path(side)
+    assert np.array_equal(q, maze.generate(40, side, seed=1, hard=hard)[0])
+
+
+def test_hard_30x30_filter():
+    q, a, L = maze.generate(3, 30, seed=0, hard=True)
+    assert L.min() > 110 and all(maze.is_shortest_path(x, y) for x, y in zip(q, a))
+
+
+def test_checker_rejects_wrong_paths():
+    q, a, _ = maze.generate(5, 11, seed=2)
+    bad = a[0].copy()
+    cells = np.argwhere(bad == maze.PATH)
+    bad[tuple(cells[0])] = maze.OPEN  # a broken path
+    assert not maze.is_shortest_path(q[0], bad)
+
+
+def test_dihedral_augmentation_keeps_mazes_valid():
+    q, a, L = maze.generate(16, 11, seed=3)
+    rng = np.random.default_rng(0)
+    x, y = maze.augment_tokens(q.reshape(16, -1), a.reshape(16, -1), rng, 11)
+    X, Y = x.reshape(16, 11, 11), y.reshape(16, 11, 11)
+    for xx, yy, ll in zip(X, Y, L):
+        assert maze.is_shortest_path(xx, yy) and maze.shortest_path_length(xx) == ll
+    assert (X != q).any(axis=(1, 2)).sum() >= 10
+
+
+def test_csv_roundtrip_and_errors(tmp_path):
+    q, a, _ = maze.generate(4, 9, seed=4)
+    f = tmp_path / "m.csv"
+    maze.write_csv(f, q, a)
+    q2, a2, _ = maze.read_csv(f)
+    assert np.array_equal(q2, q) and np.array_equal(a2, a)
+    lines = f.read_text().splitlines()
+    src, qs, ans, r = lines[1].split(",")
+    cases = [(qs[:-1], ans, "question", "not a square"), (qs.replace("S", "x"), ans, "question", "character 'x'"),
+             (qs, ans.replace("o", " ", 1), "answer", "shortest")]
+    for q_, a_, field, msg in cases:
+        f.write_text(f"source,question,answer,rating\n{src},{q_},{a_},0\n")
+        with pytest.raises(InputError) as e:
+            maze.read_csv(f)
+        assert "row 2" in str(e.value) and field in str(e.value) and msg in str(e.value)
+
+
+def test_prepare(tmp_path):
+    maze.prepare(tmp_path / "m", generate=30, side=9, hard=False, test_count=10, seed=0)
+    meta = dense_dataset.read_meta(tmp_path / "m")
+    assert meta["vocab_size"] == 6 and meta["seq_len"] == 81 and meta["augment"] == "dihedral"
+    tr = dense_dataset.load_split(tmp_path / "m", "train")
+    assert tr[0].shape == (30, 81) and tr[0].max() <= 4 and tr[1].max() == 5
