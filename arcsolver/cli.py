@@ -232,5 +232,53 @@ def show_cmd(tasks_spec: str, task_id: str | None, submission: Path | None, out:
     click.echo(run(tasks_spec, task_id, submission, out))
 
 
+# ---------------------------------------------------------------------------------------------------------------
+@main.group(cls=_Group)
+def kaggle() -> None:
+    """Package a ready-to-push Kaggle folder (offline notebook + dataset) and upload it."""
+
+
+@kaggle.command("package")
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Checkpoint or run folder.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder to write (dataset/ and kernel/).")
+@click.option("--competition", default="arc-prize-2025", show_default=True)
+@click.option("--owner", default=None, help="Kaggle user (default: from your Kaggle credentials).")
+@click.option("--dataset-slug", default=None)
+@click.option("--kernel-slug", default=None)
+@click.option("--gpu/--no-gpu", default=True, show_default=True)
+@click.option("--machine-shape", default=None, help="e.g. NvidiaL4 (4xL4) or NvidiaTeslaT4.")
+@click.option("--margin-minutes", default=30.0, show_default=True, help="Stop this long before the 12 h limit.")
+def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
+                       margin_minutes) -> None:
+    """Write a Kaggle submission folder: the arcsolver wheel + checkpoint as a dataset, and a notebook that runs
+    offline, writes a valid fallback submission first, and fine-tunes + predicts within the deadline.
+
+    \b
+    Example:
+      arcsolver kaggle package --checkpoint runs/arc2 --out kaggle-out --machine-shape NvidiaL4
+    """
+    from .kaggle_package import package_cmd
+    click.echo(package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
+                           margin_minutes))
+
+
+@kaggle.command("upload")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--submit", is_flag=True, help="Also submit the pushed kernel version to the competition.")
+@click.option("--dry-run", is_flag=True, help="Print every API call, make none.")
+@click.option("--message", default=None, help="Version notes / submission message.")
+def kaggle_upload_cmd(folder, submit, dry_run, message) -> None:
+    """Create or version the dataset, push the notebook, optionally submit it. The only command that uses the
+    network. Credentials come from the standard Kaggle locations; none are ever written.
+
+    \b
+    Examples:
+      arcsolver kaggle upload kaggle-out --dry-run
+      arcsolver kaggle upload kaggle-out --submit
+    """
+    from .kaggle_upload import upload_cmd
+    click.echo(upload_cmd(folder, submit, dry_run, message or "arcsolver upload"))
+
+
 if __name__ == "__main__":
     main()

@@ -212,6 +212,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     eval_metrics: dict[str, float] = {}
     ckpt_path = None
     step_times: list[float] = []
+    window: dict[str, torch.Tensor] = {}
     steps_this_run = 0
     progress = None
     if acc.is_main_process and not quiet:
@@ -240,9 +241,12 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         step += 1
         steps_this_run += 1
         step_times.append(time.time() - t0)
+        # Metrics count only rows that halted at a step; sum them over the logging window so a window always has some.
+        window = {k: v.detach() + window.get(k, 0) for k, v in metrics.items()}
 
         if step % cfg.log_every == 0 or step == total_steps:
-            m = _reduce_metrics(acc, metrics, world)
+            m = _reduce_metrics(acc, window, world)
+            window = {}
             m.update(lr=lr, loss_per_sample=float(loss.detach()) / local_batch,
                      samples_per_s=cfg.global_batch_size * len(step_times[-cfg.log_every:]) /
                      max(1e-9, sum(step_times[-cfg.log_every:])))

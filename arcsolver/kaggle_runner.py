@@ -1,0 +1,469 @@
+"""What runs inside the Kaggle notebook: a valid fallback first, then the solver under a deadline, then a merge.
+
+`run()` is the whole notebook body, importable and testable on CPU against a fake Kaggle tree:
+
+1. Find `arc-agi_test_challenges.json` by searching `<root>/input` (root = `$ARCSOLVER_KAGGLE_ROOT`, default
+   `/kaggle`); both the old `/kaggle/input/<slug>/` and the newer `/kaggle/input/competitions/<slug>/` mounts work
+   because nothing is hard-coded.
+2. Write a valid fallback `<root>/working/submission.json` (every attempt = the test input) before anything that can
+   fail: Kaggle rejects a missing file, so a scoring-run crash must never leave us without one.
+3. Find the checkpoint in the attached dataset (the `arcsolver-kaggle.json` marker that `kaggle_package` writes, else
+   any folder holding `model.safetensors`, else a zip holding one, extracted to scratch space).
+4. Decide the mode: the scoring rerun (`KAGGLE_IS_COMPETITION_RERUN` set) runs in full; an interactive or
+   "Save & Run All" commit run does a cheap smoke run (a few tasks, a few minutes) so commits do not burn GPU quota.
+   `$ARCSOLVER_KAGGLE_MODE=full|smoke` or the `smoke` argument forces either.
+5. Call `solve(tasks_path, checkpoint, out_dir, budget_s, smoke) -> submission path` in a worker thread and stop
+   waiting at the deadline (start + 12 h - margin; in smoke mode already at 2 x the smoke budget + 2 min, so a
+   solver that ignores its budget cannot burn a commit run's GPU quota). The default solve runs `arcsolver finetune ... --predict` as a
+   subprocess (through `accelerate launch` on several GPUs) and kills it at the deadline. Any exception, non-zero
+   exit, overrun or missing checkpoint keeps the fallback; nothing here raises past `run()` except a missing or
+   unreadable challenges file, for which no valid submission can exist.
+6. Validate the solver's file entry by entry: each test input it answered with a valid entry replaces the fallback
+   entry; then write `submission.json` atomically and validated, plus `arcsolver-run-summary.json` beside it.
+
+Testing/advanced hook: `$ARCSOLVER_KAGGLE_SOLVE=module:function` names a solve function to use instead of the CLI
+(the function must be importable in the notebook's kernel); an explicit `solve=` argument wins over it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+log = logging.getLogger("arcsolver.kaggle")
+
+RUN_LIMIT_S = 12 * 3600  # Kaggle's notebook limit for the ARC Prize (kaggle.md §1.1)
+DEFAULT_MARGIN_S = 30 * 60  # merge + write + Kaggle's own shutdown must fit in here
+CHALLENGES_NAME = "arc-agi_test_challenges.json"
+SUBMISSION_NAME = "submission.json"
+SUMMARY_NAME = "arcsolver-run-summary.json"
+MARKER_NAME = "arcsolver-kaggle.json"  # written by kaggle_package at the dataset root
+WEIGHTS_NAME = "model.safetensors"
+SMOKE_TASKS = 3
+SMOKE_BUDGET_S = 300.0
+SMOKE_STARTUP_S = 120.0  # a smoke solve is stopped at 2 x its budget + this, whatever the deadline
+MAX_SEARCH_DEPTH = 10  # /kaggle/input/models/<o>/<m>/<fw>/<var>/<ver>/<dir>/... is ~8 deep
+
+ENV_ROOT = "ARCSOLVER_KAGGLE_ROOT"
+ENV_RERUN = "KAGGLE_IS_COMPETITION_RERUN"
+ENV_MODE = "ARCSOLVER_KAGGLE_MODE"
+ENV_SOLVE = "ARCSOLVER_KAGGLE_SOLVE"
+
+SolveFn = Callable[[Path, Path, Path, float, bool], Path]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Finding things under /kaggle/input
+
+
+def kaggle_root(root: str | os.PathLike | None = None) -> Path:
+    return Path(root if root is not None else os.environ.get(ENV_ROOT, "/kaggle"))
+
+
+def find_files(base: Path, pattern: str, max_depth: int = MAX_SEARCH_DEPTH) -> list[Path]:
+    """Files under `base` whose name matches `pattern`, sorted. Follows symlinks (Kaggle mounts inputs through
+    them), guards against link cycles, and stops at `max_depth` so a huge dataset cannot stall the notebook."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    base_depth = len(Path(base).parts)
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        if len(Path(dirpath).parts) - base_depth >= max_depth:
+            dirnames[:] = []
+        dirnames.sort()
+        found.extend(Path(dirpath) / f for f in filenames if fnmatch.fnmatch(f, pattern))
+    return sorted(found)
+
+
+def _prefer(paths: list[Path], hint: str | None) -> list[Path]:
+    """Paths whose parts contain `hint` (a competition or dataset slug) first; otherwise the original order."""
+    if not hint:
+        return paths
+    slug = hint.split("/")[-1]
+    return sorted(paths, key=lambda p: slug not in p.parts)
+
+
+def find_challenges(root: Path, competition: str | None = None) -> Path:
+    from .errors import InputError
+
+    found = _prefer(find_files(root / "input", CHALLENGES_NAME), competition)
+    if not found:
+        raise InputError(f"no {CHALLENGES_NAME} under {root / 'input'}: attach the competition to the notebook "
+                         f"(competition_sources in kernel-metadata.json)")
+    if len(found) > 1:
+        log.warning("%d challenge files found, using %s (others: %s)", len(found), found[0],
+                    ", ".join(map(str, found[1:])))
+    return found[0]
+
+
+def find_checkpoint(root: Path, dataset: str | None = None, scratch: Path | None = None) -> Path | None:
+    """The checkpoint folder in the attached inputs, or None (logged) when there is none."""
+    from .jsonio import read_json
+
+    inputs = root / "input"
+    for marker in _prefer(find_files(inputs, MARKER_NAME), dataset):
+        try:
+            rel = read_json(marker).get("checkpoint", "checkpoint")
+        except Exception as e:  # noqa: BLE001 - a broken marker must not stop the search
+            log.warning("unreadable marker %s (%s); ignoring it", marker, e)
+            continue
+        cand = marker.parent / rel
+        if (cand / WEIGHTS_NAME).is_file():
+            return cand
+        log.warning("marker %s names %s but it holds no %s (zipped upload?); searching further",
+                    marker, cand, WEIGHTS_NAME)
+    weights = _prefer(find_files(inputs, WEIGHTS_NAME), dataset)
+    if weights:
+        # A folder with config.json beside the weights is a real arcsolver checkpoint, not some other model.
+        weights.sort(key=lambda p: not (p.parent / "config.json").is_file())
+        return weights[0].parent
+    # `kaggle datasets create --dir-mode zip` uploads sub-folders as zips; Kaggle normally unpacks them, but if a
+    # zip arrives as-is, unpack it into scratch space rather than give up on the model.
+    for z in _prefer(find_files(inputs, "*.zip"), dataset):
+        try:
+            with zipfile.ZipFile(z) as zf:
+                names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == WEIGHTS_NAME]
+                if not names:
+                    continue
+                dest = (scratch or root / "temp") / "checkpoint-unzipped" / z.stem
+                shutil.rmtree(dest, ignore_errors=True)
+                zf.extractall(dest)
+        except (OSError, zipfile.BadZipFile) as e:
+            log.warning("could not read %s (%s)", z, e)
+            continue
+        return (dest / names[0]).parent
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Mode, accelerators
+
+
+def is_rerun(env: Mapping[str, str] = os.environ) -> bool:
+    """True during Kaggle's scoring rerun on the hidden tasks (the variable is absent on commits)."""
+    return bool(env.get(ENV_RERUN, "").strip())
+
+
+def decide_smoke(smoke: bool | None, env: Mapping[str, str] = os.environ) -> bool:
+    if smoke is not None:
+        return smoke
+    forced = env.get(ENV_MODE, "").strip().lower()
+    if forced in ("full", "smoke"):
+        return forced == "smoke"
+    if forced:
+        log.warning("%s=%r is neither 'full' nor 'smoke'; ignoring it", ENV_MODE, forced)
+    return not is_rerun(env)
+
+
+def gpu_count() -> int:
+    try:
+        import torch
+
+        return int(torch.cuda.device_count())
+    except Exception:  # noqa: BLE001 - no torch or a broken driver both mean "no GPU"
+        return 0
+
+
+def describe_accelerators() -> str:
+    """One line naming the GPUs; logged at start because Kaggle can silently hand out another accelerator than
+    the one asked for (kaggle.md §1.6)."""
+    try:
+        import torch
+
+        n = torch.cuda.device_count()
+        if n == 0:
+            return "no GPU (CPU only)"
+        names = [torch.cuda.get_device_name(i) for i in range(n)]
+        return f"{n} GPU(s): " + ", ".join(names)
+    except Exception as e:  # noqa: BLE001
+        return f"no GPU information ({type(e).__name__}: {e})"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Solvers
+
+
+def finetune_command(tasks_path: Path, checkpoint: Path, out_dir: Path, budget_s: float,
+                     n_gpus: int) -> list[str]:
+    """`arcsolver finetune ... --predict`, through `accelerate launch` when several GPUs are present.
+
+    `python -m` rather than the `arcsolver` script: after an offline `pip install` the script directory may not be
+    on PATH, while the kernel's own interpreter always is.
+    """
+    args = ["finetune", "--from", str(checkpoint), "--tasks", str(tasks_path),
+            "--time-budget", f"{max(1, int(budget_s))}s", "--predict", "--out", str(out_dir)]
+    if n_gpus > 1:
+        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n_gpus),
+                "-m", "arcsolver.cli", *args]
+    return [sys.executable, "-m", "arcsolver.cli", *args]
+
+
+def _relay(stream: Any, log_file: Path) -> None:
+    # Child output goes to the notebook cell (Kaggle keeps it in the log) and to a file that outlives the session.
+    with open(log_file, "a", encoding="utf-8", errors="replace") as f:
+        for line in stream:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            f.write(line)
+            f.flush()
+
+
+def _kill_group(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
+    # The child runs in its own session, so the whole group (accelerate's workers included) goes.
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def cli_solve(tasks_path: Path, checkpoint: Path, out_dir: Path, budget_s: float, smoke: bool, *,
+              timeout_s: float | None = None, log_file: Path | None = None) -> Path:
+    """The default solve: run `arcsolver finetune --predict` and return `out_dir/submission.json`.
+
+    `timeout_s` (default: the budget plus 10 %, at least 60 s) is when the process group is killed; `run()` sets
+    it to the time left before the deadline. Raises on a non-zero exit, a timeout or a missing output file.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = finetune_command(tasks_path, checkpoint, out_dir, budget_s, gpu_count())
+    timeout = timeout_s if timeout_s is not None else budget_s + max(60.0, 0.1 * budget_s)
+    log_file = log_file or out_dir / "solve.log"
+    log.info("solve (%s): %s", "smoke" if smoke else "full", " ".join(cmd))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                            start_new_session=True)
+    relay = threading.Thread(target=_relay, args=(proc.stdout, log_file), daemon=True)
+    relay.start()
+    try:
+        rc = proc.wait(timeout=max(1.0, timeout))
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise TimeoutError(f"arcsolver finetune still running after {timeout:.0f} s; killed") from None
+    finally:
+        relay.join(timeout=10)
+    if rc != 0:
+        raise RuntimeError(f"arcsolver finetune exited with code {rc} (output in {log_file})")
+    sub = out_dir / SUBMISSION_NAME
+    if not sub.is_file():
+        raise FileNotFoundError(f"arcsolver finetune exited 0 but wrote no {sub}")
+    return sub
+
+
+def load_solve_hook(spec: str) -> SolveFn:
+    """`module:function` -> the function (the testing/advanced hook behind $ARCSOLVER_KAGGLE_SOLVE)."""
+    from .errors import InputError
+
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise InputError(f"expected module:function, got {spec!r}", field=ENV_SOLVE)
+    fn = getattr(importlib.import_module(module), name, None)
+    if not callable(fn):
+        raise InputError(f"{module} has no function {name!r}", field=ENV_SOLVE)
+    return fn
+
+
+def _call_with_deadline(solve: SolveFn, args: tuple, wait_s: float) -> Path:
+    """Run `solve(*args)` in a daemon thread and stop waiting after `wait_s`: a Python solve cannot be killed, but
+    the notebook must finish and keep its fallback rather than overrun Kaggle's hard limit."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["path"] = solve(*args)
+        except BaseException as e:  # noqa: BLE001 - SystemExit from a click command included
+            box["error"] = e
+
+    worker = threading.Thread(target=target, name="arcsolver-solve", daemon=True)
+    worker.start()
+    worker.join(timeout=max(0.0, wait_s))
+    if worker.is_alive():
+        raise TimeoutError(f"solve still running at the deadline ({wait_s:.0f} s)")
+    if "error" in box:
+        raise box["error"]
+    if box.get("path") is None:
+        raise RuntimeError("solve returned no path")
+    return Path(box["path"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Merge
+
+
+def merge(tasks: list, base: dict, candidate: Any) -> tuple[dict, int, int]:
+    """`base` with each valid entry of `candidate` swapped in, per test input.
+
+    A task whose entry list has the wrong length is skipped whole (its order cannot be trusted). Returns the merged
+    submission, the number of tasks answered completely, and the number of test inputs answered.
+    """
+    from .submission import validate_submission
+
+    merged = {tid: list(entries) for tid, entries in base.items()}
+    if not isinstance(candidate, dict):
+        return merged, 0, 0
+    n_tasks = n_tests = 0
+    for task in tasks:
+        entries = candidate.get(task.id)
+        if not isinstance(entries, list) or len(entries) != len(task.test):
+            continue
+        answered = 0
+        for i, entry in enumerate(entries):
+            trial = list(merged[task.id])
+            trial[i] = entry
+            if not validate_submission({task.id: trial}, [task]):
+                merged[task.id] = trial
+                answered += 1
+        n_tests += answered
+        n_tasks += answered == len(task.test)
+    return merged, n_tasks, n_tests
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The notebook body
+
+
+def _scratch_dir(root: Path) -> Path:
+    # /kaggle/temp is scratch space that is not saved with the notebook version (finetune may write checkpoints
+    # there); if it cannot be created, fall back to a folder in working.
+    for cand in (root / "temp" / "arcsolver", root / "working" / "arcsolver-scratch"):
+        try:
+            cand.mkdir(parents=True, exist_ok=True)
+            return cand
+        except OSError:
+            continue
+    raise OSError(f"no writable scratch folder under {root}")
+
+
+def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = None,
+        margin_s: float = DEFAULT_MARGIN_S, smoke: bool | None = None, solve: SolveFn | None = None,
+        started_at: float | None = None, competition: str | None = None, dataset: str | None = None,
+        smoke_tasks: int = SMOKE_TASKS, smoke_budget_s: float = SMOKE_BUDGET_S) -> Path:
+    """The notebook body (see the module docstring). Returns the path of the written `submission.json`.
+
+    `deadline_s`: seconds after `started_at` (default: now) by which the file must be final; default 12 h minus
+    `margin_s`. `competition` / `dataset` only break ties when several inputs match.
+    """
+    from .arc_tasks import load_tasks
+    from .jsonio import read_json, write_json
+    from .submission import check_submission, fallback_submission, write_submission
+
+    t0 = time.time() if started_at is None else started_at
+    deadline_s = RUN_LIMIT_S - margin_s if deadline_s is None else deadline_s
+    deadline = t0 + deadline_s
+    root = kaggle_root(root)
+    working = root / "working"
+    working.mkdir(parents=True, exist_ok=True)
+    out_path = working / SUBMISSION_NAME
+    summary: dict[str, Any] = {"outcome": "fallback", "reason": None}
+
+    # 1-2: the fallback, before anything else can fail.
+    challenges = find_challenges(root, competition)
+    tasks = load_tasks(challenges)
+    fallback = fallback_submission(tasks)
+    write_submission(out_path, fallback, tasks)
+    n_tests_all = sum(len(t.test) for t in tasks)
+    log.info("fallback %s written: %d tasks, %d test inputs (from %s)", out_path, len(tasks), n_tests_all,
+             challenges)
+
+    smoke = decide_smoke(smoke)
+    summary.update(mode="smoke" if smoke else "full", rerun=is_rerun(), challenges=str(challenges),
+                   tasks=len(tasks), test_inputs=n_tests_all, answered_tasks=0, answered_tests=0)
+    log.info("mode: %s (%s); %s; deadline in %.0f s (margin %.0f s)", summary["mode"],
+             "scoring rerun" if summary["rerun"] else "commit/interactive run", describe_accelerators(),
+             deadline - time.time(), margin_s)
+
+    merged = fallback
+    try:
+        scratch = _scratch_dir(root)
+        checkpoint = find_checkpoint(root, dataset, scratch)
+        summary["checkpoint"] = str(checkpoint) if checkpoint else None
+        if checkpoint is None:
+            raise FileNotFoundError(f"no checkpoint ({WEIGHTS_NAME}) under {root / 'input'}: is the arcsolver "
+                                    f"dataset attached (dataset_sources)?")
+        log.info("checkpoint: %s", checkpoint)
+
+        solve_tasks, tasks_path = tasks, challenges
+        if smoke:
+            # A few tasks through the real pipeline prove the install, the GPU and the checkpoint work, cheaply.
+            solve_tasks = tasks[:max(1, smoke_tasks)]
+            tasks_path = scratch / "arc-agi_smoke_challenges.json"
+            write_json(tasks_path, {t.id: t.to_json() for t in solve_tasks})
+        out_dir = scratch / "solve"
+        shutil.rmtree(out_dir, ignore_errors=True)  # a stale submission.json must never pass as this run's
+        out_dir.mkdir(parents=True)
+
+        remaining = deadline - time.time()
+        if remaining <= 1:
+            raise TimeoutError(f"no time left before the deadline ({remaining:.0f} s)")
+        # The solver's own budget leaves a reserve for its prediction and shutdown; the hard stop is the deadline.
+        budget = remaining - min(600.0, 0.1 * remaining)
+        hard_stop = deadline
+        if smoke:
+            # A commit run must not burn hours of GPU quota if the solver ignores its budget: stop it at twice the
+            # budget plus time for start-up.
+            budget = min(budget, smoke_budget_s)
+            hard_stop = min(deadline, time.time() + 2 * budget + SMOKE_STARTUP_S)
+        if solve is None:
+            hook = os.environ.get(ENV_SOLVE, "").strip()
+            if hook:
+                solve = load_solve_hook(hook)
+                log.info("solve hook from $%s: %s", ENV_SOLVE, hook)
+            else:
+                def solve(tp: Path, ck: Path, od: Path, b: float, sm: bool) -> Path:
+                    return cli_solve(tp, ck, od, b, sm, timeout_s=hard_stop - time.time() - 5,
+                                     log_file=working / "arcsolver-solve.log")
+        t_solve = time.time()
+        produced = _call_with_deadline(solve, (tasks_path, checkpoint, out_dir, budget, smoke),
+                                       hard_stop - time.time())
+        summary["solve_s"] = round(time.time() - t_solve, 1)
+
+        candidate = read_json(produced)
+        try:
+            check_submission(candidate, solve_tasks, file=str(produced))
+        except Exception as e:  # noqa: BLE001 - partly valid files are merged entry by entry below
+            log.warning("solver output is not fully valid (%s); merging its valid entries only", e)
+        merged, n_tasks, n_tests = merge(tasks, fallback, candidate)
+        summary.update(answered_tasks=n_tasks, answered_tests=n_tests)
+        if n_tests == 0:
+            raise ValueError(f"{produced} answered no test input validly")
+        summary["outcome"] = "solved"
+    except Exception as e:  # noqa: BLE001 - whatever happened, the fallback (already on disk) stands
+        merged = fallback
+        summary["reason"] = f"{type(e).__name__}: {e}"
+        log.error("solve failed, keeping the fallback submission: %s", summary["reason"])
+
+    try:
+        if merged is not fallback:
+            write_submission(out_path, merged, tasks)
+    except Exception as e:  # noqa: BLE001 - the fallback file on disk is still valid
+        summary.update(outcome="fallback", reason=f"writing the merged file failed: {type(e).__name__}: {e}")
+        log.error("%s; keeping the fallback submission", summary["reason"])
+    summary["elapsed_s"] = round(time.time() - t0, 1)
+    summary["submission"] = str(out_path)
+    try:
+        write_json(working / SUMMARY_NAME, summary, indent=True)
+    except Exception as e:  # noqa: BLE001
+        log.warning("could not write %s: %s", SUMMARY_NAME, e)
+    log.info("done: %s, mode %s, %d/%d tasks and %d/%d test inputs answered by the model, %.0f s used, "
+             "%.0f s before the deadline -> %s", summary["outcome"], summary["mode"], summary["answered_tasks"],
+             len(tasks), summary["answered_tests"], n_tests_all, summary["elapsed_s"], deadline - time.time(),
+             out_path)
+    return out_path
