@@ -7,7 +7,10 @@ leave as one line on stderr with exit code 2 (no traceback, nothing half-written
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
+
+_STARTED = time.time()  # process start, near enough: time budgets count from here
 
 import click
 
@@ -180,6 +183,38 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
                   ema=not no_ema, cpu=cpu, max_versions=max_versions)
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
                f"predictions voted, {res.seconds:.1f} s" + (f"; candidates in {res.candidates}" if res.candidates else ""))
+
+
+@main.command("finetune")
+@click.option("--from", "ckpt", required=True, help="Trained checkpoint (or run folder).")
+@click.option("--tasks", required=True, metavar="SOURCE", help="The unseen tasks: Kaggle challenges file or folder.")
+@click.option("--time-budget", "time_budget", required=True, help="Total time, e.g. 2h, 90m, 300s.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("finetune-out"), show_default=True)
+@click.option("--predict", "predict_after", is_flag=True, help="Then predict --vote and write OUT/submission.json.")
+@click.option("--num-aug", default=100, show_default=True, help="Augmented versions per new task.")
+@click.option("--embed-fraction", default=0.2, show_default=True, help="Share of the budget for embeddings only.")
+@click.option("--lr-scale", default=2.0, show_default=True, help="Fine-tune LRs = checkpoint LRs x this.")
+@click.option("--batch-size", type=int, default=None, help="Global batch (default: the checkpoint's).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any training field.")
+@click.option("--cpu", is_flag=True, default=None)
+def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fraction, lr_scale, batch_size,
+                 overrides, cpu) -> None:
+    """Fine-tune a checkpoint on tasks it never saw (test-time training), within a time budget.
+
+    \b
+    Examples:
+      arcsolver finetune --from runs/arc2 --tasks arc-agi_test_challenges.json --time-budget 2h --predict
+      accelerate launch --multi_gpu --num_processes 4 -m arcsolver.cli finetune --from runs/arc2 \\
+          --tasks arc-agi_test_challenges.json --time-budget 10h --predict --out /kaggle/working/ft
+    """
+    from .finetune import finetune
+    from .units import parse_duration
+    s = finetune(ckpt, tasks, out, time_budget_s=parse_duration(time_budget), predict_after=predict_after,
+                 num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
+                 overrides=list(overrides), cpu=cpu, started_at=_STARTED)
+    click.echo(f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps in {s['train_seconds']:.0f} s; "
+               f"checkpoint {s['checkpoint']}" + (f"; wrote {s['submission']}" if "submission" in s else "")
+               + f" (total {s['seconds']:.0f} s)")
 
 
 # ---------------------------------------------------------------------------------------------------------------

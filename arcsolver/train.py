@@ -77,6 +77,7 @@ class TrainResult:
     eval_metrics: dict[str, float]
     seconds: float
     stopped_by: str  # "steps" | "time" | "signal"
+    step_seconds: list[float] = dataclasses.field(default_factory=list)
 
 
 def _plan(cfg: TrainConfig, epoch_len: int) -> tuple[int, int, int]:
@@ -89,7 +90,8 @@ def _plan(cfg: TrainConfig, epoch_len: int) -> tuple[int, int, int]:
 
 def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = None,
           init_weights: dict[str, torch.Tensor] | None = None, freeze_model: bool = False,
-          stop_after_steps: int | None = None, quiet: bool = False) -> TrainResult:
+          stop_after_steps: int | None = None, quiet: bool = False, final_eval: bool = True,
+          extra_config: dict | None = None) -> TrainResult:
     """Train per `cfg`. `resume`: a checkpoint/run folder to continue exactly. `init_weights`: a state dict to start
     from (fine-tuning; the puzzle table may be absent). `freeze_model`: train only the puzzle embedding.
     `stop_after_steps`: stop (with a checkpoint) after this many steps of this invocation (used by tests)."""
@@ -119,7 +121,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         mcfg = dataclasses.replace(mcfg, forward_dtype="float32")  # bf16 matmuls are slow on most CPUs
     model = build_model(mcfg, cfg.loss_type)
     if init_weights is not None:
-        missing, unexpected = model.model.load_state_dict(init_weights, strict=False)
+        missing, unexpected = model.load_state_dict(init_weights, strict=False)
         bad = [k for k in missing if "puzzle_emb" not in k]
         if bad or unexpected:
             raise InputError(f"weights do not fit the model (missing {bad[:3]}, unexpected {unexpected[:3]})")
@@ -175,7 +177,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         return {"train": cfg.to_dict(), "model": dataclasses.asdict(mcfg),
                 "data": {"path": str(Path(cfg.data).resolve()), "kind": meta["kind"], "seq_len": meta["seq_len"],
                          "vocab_size": meta["vocab_size"], "num_puzzle_identifiers": meta["num_puzzle_identifiers"],
-                         "canvas": meta.get("canvas")}, "step": step}
+                         "canvas": meta.get("canvas")}, "step": step, **(extra_config or {})}
 
     def save() -> Path | None:
         states = acc.gather_for_metrics([_rank_state(loader, carry)], use_gather_object=True) if world > 1 \
@@ -282,7 +284,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             break
     if progress is not None:
         progress.close()
-    if step >= total_steps or stop["why"] in (None, "steps"):
+    if final_eval and (step >= total_steps or stop["why"] in (None, "steps")):
         eval_metrics = evaluate() if (eval_every or step >= total_steps) else eval_metrics
         if eval_metrics:
             log.write(step, "eval", eval_metrics)
@@ -296,7 +298,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     if prev is not None:
         signal.signal(signal.SIGTERM, prev)
     return TrainResult(step, ckpt_path, last_metrics, eval_metrics, time.time() - t_start,
-                       stop["why"] or "steps")
+                       stop["why"] or "steps", step_times)
 
 
 def _fingerprint(model: torch.nn.Module) -> float:
