@@ -186,11 +186,14 @@ def parse_version_name(name: str) -> tuple[str, int, np.ndarray]:
 
 
 def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = 1000, seed: int = 42,
-          all_colors: bool = False, canvas: int = CANVAS) -> Path:
+          all_colors: bool = False, canvas: int = CANVAS,
+          versions: dict[str, list[tuple[int, np.ndarray]]] | None = None) -> Path:
     """Prepare an ARC dataset folder from task sets. Returns its path.
 
     `canvas` < 30 gives a smaller token canvas (seq_len canvas**2) for tasks with small grids; such a dataset cannot
-    be used with reference checkpoints, which are trained on 30x30.
+    be used with reference checkpoints, which are trained on 30x30. `versions` (task id -> [(dihedral id, colour
+    map), ...], the identity first) replaces the random augmentation, e.g. to reproduce a reference checkpoint's
+    puzzle identifiers.
     """
     from .errors import InputError
     if not 2 <= canvas <= CANVAS:
@@ -264,8 +267,13 @@ def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = 1000, seed
     max_trials = RETRIES_FACTOR * num_aug
     for ti, t in enumerate(tasks):
         a, b = task_ex[ti], task_ex[ti + 1]
-        tids, maps = _augment_task(cells, grid_off, grid_hw, arrays["ex_in"][a:b], arrays["ex_out"][a:b],
-                                   num_aug, max_trials, all_colors, _task_seed(seed, t.id))
+        if versions is not None:
+            given = versions.get(t.id) or [(0, colors.IDENTITY)]
+            tids = np.array([v[0] for v in given], np.uint8)
+            maps = np.array([v[1] for v in given], np.uint8).reshape(-1, 10)
+        else:
+            tids, maps = _augment_task(cells, grid_off, grid_hw, arrays["ex_in"][a:b], arrays["ex_out"][a:b],
+                                       num_aug, max_trials, all_colors, _task_seed(seed, t.id))
         ver_tid.append(tids)
         ver_map.append(maps)
         task_ver.append(task_ver[-1] + len(tids))
@@ -280,7 +288,8 @@ def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = 1000, seed
     map_strs = ["".join(r) for r in digits[arrays["ver_map"]]] if n_versions else []
     for ti, t in enumerate(tasks):
         for v in range(task_ver[ti], task_ver[ti + 1]):
-            identifiers.append(t.id if v == task_ver[ti] else
+            plain = arrays["ver_tid"][v] == 0 and map_strs[v] == "0123456789"
+            identifiers.append(t.id if plain else
                                f"{t.id}{SEPARATOR}t{int(arrays['ver_tid'][v])}{SEPARATOR}{map_strs[v]}")
 
     n_train_per_epoch = int(sum(task_train[i + 1] - task_train[i] for i in range(len(tasks))))

