@@ -1,0 +1,62 @@
+"""predict --vote end to end on a tiny checkpoint: complete valid submission, candidates file, CLI errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from arcsolver.arc_dataset import TaskSet, build
+from arcsolver.arc_tasks import load_tasks
+from arcsolver.config import build_config
+from arcsolver.predict import predict
+from arcsolver.submission import check_submission
+from arcsolver.train import train
+
+from conftest import BUNDLED
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pred")
+    data = tmp / "data"
+    build(data, [TaskSet("b", load_tasks(BUNDLED), test_set=True)], num_aug=4, seed=0, canvas=10)
+    res = train(build_config("tiny-cpu", ["max_steps=2"], data=str(data), out=str(tmp / "run")), cpu=True,
+                quiet=True, final_eval=False)
+    return tmp, res.checkpoint
+
+
+def test_predict_vote_writes_complete_submission_and_candidates(run):
+    tmp, ck = run
+    res = predict(ck, tmp / "sub.json", quiet=True, cpu=True)
+    tasks = load_tasks(BUNDLED)
+    sub = json.loads((tmp / "sub.json").read_text())
+    check_submission(sub, tasks)
+    assert res.tasks == len(tasks) and res.test_inputs == sum(len(t.test) for t in tasks)
+    cands = json.loads(res.candidates.read_text())
+    assert set(cands) <= {t.id for t in tasks}
+    votes = sum(c["votes"] for entries in cands.values() for e in entries for c in e["candidates"])
+    invalid = sum(e["n_invalid"] for entries in cands.values() for e in entries)
+    assert votes + invalid == res.predictions  # every prediction is either a vote or counted invalid
+    assert res.predictions == sum(5 * len(t.test) for t in tasks)  # 5 versions (original + 4) per test input
+
+
+def test_no_vote_runs_only_the_original_version(run):
+    tmp, ck = run
+    res = predict(ck, tmp / "novote.json", vote=False, quiet=True, cpu=True)
+    assert res.predictions == sum(len(t.test) for t in load_tasks(BUNDLED))
+
+
+def test_predict_errors(run, tmp_path):
+    tmp, ck = run
+    r = subprocess.run([sys.executable, "-m", "arcsolver.cli", "predict", "--checkpoint", str(tmp_path / "none")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "not a checkpoint" in r.stderr and "Traceback" not in r.stderr
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "zzz.json").write_text(json.dumps({"train": [{"input": [[1]], "output": [[2]]}],
+                                                "test": [{"input": [[1]]}]}))
+    r = subprocess.run([sys.executable, "-m", "arcsolver.cli", "predict", "--checkpoint", str(ck), "--tasks",
+                        str(other), "--out", str(tmp_path / "s.json"), "--cpu"], capture_output=True, text=True)
+    assert r.returncode == 2 and "no puzzle ids" in r.stderr and "arcsolver finetune" in r.stderr
+    assert not (tmp_path / "s.json").exists()
