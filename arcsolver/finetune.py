@@ -108,12 +108,12 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, p
         from .inference import rollout
         from .loader import PuzzleLoader
         model, _ = load_model(probe.checkpoint or checkpoint.resolve(out / "probe"), state.device)
-        pb = 256
+        pb = max(1, min(256, n_items))
         b = next(PuzzleLoader(str(data_dir), "test", global_batch_size=pb).test_batches())
         t = time.time()
         rollout(model, {k: v.to(state.device) for k, v in b.items()})
         # batches to run, 1.5x for undo/vote/writing and noise, plus a fixed cost for loading and set-up
-        predict_s = (time.time() - t) * max(1.0, n_items / pb / state.num_processes) * 1.5 + 8.0
+        predict_s = (time.time() - t) * max(1.0, n_items / pb / state.num_processes) * 1.5 + 5.0
         del model
     left = deadline - time.time() - predict_s - 3 * step_s - 5.0
     if left <= 2 * step_s:

@@ -34,7 +34,7 @@ def test_finetune_within_budget_and_valid_submission(tmp_path):
     unseen.mkdir()
     for t in tasks[8:]:
         (unseen / f"{t.id}.json").write_text(json.dumps(t.to_json()))
-    budget = 25
+    budget = 30
     t0 = time.time()
     r = subprocess.run([sys.executable, "-m", "arcsolver.cli", "finetune", "--from", str(res.checkpoint), "--tasks",
                         str(unseen), "--time-budget", f"{budget}s", "--predict", "--out", str(tmp_path / "ft"),
