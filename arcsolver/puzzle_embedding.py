@@ -1,11 +1,15 @@
-"""The per-puzzle embedding table and its sparse sign-SGD optimizer.
+"""The per-puzzle embedding table and its sparse sign-SGD optimizer (trm-reference.md §3, sparse_embedding.py).
 
-The table is a zero-initialised fp32 *buffer* [num_puzzle_identifiers, D] (not a Parameter: it is excluded from the
-parameter count, from EMA, and from Adam). In training, the rows a batch uses are copied into a fresh leaf tensor
-that requires grad; `SignSGDSparse` then updates only those rows:
-    p[id] <- p[id] * (1 - lr * wd) - lr * sign(sum of the gradients for id in the global batch)
-Under data parallelism every process all-gathers (ids, grads) first, so all ranks apply the identical update and
-their tables stay equal without broadcasting the (possibly GB-sized) table.
+The table is a zero-initialised fp32 *buffer* `weights` [num_puzzle_identifiers, D], not a Parameter: it is left
+out of the parameter count, of Adam and of EMA, and a gradient never materialises for all of it (ARC has ~876k rows,
+~1.8 GB). In training (module in train mode, autograd on) the forward copies the batch's rows into a fresh leaf
+tensor that requires grad and remembers (ids, leaf); `SignSGDSparse.step` then updates only those rows:
+    p[id] <- p[id] * (1 - lr * wd) - lr * sign(sum of the gradients of every occurrence of id)
+Rows of the batch whose gradient is zero still get the weight decay, as in the reference.
+Data parallel: when a torch.distributed process group is initialised, every process all-gathers the (ids, grads) of
+all processes first, so all ranks apply the identical update and their tables stay equal without ever
+broadcasting the table (ranks may hold different numbers of rows).
+In evaluation, or without autograd, the forward is a plain lookup and records nothing.
 """
 
 from __future__ import annotations
@@ -16,65 +20,83 @@ from torch import nn
 
 
 class SparsePuzzleEmbedding(nn.Module):
-    def __init__(self, num: int, dim: int, cast_to: torch.dtype):
+    def __init__(self, num: int, dim: int, cast_to: torch.dtype = torch.float32):
         super().__init__()
         self.cast_to = cast_to
-        self.register_buffer("weights", torch.zeros(num, dim), persistent=True)
-        self.local_weights: torch.Tensor | None = None
-        self.local_ids: torch.Tensor | None = None
+        self.register_buffer("weights", torch.zeros(num, dim, dtype=torch.float32), persistent=True)
+        # Leaves handed out since the last optimizer step, and their ids (several forwards accumulate).
+        self.local_weights: list[torch.Tensor] | None = None
+        self.local_ids: list[torch.Tensor] | None = None
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        ids = ids.long()
-        rows = self.weights[ids]
+        ids = ids.reshape(-1).long()
         if not (self.training and torch.is_grad_enabled()):
-            return rows.to(self.cast_to)
-        # A leaf per call: the optimizer reads its gradient. Several calls before a step accumulate.
-        leaf = rows.detach().requires_grad_(True)
+            return self.weights[ids].to(self.cast_to)
+        leaf = self.weights[ids].detach().requires_grad_(True)
         if self.local_weights is None:
-            self.local_weights, self.local_ids = [leaf], [ids]
-        else:
-            self.local_weights.append(leaf)
-            self.local_ids.append(ids)
+            self.local_weights, self.local_ids = [], []
+        self.local_weights.append(leaf)
+        self.local_ids.append(ids)
         return leaf.to(self.cast_to)
 
 
+def _all_gather_cat(t: torch.Tensor) -> torch.Tensor:
+    """Concatenation over ranks of each rank's `t` (first dims may differ between ranks)."""
+    world = dist.get_world_size()
+    n = torch.tensor([t.shape[0]], dtype=torch.long, device=t.device)
+    counts = [torch.empty_like(n) for _ in range(world)]
+    dist.all_gather(counts, n)
+    counts = [int(c) for c in counts]
+    top = max(counts)
+    if t.shape[0] < top:  # all_gather needs equal shapes: pad, then trim
+        t = torch.cat([t, t.new_zeros((top - t.shape[0],) + tuple(t.shape[1:]))])
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat([p[:c] for p, c in zip(parts, counts)])
+
+
 class SignSGDSparse:
-    """Sign-SGD with decoupled weight decay on the rows of a `SparsePuzzleEmbedding` touched since the last step."""
+    """Sign-SGD with decoupled weight decay on the rows of a `SparsePuzzleEmbedding` used since the last step.
 
-    def __init__(self, emb: SparsePuzzleEmbedding, lr: float = 0.0, weight_decay: float = 0.0):
-        self.emb, self.lr, self.weight_decay = emb, float(lr), float(weight_decay)
+    `lr` may be a float or a 0-d tensor, and changes with `set_lr` (the trainer's schedule). Call `step()` after
+    backward, then `zero_grad()` to drop the recorded leaves.
+    """
 
-    def set_lr(self, lr: float) -> None:
-        self.lr = float(lr)
+    def __init__(self, emb: SparsePuzzleEmbedding, lr: float | torch.Tensor = 0.0, weight_decay: float = 0.0):
+        if float(lr) < 0 or weight_decay < 0:
+            raise ValueError(f"lr and weight_decay must be >= 0 (got {float(lr)}, {weight_decay})")
+        self.emb, self.lr, self.weight_decay = emb, lr, float(weight_decay)
+
+    def set_lr(self, lr: float | torch.Tensor) -> None:
+        self.lr = lr
 
     @torch.no_grad()
     def step(self) -> None:
         emb = self.emb
-        if not emb.local_weights:
-            return
-        grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in emb.local_weights]
-        g = torch.cat(grads)
-        ids = torch.cat(emb.local_ids)
+        if emb.local_weights:
+            grads = torch.cat([w.grad if w.grad is not None else torch.zeros_like(w) for w in emb.local_weights])
+            ids = torch.cat(emb.local_ids)
+        else:  # this rank saw no rows, but its peers may have: it still takes part in the gather
+            grads = emb.weights.new_zeros((0, emb.weights.shape[1]))
+            ids = torch.zeros(0, dtype=torch.long, device=emb.weights.device)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            world = dist.get_world_size()
-            all_g = [torch.empty_like(g) for _ in range(world)]
-            all_ids = [torch.empty_like(ids) for _ in range(world)]
-            dist.all_gather(all_g, g.contiguous())
-            dist.all_gather(all_ids, ids.contiguous())
-            g, ids = torch.cat(all_g), torch.cat(all_ids)
+            grads, ids = _all_gather_cat(grads), _all_gather_cat(ids)
+        if ids.numel() == 0:
+            return
         uniq, inv = torch.unique(ids, return_inverse=True)
-        summed = torch.zeros(len(uniq), g.shape[1], dtype=torch.float32, device=g.device)
-        summed.index_add_(0, inv, g.float())
-        p = emb.weights[uniq]
-        p.mul_(1.0 - self.lr * self.weight_decay).add_(torch.sign(summed), alpha=-self.lr)
-        emb.weights[uniq] = p
+        summed = torch.zeros(len(uniq), grads.shape[1], dtype=torch.float32, device=grads.device)
+        summed.index_add_(0, inv, grads.float())
+        lr = self.lr
+        rows = emb.weights[uniq]
+        rows.mul_(1.0 - lr * self.weight_decay).sub_(torch.sign(summed) * lr)
+        emb.weights[uniq] = rows
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
         self.emb.local_weights = None
         self.emb.local_ids = None
 
     def state_dict(self) -> dict:
-        return {"lr": self.lr, "weight_decay": self.weight_decay}
+        return {"lr": float(self.lr), "weight_decay": self.weight_decay}
 
     def load_state_dict(self, state: dict) -> None:
         self.lr, self.weight_decay = float(state["lr"]), float(state["weight_decay"])
