@@ -195,10 +195,14 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
 @click.option("--embed-fraction", default=0.2, show_default=True, help="Share of the budget for embeddings only.")
 @click.option("--lr-scale", default=2.0, show_default=True, help="Fine-tune LRs = checkpoint LRs x this.")
 @click.option("--batch-size", type=int, default=None, help="Global batch (default: the checkpoint's).")
+@click.option("--embed-steps", type=int, default=None,
+              help="Fixed embeddings-only steps instead of a budget plan (reproducible runs).")
+@click.option("--full-steps", type=int, default=None, help="Fixed full fine-tuning steps (with --embed-steps).")
+@click.option("--seed", default=0, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any training field.")
 @click.option("--cpu", is_flag=True, default=None)
 def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fraction, lr_scale, batch_size,
-                 overrides, cpu) -> None:
+                 embed_steps, full_steps, seed, overrides, cpu) -> None:
     """Fine-tune a checkpoint on tasks it never saw (test-time training), within a time budget.
 
     \b
@@ -206,12 +210,14 @@ def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fr
       arcsolver finetune --from runs/arc2 --tasks arc-agi_test_challenges.json --time-budget 2h --predict
       accelerate launch --multi_gpu --num_processes 4 -m arcsolver.cli finetune --from runs/arc2 \\
           --tasks arc-agi_test_challenges.json --time-budget 10h --predict --out /kaggle/working/ft
+      arcsolver finetune --from runs/demo --tasks new_tasks/ --time-budget 10m --embed-steps 50 --full-steps 200
     """
     from .finetune import finetune
     from .units import parse_duration
     s = finetune(ckpt, tasks, out, time_budget_s=parse_duration(time_budget), predict_after=predict_after,
                  num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
-                 overrides=list(overrides), cpu=cpu, started_at=_STARTED)
+                 overrides=list(overrides), cpu=cpu, started_at=_STARTED, embed_steps=embed_steps,
+                 full_steps=full_steps, seed=seed)
     click.echo(f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps in {s['train_seconds']:.0f} s; "
                f"checkpoint {s['checkpoint']}" + (f"; wrote {s['submission']}" if "submission" in s else "")
                + f" (total {s['seconds']:.0f} s)")
@@ -325,8 +331,10 @@ def kaggle() -> None:
 @click.option("--gpu/--no-gpu", default=True, show_default=True)
 @click.option("--machine-shape", default=None, help="e.g. NvidiaL4 (4xL4) or NvidiaTeslaT4.")
 @click.option("--margin-minutes", default=30.0, show_default=True, help="Stop this long before the 12 h limit.")
+@click.option("--finetune-args", default="", metavar="'ARGS'",
+              help="Extra arguments for the notebook's `arcsolver finetune`, e.g. '--num-aug 300 --set lr=2e-4'.")
 def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
-                       margin_minutes) -> None:
+                       margin_minutes, finetune_args) -> None:
     """Write a Kaggle submission folder: the arcsolver wheel + checkpoint as a dataset, and a notebook that runs
     offline, writes a valid fallback submission first, and fine-tunes + predicts within the deadline.
 
@@ -335,8 +343,9 @@ def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel
       arcsolver kaggle package --checkpoint runs/arc2 --out kaggle-out --machine-shape NvidiaL4
     """
     from .kaggle_package import package_cmd
+    import shlex
     click.echo(package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
-                           margin_minutes))
+                           margin_minutes, shlex.split(finetune_args)))
 
 
 @kaggle.command("upload")

@@ -52,10 +52,13 @@ def _mean_table(old: torch.Tensor, n: int) -> torch.Tensor:
 def finetune(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, predict_after: bool = False,
              num_aug: int = 100, embed_fraction: float = 0.2, lr_scale: float = 2.0, batch_size: int | None = None,
              overrides: list[str] = (), seed: int = 0, cpu: bool | None = None, quiet: bool = False,
-             started_at: float | None = None) -> dict:
+             started_at: float | None = None, embed_steps: int | None = None,
+             full_steps: int | None = None) -> dict:
     """Fine-tune `ckpt` on the tasks of `tasks`; returns a summary dict (and writes OUT/finetune.json).
 
-    The budget counts from `started_at` (the CLI passes its process start, so imports count too)."""
+    The budget counts from `started_at` (the CLI passes its process start, so imports count too).
+    `embed_steps` and `full_steps` fix the length of the two phases instead of planning them from the budget
+    (reproducible runs: the same steps give the same weights on the same machine); the budget still caps them."""
     from accelerate import PartialState
     from .config import build_config
     from .train import train
@@ -97,7 +100,62 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, p
         if not k.startswith("arch."):
             setattr(cfg, k, getattr(build_config(None, [item]), k))
 
-    # 3. plan: time one full-model step and one inference batch, then split what is left
+    # 3. plan: fixed step counts, or phases sized from a timed probe
+    fixed = embed_steps is not None or full_steps is not None
+    if fixed:
+        if (embed_steps or 0) < 0 or (full_steps or 0) < 0 or not (embed_steps or full_steps):
+            raise InputError("--embed-steps and --full-steps must be >= 0 and not both 0", field="--full-steps")
+        plan = FinetunePlan(time_budget_s, 0.0, 0.0, 0.0, prepare_s, 0.0, int(meta["counts"]["test_examples"]))
+        if state.is_main_process and not quiet:
+            print(f"finetune plan: fixed {embed_steps or 0} embeddings-only + {full_steps or 0} full steps, "
+                  f"capped by the {time_budget_s:.0f} s budget", flush=True)
+    else:
+        plan = _plan_budget(cfg, weights, out, data_dir, meta, deadline, time_budget_s, prepare_s, predict_after,
+                            embed_fraction, state, cpu, quiet)
+
+    # 4. phase 1: embeddings only; phase 2: the whole model
+    extra = {"finetune": {"from": str(ckpt), "tasks": str(tasks)}}
+    if fixed:
+        cap = max(1.0, deadline - time.time())
+        e_steps, e_budget = embed_steps or 0, cap
+    else:
+        e_steps, e_budget = 10**9, plan.embed_s
+    w1, n1 = weights, 0
+    if e_steps:
+        res1 = train(dataclasses.replace(cfg, out=str(out / "embed"), max_steps=e_steps, time_budget_s=e_budget),
+                     cpu=cpu, init_weights=weights, freeze_model=True, quiet=quiet, final_eval=False,
+                     extra_config=extra)
+        w1, n1 = checkpoint.load_weights(res1.checkpoint or checkpoint.resolve(out / "embed"), ema=False), res1.steps
+    if fixed:
+        f_steps, f_budget = full_steps or 0, max(1.0, deadline - time.time())
+    else:
+        f_steps, f_budget = 10**9, max(plan.step_s * 2, deadline - time.time() - plan.predict_s - 5.0)
+    if f_steps:
+        res2 = train(dataclasses.replace(cfg, out=str(out / "full"), max_steps=f_steps, time_budget_s=f_budget),
+                     cpu=cpu, init_weights=w1, quiet=quiet, final_eval=False, extra_config=extra)
+        n2, final = res2.steps, checkpoint.resolve(out / "full")
+    else:
+        n2, final = 0, checkpoint.resolve(out / "embed")
+    summary = {"checkpoint": str(final), "data": str(data_dir), "plan": dataclasses.asdict(plan),
+               "embed_steps": n1, "full_steps": n2, "train_seconds": time.time() - t0}
+
+    # 5. predict
+    if predict_after:
+        from .predict import predict
+        res = predict(final, out / "submission.json", data=str(data_dir), cpu=cpu, quiet=quiet)
+        summary.update(submission=str(res.submission), predict_seconds=res.seconds)
+    summary["seconds"] = time.time() - t0
+    if state.is_main_process:
+        write_json(out / "finetune.json", summary, indent=True)
+    return summary
+
+
+def _plan_budget(cfg: TrainConfig, weights: dict, out: Path, data_dir: Path, meta: dict, deadline: float,
+                 time_budget_s: float, prepare_s: float, predict_after: bool, embed_fraction: float, state,
+                 cpu: bool | None, quiet: bool) -> FinetunePlan:
+    """Time one full-model step (4-step probe, median after warm-up) and one inference batch, then split what is
+    left of the budget between the phases, keeping the prediction's estimated time and a few steps in reserve."""
+    from .train import train
     probe = train(dataclasses.replace(cfg, out=str(out / "probe"), max_steps=4, time_budget_s=0), cpu=cpu,
                   init_weights=weights, quiet=True, final_eval=False)
     step_s = sorted(probe.step_seconds[1:])[len(probe.step_seconds[1:]) // 2]  # the first step warms up
@@ -123,25 +181,4 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, p
                         step_s, n_items)
     if state.is_main_process and not quiet:
         print(f"finetune plan: {plan.describe()}", flush=True)
-
-    # 4. phase 1: embeddings only; phase 2: the whole model
-    extra = {"finetune": {"from": str(ckpt), "tasks": str(tasks)}}
-    res1 = train(dataclasses.replace(cfg, out=str(out / "embed"), max_steps=10**9, time_budget_s=plan.embed_s),
-                 cpu=cpu, init_weights=weights, freeze_model=True, quiet=quiet, final_eval=False, extra_config=extra)
-    w1 = checkpoint.load_weights(res1.checkpoint or checkpoint.resolve(out / "embed"), ema=False)
-    phase2_budget = max(step_s * 2, deadline - time.time() - predict_s - 5.0)
-    res2 = train(dataclasses.replace(cfg, out=str(out / "full"), max_steps=10**9, time_budget_s=phase2_budget),
-                 cpu=cpu, init_weights=w1, quiet=quiet, final_eval=False, extra_config=extra)
-    final = checkpoint.resolve(out / "full")
-    summary = {"checkpoint": str(final), "data": str(data_dir), "plan": dataclasses.asdict(plan),
-               "embed_steps": res1.steps, "full_steps": res2.steps, "train_seconds": time.time() - t0}
-
-    # 5. predict
-    if predict_after:
-        from .predict import predict
-        res = predict(final, out / "submission.json", data=str(data_dir), cpu=cpu, quiet=quiet)
-        summary.update(submission=str(res.submission), predict_seconds=res.seconds)
-    summary["seconds"] = time.time() - t0
-    if state.is_main_process:
-        write_json(out / "finetune.json", summary, indent=True)
-    return summary
+    return plan

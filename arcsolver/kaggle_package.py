@@ -436,13 +436,15 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
             title: str | None = None, dataset_title: str | None = None, gpu: bool = True,
             machine_shape: str | None = None, margin_s: float = DEFAULT_MARGIN_S, limit_s: float = RUN_LIMIT_S,
             wheel: str | os.PathLike | None = None, extra_wheels: Sequence[str | os.PathLike] = (),
-            license_name: str = DEFAULT_LICENSE, full_commit_run: bool = False) -> Path:
+            license_name: str = DEFAULT_LICENSE, full_commit_run: bool = False,
+            finetune_args: Sequence[str] = ()) -> Path:
     """Write the ready-to-push folder `out` (see the module docstring) and return it.
 
     `title` is the notebook's title (default: from `kernel_slug`); the kernel slug defaults to the title's slug.
     `margin_s` is kept free before Kaggle's `limit_s` (12 h); the notebook's deadline is `limit_s - margin_s` after
     it starts. `wheel` skips the build (a prebuilt arcsolver wheel); `extra_wheels` are shipped in `wheels/` and
     installed offline before arcsolver. `full_commit_run` makes commit runs solve every task (default: smoke).
+    `finetune_args` are appended to the notebook's `arcsolver finetune` command (e.g. `--num-aug 300`).
     `out` is replaced atomically, and only if it is empty, absent, or an earlier package.
     """
     out = Path(out)
@@ -532,6 +534,7 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
             "deadline_s": float(limit_s - margin_s),
             "margin_s": float(margin_s),
             "smoke": False if full_commit_run else None,
+            "finetune_args": [str(a) for a in finetune_args],
             "arcsolver_version": version,
             "packaged_at": created,
         }
@@ -549,10 +552,12 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
 
 
 def package_cmd(checkpoint: Path, out: Path, competition: str, owner: str | None, dataset_slug: str | None,
-                kernel_slug: str | None, gpu: bool, machine_shape: str | None, margin_minutes: float) -> str:
+                kernel_slug: str | None, gpu: bool, machine_shape: str | None, margin_minutes: float,
+                finetune_args: Sequence[str] = ()) -> str:
     """CLI face of `package`: build the folder, return a short report with the next steps."""
     out = package(checkpoint, out, competition=competition, owner=owner, dataset_slug=dataset_slug,
-                  kernel_slug=kernel_slug, gpu=gpu, machine_shape=machine_shape, margin_s=margin_minutes * 60)
+                  kernel_slug=kernel_slug, gpu=gpu, machine_shape=machine_shape, margin_s=margin_minutes * 60,
+                  finetune_args=finetune_args)
     ds_meta = read_json(out / "dataset" / DATASET_METADATA)
     kn_meta = read_json(out / "kernel" / KERNEL_METADATA)
     marker = read_json(out / "dataset" / MARKER_NAME)

@@ -199,14 +199,15 @@ def describe_accelerators() -> str:
 
 
 def finetune_command(tasks_path: Path, checkpoint: Path, out_dir: Path, budget_s: float,
-                     n_gpus: int) -> list[str]:
-    """`arcsolver finetune ... --predict`, through `accelerate launch` when several GPUs are present.
+                     n_gpus: int, extra_args: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """`arcsolver finetune ... --predict [extra_args]`, through `accelerate launch` when several GPUs are present.
+    `extra_args` are the package's `finetune_args` (e.g. `--num-aug 300 --set lr=2e-4`).
 
     `python -m` rather than the `arcsolver` script: after an offline `pip install` the script directory may not be
     on PATH, while the kernel's own interpreter always is.
     """
     args = ["finetune", "--from", str(checkpoint), "--tasks", str(tasks_path),
-            "--time-budget", f"{max(1, int(budget_s))}s", "--predict", "--out", str(out_dir)]
+            "--time-budget", f"{max(1, int(budget_s))}s", "--predict", "--out", str(out_dir), *extra_args]
     if n_gpus > 1:
         return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n_gpus),
                 "-m", "arcsolver.cli", *args]
@@ -238,14 +239,15 @@ def _kill_group(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
 
 
 def cli_solve(tasks_path: Path, checkpoint: Path, out_dir: Path, budget_s: float, smoke: bool, *,
-              timeout_s: float | None = None, log_file: Path | None = None) -> Path:
+              timeout_s: float | None = None, log_file: Path | None = None,
+              finetune_args: tuple[str, ...] | list[str] = ()) -> Path:
     """The default solve: run `arcsolver finetune --predict` and return `out_dir/submission.json`.
 
     `timeout_s` (default: the budget plus 10 %, at least 60 s) is when the process group is killed; `run()` sets
     it to the time left before the deadline. Raises on a non-zero exit, a timeout or a missing output file.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = finetune_command(tasks_path, checkpoint, out_dir, budget_s, gpu_count())
+    cmd = finetune_command(tasks_path, checkpoint, out_dir, budget_s, gpu_count(), finetune_args)
     timeout = timeout_s if timeout_s is not None else budget_s + max(60.0, 0.1 * budget_s)
     log_file = log_file or out_dir / "solve.log"
     log.info("solve (%s): %s", "smoke" if smoke else "full", " ".join(cmd))
@@ -355,8 +357,11 @@ def _scratch_dir(root: Path) -> Path:
 def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = None,
         margin_s: float = DEFAULT_MARGIN_S, smoke: bool | None = None, solve: SolveFn | None = None,
         started_at: float | None = None, competition: str | None = None, dataset: str | None = None,
-        smoke_tasks: int = SMOKE_TASKS, smoke_budget_s: float = SMOKE_BUDGET_S) -> Path:
+        smoke_tasks: int = SMOKE_TASKS, smoke_budget_s: float = SMOKE_BUDGET_S,
+        finetune_args: tuple[str, ...] | list[str] = ()) -> Path:
     """The notebook body (see the module docstring). Returns the path of the written `submission.json`.
+
+    `finetune_args`: extra arguments for the default solve's `arcsolver finetune` command line.
 
     `deadline_s`: seconds after `started_at` (default: now) by which the file must be final; default 12 h minus
     `margin_s`. `competition` / `dataset` only break ties when several inputs match.
@@ -429,7 +434,7 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
             else:
                 def solve(tp: Path, ck: Path, od: Path, b: float, sm: bool) -> Path:
                     return cli_solve(tp, ck, od, b, sm, timeout_s=hard_stop - time.time() - 5,
-                                     log_file=working / "arcsolver-solve.log")
+                                     log_file=working / "arcsolver-solve.log", finetune_args=finetune_args)
         t_solve = time.time()
         produced = _call_with_deadline(solve, (tasks_path, checkpoint, out_dir, budget, smoke),
                                        hard_stop - time.time())

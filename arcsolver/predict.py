@@ -59,6 +59,36 @@ def load_model(ckpt: str | Path, device: torch.device, *, ema: bool = True, batc
     return model, cfg
 
 
+def add_to_book(book: VoteBook, source: ArcSource, ver_sel: np.ndarray, ex_sel: np.ndarray, index: torch.Tensor,
+                preds: torch.Tensor, q: torch.Tensor) -> int:
+    """Vote the rows of one test batch: `index` are positions in the (ver_sel, ex_sel) test items (-1 = padding),
+    `preds` the predicted canvases [B, L], `q` the halting logits [B]. Returns the number of rows voted."""
+    a, store = source.a, source.store
+    idx = index.long().cpu().numpy()
+    ok = idx >= 0
+    idx = idx[ok]
+    tok = preds[torch.from_numpy(ok).to(preds.device)].to(torch.uint8).cpu().numpy()
+    qv = q[torch.from_numpy(ok).to(q.device)].double().cpu().numpy()
+    ver, ex = ver_sel[idx], ex_sel[idx]
+    task_ids = np.array(store.task_ids, dtype=object)[a["ver_task"][ver]]
+    book.add(task_ids, a["ex_pos"][ex].astype(np.int64), tok, a["ver_tid"][ver], a["ver_map"][ver], qv)
+    return len(idx)
+
+
+def voted_scores(book: VoteBook, source: ArcSource) -> dict[str, float]:
+    """pass@1 / pass@2 (per-task mean, the ARC Prize convention) of the voted top-2 over the dataset's test tasks
+    whose test outputs are known; {} when none are."""
+    from .score import score_submission
+    store = source.store
+    tasks = [store.task(i) for i in store.test_task_indices()]
+    tasks = [t for t in tasks if t.test and all(p.output is not None for p in t.test)]
+    if not tasks:
+        return {}
+    res = score_submission(build_submission(tasks, book), {t.id: [p.output for p in t.test] for t in tasks})
+    return {"vote_pass@1": res["per_task"]["pass@1"], "vote_pass@2": res["per_task"]["pass@2"],
+            "vote_tasks": float(res["n_tasks"])}
+
+
 def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str | None = None, vote: bool = True,
             batch_size: int = 256, steps: int | None = None, ema: bool = True, cpu: bool | None = None,
             candidates: bool = True, max_versions: int = 0, quiet: bool = False) -> PredictResult:
@@ -126,17 +156,9 @@ def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str 
             preds = acc.gather(preds.contiguous())
         if not acc.is_main_process:
             continue
-        idx = rows[:, 0].long().cpu().numpy()
-        ok = idx >= 0
-        idx = idx[ok]
-        tok = preds[torch.from_numpy(ok).to(preds.device)].to(torch.uint8).cpu().numpy()
-        qv = rows[ok, 1].cpu().numpy()
-        ver = ver_sel[idx]
-        ex = ex_sel[idx]
-        task_ids = np.array(store.task_ids, dtype=object)[a["ver_task"][ver]]
-        book.add(task_ids, a["ex_pos"][ex].astype(np.int64), tok, a["ver_tid"][ver], a["ver_map"][ver], qv)
+        n = add_to_book(book, source, ver_sel, ex_sel, rows[:, 0], preds, rows[:, 1])
         if progress is not None:
-            progress.update(len(idx))
+            progress.update(n)
     if progress is not None:
         progress.close()
 

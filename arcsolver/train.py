@@ -8,7 +8,8 @@ DDP averages gradients over processes, which equals the reference's sum over ran
 Two optimizers: Adam-atan2 (plain PyTorch) on the network's parameters and sign-SGD on the rows of the puzzle
 embedding table that the batch touched (gathered across processes so every rank applies the same update).
 LR: linear warm-up, then cosine to lr*lr_min_ratio, same shape for both. EMA of the weights is kept and used for
-evaluation and exported with every checkpoint.
+evaluation and exported with every checkpoint. Evaluation reports token and exact accuracy on the test split; on ARC
+data it also votes over the augmented versions (as `predict --vote`) and reports voted pass@1/pass@2 per task.
 
 Exact resume: a checkpoint stores optimizer and EMA state, the step, the loader position, RNG states and the carry,
 so N steps straight and N/2 + kill + resume N/2 give bit-identical weights on CPU.
@@ -34,7 +35,7 @@ from .config import TrainConfig
 from .errors import InputError
 from .inference import batch_to, evaluate_split, finish_metrics
 from .jsonio import read_json
-from .loader import PuzzleLoader, open_source
+from .loader import ArcSource, PuzzleLoader, open_source
 from .metrics_log import MetricsLog
 
 
@@ -201,13 +202,32 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         try:
             eb = cfg.eval_batch_size or cfg.global_batch_size
             test = PuzzleLoader(source, "test", global_batch_size=eb, rank=rank, world_size=world)
-            sums = evaluate_split(model.model, test.test_batches(), acc.device, max_batches=cfg.eval_max_batches)
+            on_batch, book = None, None
+            if isinstance(source, ArcSource):
+                # ARC: also vote over the augmented versions, as predict --vote does, and score the top two.
+                from .predict import add_to_book
+                from .vote import VoteBook
+                book = VoteBook()
+                ver_sel, ex_sel = source.test_items()
+
+                def on_batch(b, preds, q):
+                    idx, p, qq = b["index"], preds, q
+                    if world > 1:
+                        idx, p, qq = acc.gather(idx), acc.gather(p.contiguous()), acc.gather(qq)
+                    if acc.is_main_process:
+                        add_to_book(book, source, ver_sel, ex_sel, idx, p, qq)
+            sums = evaluate_split(model.model, test.test_batches(), acc.device, max_batches=cfg.eval_max_batches,
+                                  on_batch=on_batch)
         finally:
             if ema is not None:
                 ema.swap_out(model)
         t = torch.tensor([sums[k] for k in sorted(sums)], dtype=torch.float64, device=acc.device)
         t = acc.reduce(t, reduction="sum") if world > 1 else t
-        return finish_metrics(dict(zip(sorted(sums), t.tolist())))
+        out = finish_metrics(dict(zip(sorted(sums), t.tolist())))
+        if book is not None and acc.is_main_process and not cfg.eval_max_batches:
+            from .predict import voted_scores
+            out.update(voted_scores(book, source))
+        return out
 
     it = iter(loader)
     last_metrics: dict[str, float] = {}
@@ -264,8 +284,10 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             eval_metrics = evaluate()
             log.write(step, "eval", eval_metrics)
             if progress is not None:
+                voted = (f", voted pass@1 {eval_metrics['vote_pass@1']:.3f} pass@2 {eval_metrics['vote_pass@2']:.3f}"
+                         if "vote_pass@1" in eval_metrics else "")
                 progress.write(f"step {step}: eval exact {eval_metrics['exact_accuracy']:.4f} "
-                               f"token {eval_metrics['token_accuracy']:.4f} ({eval_metrics['count']} examples)")
+                               f"token {eval_metrics['token_accuracy']:.4f} ({eval_metrics['count']} examples){voted}")
         if ckpt_every and step % ckpt_every == 0 and step < total_steps:
             ckpt_path = save()
 

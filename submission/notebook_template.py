@@ -138,7 +138,8 @@ try:
         margin_s=ARCSOLVER_CONFIG.get("margin_s", 1800.0),
         smoke=ARCSOLVER_CONFIG.get("smoke"),
         competition=ARCSOLVER_CONFIG.get("competition"),
-        dataset=ARCSOLVER_CONFIG.get("dataset"))
+        dataset=ARCSOLVER_CONFIG.get("dataset"),
+        finetune_args=ARCSOLVER_CONFIG.get("finetune_args", []))
 except Exception:
     log.exception("arcsolver failed; the safety-net submission.json stands")
 

@@ -488,7 +488,7 @@ def test_default_cli_solve_subprocess(tmp_path, tasks_json, packaged, monkeypatc
     """The default solve path end to end, with the finetune command swapped for a tiny script."""
     root = make_tree(tmp_path / "kaggle", tasks_json, packaged)
     monkeypatch.setattr(kaggle_runner, "finetune_command",
-                        lambda tp, ck, od, b, n: [sys.executable, "-c", script, "--tasks", str(tp), "--out", str(od)])
+                        lambda tp, ck, od, b, n, extra=(): [sys.executable, "-c", script, "--tasks", str(tp), "--out", str(od)])
     t0 = time.time()
     out = run(root, smoke=False, deadline_s=8, margin_s=0)
     assert time.time() - t0 < 20
@@ -741,3 +741,63 @@ def test_upload_kwargs_match_the_installed_kaggle_client(packaged):
         assert method in params, method
         assert set(kwargs) <= params[method], (method, set(kwargs) - params[method])
     assert "kaggle" not in sys.modules
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The notebook with a real checkpoint and the real solve path, against the CLI
+
+
+def test_notebook_with_a_real_checkpoint_scores_as_the_cli(tmp_path, monkeypatch, wheel):
+    """A trained checkpoint, packaged; the generated notebook runs `arcsolver finetune --predict` (fixed steps,
+    so both runs are the same computation) against a fake Kaggle tree. Its submission.json must be valid, be the
+    model's (not the fallback), and equal what the same commands give through the CLI, hence score the same."""
+    pytest.importorskip("nbclient")
+    import nbformat
+    from nbclient import NotebookClient
+
+    from arcsolver.arc_dataset import TaskSet, build
+    from arcsolver.config import build_config
+    from arcsolver.score import load_solutions_any, score_submission
+    from arcsolver.train import train
+    from conftest import BUNDLED
+
+    if importlib.metadata.version("arcsolver") != wheel.name.split("-")[1]:
+        monkeypatch.setenv("ARCSOLVER_KAGGLE_SKIP_INSTALL", "1")
+    tasks = load_tasks(BUNDLED)[:4]
+    data = tmp_path / "pre"
+    build(data, [TaskSet("b", tasks, test_set=True)], num_aug=4, seed=0, canvas=10)
+    ck = train(build_config("tiny-cpu", ["max_steps=30"], data=str(data), out=str(tmp_path / "run")), cpu=True,
+               quiet=True, final_eval=False).checkpoint
+    ft_args = ["--embed-steps", "2", "--full-steps", "3", "--num-aug", "3", "--batch-size", "8", "--cpu"]
+    pkg = package(ck, tmp_path / "pkg", owner=OWNER, wheel=wheel, finetune_args=ft_args)
+    challenges = {t.id: {"train": t.to_json()["train"], "test": [{"input": p["input"]} for p in t.to_json()["test"]]}
+                  for t in tasks}
+    solutions = {t.id: [p["output"] for p in t.to_json()["test"]] for t in tasks}
+    root = make_tree(tmp_path / "kaggle", challenges, pkg)
+    comp = root / "input/competitions/arc-prize-2025"
+    (comp / "arc-agi_test_solutions.json").write_text(json.dumps(solutions))
+
+    monkeypatch.setenv("ARCSOLVER_KAGGLE_ROOT", str(root))
+    monkeypatch.setenv("ARCSOLVER_KAGGLE_MODE", "full")
+    kn = pkg / "kernel"
+    nb = nbformat.read(kn / read(kn / KERNEL_METADATA)["code_file"], as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert '"outcome": "solved"' in text and "Traceback" not in text
+    nb_sub = read(root / "working" / "submission.json")
+    assert validate_submission(nb_sub, load_tasks(comp / "arc-agi_test_challenges.json")) == []
+
+    # The same fine-tune through the CLI, from the packaged checkpoint the notebook used.
+    import subprocess
+    packaged_ck = next((pkg / "dataset").rglob("model.safetensors")).parent
+    cli_out = tmp_path / "cli"
+    r = subprocess.run([sys.executable, "-m", "arcsolver.cli", "finetune", "--from", str(packaged_ck), "--tasks",
+                        str(comp / "arc-agi_test_challenges.json"), "--time-budget", "10m", "--predict", "--out",
+                        str(cli_out), *ft_args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cli_sub = read(cli_out / "submission.json")
+    cands = read(cli_out / "submission.candidates.json")
+    assert any(e["candidates"] for entries in cands.values() for e in entries)  # the model answered something
+    assert nb_sub == cli_sub
+    sols = load_solutions_any(comp / "arc-agi_test_challenges.json")
+    assert score_submission(nb_sub, sols) == score_submission(cli_sub, sols)

@@ -60,3 +60,36 @@ def test_predict_errors(run, tmp_path):
                         str(other), "--out", str(tmp_path / "s.json"), "--cpu"], capture_output=True, text=True)
     assert r.returncode == 2 and "no puzzle ids" in r.stderr and "arcsolver finetune" in r.stderr
     assert not (tmp_path / "s.json").exists()
+
+
+def test_voted_scores_of_true_answers_is_one_and_training_eval_reports_it(tmp_path):
+    """Feeding the true output canvases of every version through the vote gives pass@1 = 1; a wrong answer for one
+    task lowers it by exactly that task's share. Training evaluation on ARC data reports the voted scores."""
+    import numpy as np
+    import torch
+
+    from arcsolver.loader import ArcSource, PuzzleLoader
+    from arcsolver.predict import add_to_book, voted_scores
+    from arcsolver.vote import VoteBook
+
+    tasks = load_tasks(BUNDLED)
+    data = tmp_path / "data"
+    build(data, [TaskSet("b", tasks, test_set=True)], num_aug=3, seed=0, canvas=10)
+    source = ArcSource(data)
+    ver, ex = source.test_items()
+    wrong = source.store.task_ids[source.store.test_task_indices()[0]]
+    book = VoteBook()
+    for b in PuzzleLoader(source, "test", global_batch_size=16).test_batches():
+        labels = b["labels"].clone()
+        labels[labels < 0] = 0  # PAD
+        tid = np.array(source.store.task_ids, dtype=object)[source.a["ver_task"][ver[b["index"].clamp(min=0)]]]
+        labels[torch.from_numpy(tid == wrong)] = 0  # one task answered with nothing valid
+        add_to_book(book, source, ver, ex, b["index"], labels, torch.zeros(len(labels)))
+    s = voted_scores(book, source)
+    assert s["vote_tasks"] == len(tasks)
+    assert s["vote_pass@1"] == pytest.approx(1 - 1 / len(tasks)) and s["vote_pass@2"] == s["vote_pass@1"]
+
+    res = train(build_config("tiny-cpu", ["max_steps=2"], data=str(data), out=str(tmp_path / "run")), cpu=True,
+                quiet=True)
+    assert 0.0 <= res.eval_metrics["vote_pass@1"] <= res.eval_metrics["vote_pass@2"] <= 1.0
+    assert res.eval_metrics["vote_tasks"] == len(tasks)
