@@ -145,13 +145,23 @@ def default_min_path(side: int) -> int:
     return int(round(110 * side * side / 900))
 
 
+def equivalence_key(question: np.ndarray) -> bytes:
+    """A key equal for two mazes iff one is a dihedral transform (the training augmentation) of the other."""
+    from . import dihedral
+    q = np.asarray(question, np.uint8)
+    return min(np.ascontiguousarray(dihedral.transform(q, t)).tobytes() for t in range(dihedral.NUM_TRANSFORMS))
+
+
 def generate(n: int, side: int = 30, seed: int = 0, hard: bool = False, min_path: int | None = None,
              loop_frac: float = 0.08, exclude: set[bytes] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """n distinct mazes: (questions, answers) as token arrays uint8 [n, side, side], and path lengths."""
+    """n distinct mazes: (questions, answers) as token arrays uint8 [n, side, side], and path lengths.
+
+    `exclude`: `equivalence_key`s of mazes that must not be generated, nor any dihedral transform of them."""
     if side < 5:
         raise InputError(f"maze side must be >= 5, got {side}", field="--size")
     mp = min_path if min_path is not None else (default_min_path(side) + 1 if hard else 1)
-    seen = set(exclude or ())
+    seen: set[bytes] = set()
+    excluded = set(exclude or ())
     qs, ans, lens = [], [], []
     k = 0
     while len(qs) < n:
@@ -163,7 +173,7 @@ def generate(n: int, side: int = 30, seed: int = 0, hard: bool = False, min_path
         if L < 0:
             continue
         key = q.astype(np.uint8).tobytes()
-        if key in seen:
+        if key in seen or (excluded and equivalence_key(q.reshape(side, side)) in excluded):
             continue
         seen.add(key)
         qs.append(q)
@@ -294,7 +304,7 @@ def prepare(out: str | Path, *, generate: int | None = None, csv: str | None = N
             el = np.array([shortest_path_length(q) for q in eq])
         else:
             eq, ea, el = globals()["generate"](test_count, side, seed + 7919, hard,
-                                               exclude={q.tobytes() for q in tq})
+                                               exclude={equivalence_key(q) for q in tq})
         source = f"generated (seed {seed})"
     else:
         tq, ta, _ = read_csv(csv)

@@ -148,6 +148,10 @@ def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str 
         from tqdm import tqdm
         progress = tqdm(total=n_items, desc="predict", dynamic_ncols=True)
     for batch in loader.test_batches():
+        if acc.num_processes == 1 and not bool((batch["index"] >= 0).all()):
+            # The last batch is padded to full size; alone, there are no shapes to keep in step with: drop padding.
+            keep = batch["index"] >= 0
+            batch = {k: v[keep] for k, v in batch.items()}
         b = batch_to(batch, acc.device)
         preds, q = rollout(model, b, steps)
         rows = torch.cat([b["index"][:, None].to(torch.float64), q[:, None].to(torch.float64)], 1)

@@ -14,6 +14,8 @@ band and row-within-band shuffles, stack and column-within-stack shuffles, and a
 from __future__ import annotations
 
 import csv
+import functools
+import itertools
 from pathlib import Path
 
 import numba
@@ -184,25 +186,91 @@ def _generate_one(side, br, bc, seed):
     return puzzle, sol, bt
 
 
+@functools.lru_cache(maxsize=None)
+def _group_perms(side: int, size: int) -> np.ndarray:
+    """Every permutation of 0..side-1 that permutes the groups of `size` lines and the lines within each group."""
+    groups = side // size
+    within = list(itertools.permutations(range(size)))
+    out = [[gp[g] * size + w[g][i] for g in range(groups) for i in range(size)]
+           for gp in itertools.permutations(range(groups)) for w in itertools.product(within, repeat=groups)]
+    return np.array(out, np.int64)
+
+
+@numba.njit(cache=True)
+def _canonical(p, rperms, cperms, transpose, best):
+    """Smallest digit-relabelled (by first appearance) image of p under the row/column/transpose group -> best."""
+    side = p.shape[0]
+    cur = np.empty(side * side, np.uint8)
+    lut = np.zeros(side + 1, np.int64)
+    have = False
+    for t in range(2 if transpose else 1):
+        for ri in range(rperms.shape[0]):
+            for ci in range(cperms.shape[0]):
+                lut[:] = 0
+                nxt = 1
+                state = 0 if have else -1  # -1: smaller so far, 0: equal so far, 1: larger (skip)
+                for i in range(side):
+                    if state == 1:
+                        break
+                    for j in range(side):
+                        r, c = rperms[ri, i], cperms[ci, j]
+                        v = p[c, r] if t == 1 else p[r, c]
+                        if v != 0:
+                            if lut[v] == 0:
+                                lut[v] = nxt
+                                nxt += 1
+                            v = lut[v]
+                        k = i * side + j
+                        cur[k] = v
+                        if state == 0:
+                            if v < best[k]:
+                                state = -1
+                            elif v > best[k]:
+                                state = 1
+                                break
+                if state == -1:
+                    best[:] = cur
+                    have = True
+
+
+def equivalence_key(puzzle: np.ndarray) -> bytes:
+    """A key equal for two puzzles iff one is an augmentation of the other (digit relabel, band/row and stack/column
+    shuffles, transpose for square boxes): what "never seen in training" must exclude, since training draws these
+    augmentations. 4x4 and 6x6 enumerate the group (128 and 3,456 layouts); at 9x9 it has 3.4M layouts and two
+    random puzzles are practically never equivalent, so the key is the puzzle itself."""
+    p = np.asarray(puzzle, np.uint8)
+    side = p.shape[0]
+    if side == 9:
+        return p.tobytes()
+    br, bc = BOXES[side]
+    best = np.zeros(side * side, np.uint8)
+    _canonical(p, _group_perms(side, br), _group_perms(side, bc), br == bc, best)
+    return best.tobytes()
+
+
 def generate(n: int, side: int = 9, seed: int = 0, min_difficulty: int = 0, exclude: set[bytes] | None = None,
              max_tries: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """n distinct puzzles with unique solutions: (puzzles, solutions, difficulty), uint8 [n, side, side]."""
+    """n distinct puzzles with unique solutions: (puzzles, solutions, difficulty), uint8 [n, side, side].
+
+    `exclude`: `equivalence_key`s of puzzles that must not be generated, nor any augmentation of them."""
     if side not in BOXES:
         raise InputError(f"Sudoku size must be one of {sorted(BOXES)}, got {side}", field="--size")
     br, bc = BOXES[side]
-    seen = set(exclude or ())
+    seen: set[bytes] = set()
+    excluded = set(exclude or ())
     puzzles, sols, diffs = [], [], []
     k = 0
     limit = max_tries or max(1000, 200 * n)
     while len(puzzles) < n:
         if k >= limit:
-            raise InputError(f"could not generate {n} distinct puzzles with difficulty >= {min_difficulty} "
-                             f"in {limit} tries", field="--generate")
+            raise InputError(f"could not generate {n} distinct puzzles with difficulty >= {min_difficulty}"
+                             + (" that are not augmentations of the training puzzles" if excluded else "") +
+                             f" in {limit} tries", field="--generate")
         s = int(splitmix64(np.uint64(seed * 1_000_003 + k))[1] >> np.uint64(2)) | 1
         k += 1
         p, sol, bt = _generate_one(side, br, bc, s)
         key = p.astype(np.uint8).tobytes()
-        if bt < min_difficulty or key in seen:
+        if bt < min_difficulty or key in seen or (excluded and equivalence_key(p.reshape(side, side)) in excluded):
             continue
         seen.add(key)
         puzzles.append(p)
@@ -348,7 +416,7 @@ def prepare(out: str | Path, *, generate: int | None = None, csv: str | None = N
         if generate <= 0 or test_count <= 0:
             raise InputError("counts must be positive", field="--generate/--test-count")
         tp, ts, td = globals()["generate"](generate, side, seed, min_difficulty)
-        exclude = {p.tobytes() for p in tp}
+        exclude = {equivalence_key(p) for p in tp}  # held out = not an augmentation of any training puzzle
         if csv_test:
             ep, es, ed = read_csv(csv_test)
         else:

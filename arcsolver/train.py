@@ -127,6 +127,10 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         if bad or unexpected:
             raise InputError(f"weights do not fit the model (missing {bad[:3]}, unexpected {unexpected[:3]})")
     model.to(acc.device)
+    if cfg.compile:
+        # In place (Module.compile), so parameter names and checkpoints are unchanged. Off by default: on CPU the
+        # compile time is not won back in short runs.
+        model.model.inner.compile(dynamic=False)
     torch.manual_seed(cfg.seed + rank)  # per-rank randomness from here on (halting exploration), as the reference
 
     from .adam_atan2 import AdamAtan2

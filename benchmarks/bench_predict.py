@@ -1,15 +1,16 @@
 """Benchmark: `predict --vote` on CPU -- model throughput, end-to-end seconds per task at 1000 versions, and how
 small the undo + vote stage is next to the model.
 
-Setup: the bundled tasks, prepared as evaluation tasks with up to 1000 augmented versions each on the real 30x30
-canvas (the ARC setting), and a checkpoint of the CPU demo architecture (`arc-demo-cpu`: h=128, 4 heads, RoPE,
-H2 L2, 4 supervision steps), trained for one step (weights do not change the work done). Rows:
+Setup: two bundled tasks (`--tasks N`), prepared as evaluation tasks with up to 1000 augmented versions each on the
+CPU demo's 10x10 canvas (`--canvas 30` for the ARC setting: ~9x the work per example), and a checkpoint of the CPU
+demo architecture (`arc-demo-cpu`: h=128, 4 heads, RoPE, H2 L2, 4 supervision steps), trained for one step (the
+weights do not change the work done). Rows:
   * rollout: `inference.rollout` alone on one batch -> examples x supervision steps per second;
   * predict --vote end to end (`predict.predict`: loading, every version of every test input, undo, vote, writing
     submission + candidates) -> seconds per task and per test input;
   * the undo + vote stage alone on the same predictions (`VoteBook.add`) -> grids/s and its share of the total.
 
-    python benchmarks/bench_predict.py                # ~1-2 min on 2 cores
+    python benchmarks/bench_predict.py                # ~2 min on 2 cores
     python benchmarks/bench_predict.py --num-aug 100  # quicker
 """
 
@@ -42,11 +43,12 @@ BUNDLED = REPO / "tasks" / "bundled"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num-aug", type=int, default=1000)
-    ap.add_argument("--canvas", type=int, default=30)
+    ap.add_argument("--canvas", type=int, default=10)
+    ap.add_argument("--tasks", type=int, default=2, help="how many bundled tasks")
     ap.add_argument("--batch", type=int, default=256)
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    tasks = load_tasks(str(BUNDLED))
+    tasks = load_tasks(str(BUNDLED))[:args.tasks]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = tmp / "data"
@@ -84,7 +86,7 @@ def main() -> None:
         n_vote = sum(len(c[0]) for c in replay)
 
     versions = n_preds / max(n_inputs, 1)
-    print(f"\n## predict --vote on CPU ({torch.get_num_threads()} threads): {n_tasks} bundled tasks, {n_inputs} test "
+    print(f"\n## predict --vote on CPU ({torch.get_num_threads()} threads): {n_tasks} bundled task(s), {n_inputs} test "
           f"inputs, {versions:.0f} versions each (asked {args.num_aug}), canvas {args.canvas}, arc-demo-cpu model, "
           f"{steps} supervision steps")
     print("| stage | figure |")

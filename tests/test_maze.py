@@ -63,3 +63,15 @@ def test_prepare(tmp_path):
     assert meta["vocab_size"] == 6 and meta["seq_len"] == 81 and meta["augment"] == "dihedral"
     tr = dense_dataset.load_split(tmp_path / "m", "train")
     assert tr[0].shape == (30, 81) and tr[0].max() <= 4 and tr[1].max() == 5
+
+
+def test_equivalence_key_is_dihedral_invariant_and_prepare_holds_out_whole_orbits(tmp_path):
+    q, _, _ = maze.generate(10, 9, seed=2)
+    for g in q:
+        keys = {maze.equivalence_key(dihedral.transform(g, t)) for t in range(8)}
+        assert keys == {maze.equivalence_key(g)}
+    assert len({maze.equivalence_key(g) for g in q}) == 10
+    maze.prepare(tmp_path / "m", generate=200, side=7, hard=False, test_count=100, seed=0)
+    tr, te = dense_dataset.load_split(tmp_path / "m", "train"), dense_dataset.load_split(tmp_path / "m", "test")
+    key = lambda r: maze.equivalence_key(r.reshape(7, 7))  # noqa: E731
+    assert not ({key(r) for r in tr[0]} & {key(r) for r in te[0]})

@@ -99,7 +99,9 @@ def test_prepare_writes_dense_dataset_deterministically(tmp_path):
     assert meta["kind"] == "sudoku" and meta["seq_len"] == 16 and meta["vocab_size"] == 11 and meta["box"] == [2, 2]
     tr, te = dense_dataset.load_split(tmp_path / "a", "train"), dense_dataset.load_split(tmp_path / "a", "test")
     assert tr[0].shape == (50, 16) and te[0].shape == (20, 16)
-    assert not ({r.tobytes() for r in tr[0]} & {r.tobytes() for r in te[0]})  # held-out puzzles are unseen
+    # held-out puzzles are unseen, not even as an augmentation of a training puzzle
+    key = lambda r: sudoku.equivalence_key(sudoku.decode(r[None], 4)[0])  # noqa: E731
+    assert not ({key(r) for r in tr[0]} & {key(r) for r in te[0]})
     for f in ("train_inputs.npy", "test_labels.npy", "meta.json"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
 
@@ -114,3 +116,27 @@ def test_prepare_cli(tmp_path):
     assert r.exit_code == 2 and "exactly one of --generate N or --csv FILE" in r.stderr
     r = CliRunner().invoke(main, ["prepare", "maze", "--csv", str(tmp_path / "none.csv"), "--out", str(tmp_path / "m")])
     assert r.exit_code == 2 and "none.csv: file not found" in r.stderr
+
+
+@pytest.mark.parametrize("side", [4, 6])
+def test_equivalence_key_is_invariant_under_augmentation_and_separates_others(side):
+    """Every training augmentation of a puzzle has the puzzle's key; different 6x6 puzzles do not."""
+    p, _, _ = sudoku.generate(20, side, seed=3)
+    box = sudoku.BOXES[side]
+    rng = np.random.default_rng(0)
+    tok = sudoku.encode(p)
+    for _ in range(5):
+        aug, _ = sudoku.augment_tokens(tok, tok, rng, side, box)
+        assert [sudoku.equivalence_key(g) for g in sudoku.decode(aug, side)] == \
+            [sudoku.equivalence_key(g) for g in p]
+    distinct = len({sudoku.equivalence_key(g) for g in p})
+    assert distinct == 20 if side == 6 else 1 < distinct < 20  # 4x4: few classes, random puzzles collide
+
+
+def test_4x4_held_out_set_cannot_outgrow_the_equivalence_classes():
+    """4x4 has few puzzle classes: asking for a held-out set that training augmentations do not cover fails with a
+    clear error instead of silently testing on seen puzzles."""
+    tp, _, _ = sudoku.generate(3000, 4, seed=0)
+    exclude = {sudoku.equivalence_key(g) for g in tp}
+    with pytest.raises(InputError, match="not augmentations of the training puzzles"):
+        sudoku.generate(1000, 4, seed=1, exclude=exclude, max_tries=20000)
