@@ -61,3 +61,10 @@ class MetricsLog:
             self.tb.close()
         if self.wb is not None:
             self.wb.finish()
+
+
+def bar_interval() -> float:
+    """Seconds between progress-bar refreshes: tqdm's 0.1 on a terminal, 30 when stderr is a log file (a bar line
+    every 0.1 s makes multi-megabyte logs)."""
+    import sys
+    return 0.1 if sys.stderr.isatty() else 30.0

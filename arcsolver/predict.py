@@ -25,6 +25,7 @@ from .arc_tasks import Task, load_tasks
 from .errors import InputError
 from .inference import batch_to, rollout
 from .jsonio import write_json
+from .metrics_log import bar_interval
 from .loader import ArcSource, PuzzleLoader
 from .submission import build_submission, write_submission
 from .vote import VoteBook, candidates_json
@@ -146,7 +147,7 @@ def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str 
     progress = None
     if acc.is_main_process and not quiet:
         from tqdm import tqdm
-        progress = tqdm(total=n_items, desc="predict", dynamic_ncols=True)
+        progress = tqdm(total=n_items, desc="predict", dynamic_ncols=True, mininterval=bar_interval())
     for batch in loader.test_batches():
         if acc.num_processes == 1 and not bool((batch["index"] >= 0).all()):
             # The last batch is padded to full size; alone, there are no shapes to keep in step with: drop padding.

@@ -36,7 +36,7 @@ from .errors import InputError
 from .inference import batch_to, evaluate_split, finish_metrics
 from .jsonio import read_json
 from .loader import ArcSource, PuzzleLoader, open_source
-from .metrics_log import MetricsLog
+from .metrics_log import MetricsLog, bar_interval
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -243,7 +243,8 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     progress = None
     if acc.is_main_process and not quiet:
         from tqdm import tqdm
-        progress = tqdm(total=total_steps, initial=step, dynamic_ncols=True, desc="train")
+        progress = tqdm(total=total_steps, initial=step, dynamic_ncols=True, desc="train",
+                        mininterval=bar_interval())
     model.train()
     while step < total_steps:
         t0 = time.time()
