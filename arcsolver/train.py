@@ -311,8 +311,10 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             break
     if progress is not None:
         progress.close()
-    if final_eval and (step >= total_steps or stop["why"] in (None, "steps")):
-        eval_metrics = evaluate() if (eval_every or step >= total_steps) else eval_metrics
+    # A run cut by its time budget still reports where it ended (the evaluation runs after the budget).
+    if final_eval and (step >= total_steps or stop["why"] in (None, "steps", "time")):
+        evaluated_here = eval_every and step % eval_every == 0 and step < total_steps
+        eval_metrics = evaluate() if ((eval_every and not evaluated_here) or step >= total_steps) else eval_metrics
         if eval_metrics:
             log.write(step, "eval", eval_metrics)
     ckpt_path = save()
