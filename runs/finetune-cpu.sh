@@ -4,6 +4,8 @@
 #   and score B's held-out test outputs before (new puzzle rows at the mean, no learning) and after.
 # A: flip-lr gravity-down recolor-1-to-2 frame upscale-2x transpose
 # B: flip-ud gravity-left rotate-90 fill-boxes invert extend-down
+# B's task files are never trained on before fine-tuning, but some are relatives of A's under the dihedral
+# augmentation (flip-ud is flip-lr rotated), as real ARC tasks share structure with training tasks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
