@@ -312,10 +312,10 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     if progress is not None:
         progress.close()
     # A run cut by its time budget still reports where it ended (the evaluation runs after the budget).
+    # (Not again when the periodic evaluation just ran at this step: same weights, same numbers.)
     if final_eval and (step >= total_steps or stop["why"] in (None, "steps", "time")):
-        evaluated_here = eval_every and step % eval_every == 0 and step < total_steps
-        eval_metrics = evaluate() if ((eval_every and not evaluated_here) or step >= total_steps) else eval_metrics
-        if eval_metrics:
+        if step >= total_steps or (eval_every and step % eval_every):
+            eval_metrics = evaluate()
             log.write(step, "eval", eval_metrics)
     ckpt_path = save()
     if world > 1:
