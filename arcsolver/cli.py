@@ -104,10 +104,14 @@ def prepare_sudoku_cmd(generate, csv, csv_test, size, test_count, min_difficulty
 @click.option("--csv-test", type=str, default=None)
 @click.option("--size", default=30, show_default=True, help="Maze side.")
 @click.option("--hard/--any", default=True, show_default=True, help="Keep only long shortest paths (hard filter).")
+@click.option("--min-path", type=int, default=None,
+              help="Generated mazes: shortest path at least this long (default: the hard filter's, or 1 with --any).")
+@click.option("--loops", type=float, default=0.08, show_default=True,
+              help="Generated mazes: share of interior walls knocked down to make loops (0: perfect mazes).")
 @click.option("--test-count", default=1000, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-def prepare_maze_cmd(generate, csv, csv_test, size, hard, test_count, seed, out) -> None:
+def prepare_maze_cmd(generate, csv, csv_test, size, hard, min_path, loops, test_count, seed, out) -> None:
     """Prepare a Maze dataset.
 
     \b
@@ -117,7 +121,7 @@ def prepare_maze_cmd(generate, csv, csv_test, size, hard, test_count, seed, out)
     """
     from .prepare import prepare_maze, summary
     meta = prepare_maze(out, generate=generate, csv=csv, csv_test=csv_test, size=size, hard=hard,
-                        test_count=test_count, seed=seed)
+                        test_count=test_count, seed=seed, min_path=min_path, loops=loops)
     click.echo(summary(meta, out))
 
 
@@ -166,7 +170,8 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
 @click.option("--vote/--no-vote", default=True, show_default=True,
               help="Run every augmented version and vote (else the un-augmented task only).")
 @click.option("--batch-size", default=256, show_default=True)
-@click.option("--steps", type=int, default=None, help="Supervision steps (default: the model's halt_max_steps).")
+@click.option("--steps", type=int, default=None,
+              help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
 @click.option("--max-versions", default=0, show_default=True, help="Use at most N versions per task (0: all).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights instead of the EMA copy.")
 @click.option("--cpu", is_flag=True, default=None)

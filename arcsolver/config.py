@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = 0
     eval_max_batches: int = 0  # 0: the whole test split
     eval_batch_size: int = 0  # 0: global_batch_size
+    eval_steps: int = 0  # supervision steps at evaluation (and predict's default); 0: the model's halt_max_steps
     loss_type: str = "stablemax_cross_entropy"
     compile: bool = False
     time_budget_s: float = 0.0  # > 0: stop (with a checkpoint) before this many seconds

@@ -19,18 +19,25 @@ IGNORE_LABEL = -100
 def rollout(model, batch: dict[str, torch.Tensor], steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(preds int [B, L], q_halt_logits float [B]) after `steps` (default: halt_max_steps) supervision steps.
 
+    More steps than the model trained with are allowed: the recursion simply continues from its carry.
+
     `model` is the ACT model (trm.TRM); it is put in eval mode for the rollout and restored afterwards.
     """
+    model = getattr(model, "module", model)  # a DDP-wrapped model from accelerate
     was_training = model.training
     model.eval()
     try:
         steps = steps or model.config.halt_max_steps
-        carry = model.initial_carry(batch)
-        outputs = None
+        # Drive the inner network directly rather than the ACT wrapper: at evaluation every row runs every step
+        # anyway, and the wrapper would restart rows after halt_max_steps, so `steps` beyond the training limit
+        # would silently recompute the same answer instead of refining it further.
+        inner = model.inner
+        B = batch["inputs"].shape[0]
+        carry = inner.reset_carry(torch.ones(B, dtype=torch.bool, device=batch["inputs"].device),
+                                  inner.empty_carry(B, batch["inputs"].device))
         for _ in range(steps):
-            carry, outputs = model(carry, batch)
-        preds = outputs["logits"].argmax(-1)
-        return preds, outputs["q_halt_logits"].float()
+            carry, logits, (q_halt, _) = inner(carry, batch)
+        return logits.argmax(-1), q_halt.float()
     finally:
         model.train(was_training)
 

@@ -294,17 +294,22 @@ def augment_tokens(inputs: np.ndarray, labels: np.ndarray, rng: np.random.Genera
 
 
 def prepare(out: str | Path, *, generate: int | None = None, csv: str | None = None, csv_test: str | None = None,
-            side: int = 30, hard: bool = True, test_count: int = 1000, seed: int = 0) -> Path:
+            side: int = 30, hard: bool = True, test_count: int = 1000, seed: int = 0, min_path: int | None = None,
+            loop_frac: float = 0.08) -> Path:
     if generate is not None:
         if generate <= 0 or test_count <= 0:
             raise InputError("counts must be positive", field="--generate/--test-count")
-        tq, ta, tl = globals()["generate"](generate, side, seed, hard)
+        if min_path is not None and min_path < 1:
+            raise InputError(f"must be >= 1, got {min_path}", field="--min-path")
+        if not 0.0 <= loop_frac <= 1.0:
+            raise InputError(f"must be in [0, 1], got {loop_frac}", field="--loops")
+        tq, ta, tl = globals()["generate"](generate, side, seed, hard, min_path=min_path, loop_frac=loop_frac)
         if csv_test:
             eq, ea, el = read_csv(csv_test, limit=test_count)
             el = np.array([shortest_path_length(q) for q in eq])
         else:
-            eq, ea, el = globals()["generate"](test_count, side, seed + 7919, hard,
-                                               exclude={equivalence_key(q) for q in tq})
+            eq, ea, el = globals()["generate"](test_count, side, seed + 7919, hard, min_path=min_path,
+                                               loop_frac=loop_frac, exclude={equivalence_key(q) for q in tq})
         source = f"generated (seed {seed})"
     else:
         tq, ta, _ = read_csv(csv)
@@ -322,6 +327,7 @@ def prepare(out: str | Path, *, generate: int | None = None, csv: str | None = N
     n = side * side
     meta = {"kind": "maze", "seq_len": n, "vocab_size": VOCAB_SIZE, "ignore_label_id": None, "augment": "dihedral",
             "side": side, "box": None, "seed": seed, "source": source, "hard": hard,
+            "generator": {"min_path": min_path, "loops": loop_frac} if generate is not None else None,
             "path_length": {"train_mean": float(np.mean(tl)), "test_mean": float(np.mean(el)),
                             "train_min": int(np.min(tl))}}
     dense_dataset.write(out, meta, {"train": (tq.reshape(-1, n), ta.reshape(-1, n)),

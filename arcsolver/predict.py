@@ -126,6 +126,7 @@ def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str 
         cpu = not torch.cuda.is_available()
     acc = Accelerator(cpu=cpu)
     model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes)
+    steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or None  # as the run evaluated itself
 
     # Restrict the test items: chosen tasks, and (without --vote) version 0 only.
     ver_all, ex_all = source.test_items()

@@ -46,12 +46,12 @@ def prepare_sudoku(out: Path, *, generate: int | None, csv: str | None, csv_test
 
 
 def prepare_maze(out: Path, *, generate: int | None, csv: str | None, csv_test: str | None, size: int, hard: bool,
-                 test_count: int, seed: int) -> dict:
+                 test_count: int, seed: int, min_path: int | None = None, loops: float = 0.08) -> dict:
     from . import maze
     if (generate is None) == (csv is None):
         raise InputError("give exactly one of --generate N or --csv FILE", field="prepare maze")
     maze.prepare(out, generate=generate, csv=csv, csv_test=csv_test, side=size, hard=hard, test_count=test_count,
-                 seed=seed)
+                 seed=seed, min_path=min_path, loop_frac=loops)
     return read_json(Path(out) / "meta.json")
 
 

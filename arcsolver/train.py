@@ -221,7 +221,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
                     if acc.is_main_process:
                         add_to_book(book, source, ver_sel, ex_sel, idx, p, qq)
             sums = evaluate_split(model.model, test.test_batches(), acc.device, max_batches=cfg.eval_max_batches,
-                                  on_batch=on_batch)
+                                  steps=cfg.eval_steps or None, on_batch=on_batch)
         finally:
             if ema is not None:
                 ema.swap_out(model)

@@ -75,3 +75,22 @@ def test_equivalence_key_is_dihedral_invariant_and_prepare_holds_out_whole_orbit
     tr, te = dense_dataset.load_split(tmp_path / "m", "train"), dense_dataset.load_split(tmp_path / "m", "test")
     key = lambda r: maze.equivalence_key(r.reshape(7, 7))  # noqa: E731
     assert not ({key(r) for r in tr[0]} & {key(r) for r in te[0]})
+
+
+def test_generator_knobs_min_path_and_perfect_mazes(tmp_path):
+    side, cells = 9, 4
+    q, a, L = maze.generate(30, side, seed=3, min_path=5, loop_frac=0.0)
+    assert L.min() >= 5
+    # loops=0 leaves the carved spanning tree: cells^2 rooms joined by cells^2 - 1 openings, nothing else open
+    assert all(int((g != maze.WALL).sum()) == 2 * cells * cells - 1 for g in q)
+    assert all(maze.is_shortest_path(x, y) for x, y in zip(q, a))
+    maze.prepare(tmp_path / "m", generate=40, side=7, hard=False, min_path=3, loop_frac=0.0, test_count=20, seed=0)
+    meta = dense_dataset.read_meta(tmp_path / "m")
+    assert meta["generator"] == {"min_path": 3, "loops": 0.0}
+    for split in ("train", "test"):
+        qs = dense_dataset.load_split(tmp_path / "m", split)[0]
+        assert min(maze.shortest_path_length(r.reshape(7, 7)) for r in qs) >= 3
+    for kw, field in [({"min_path": 0}, "--min-path"), ({"loop_frac": 1.5}, "--loops")]:
+        with pytest.raises(InputError, match=field):
+            maze.prepare(tmp_path / "bad", generate=5, side=7, hard=False, test_count=5, **kw)
+        assert not (tmp_path / "bad").exists()

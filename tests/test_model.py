@@ -337,6 +337,30 @@ def test_eval_always_runs_halt_max_steps():
             assert bool(carry.halted.all()) == (step == 5) and bool(carry.halted.any()) == (step == 5)
 
 
+def test_rollout_equals_the_act_wrapper_and_can_run_past_halt_max_steps():
+    from arcsolver.inference import rollout
+    cfg = tiny(halt_max_steps=3)
+    m = model(cfg).train()
+    with torch.no_grad():
+        m.inner.q_head.weight.normal_()  # (zero at init) so the halting logit tells the steps apart
+    b = make_batch(cfg)
+    with torch.inference_mode():
+        m.eval()
+        carry = m.initial_carry(b)
+        for _ in range(3):
+            carry, out = m(carry, b)
+        c = m.inner.reset_carry(torch.ones(4, dtype=torch.bool), m.inner.empty_carry(4))
+        for _ in range(7):
+            c, logits7, (q7, _) = m.inner(c, b)
+    m.train()
+    preds, q = rollout(m, b)
+    assert m.training  # restored
+    assert torch.equal(preds, out["logits"].argmax(-1)) and torch.equal(q, out["q_halt_logits"])
+    # 7 steps continue the recursion (the ACT wrapper alone would restart after 3 and return step 3's answer again)
+    preds7, q7r = rollout(m, b, steps=7)
+    assert torch.equal(preds7, logits7.argmax(-1)) and torch.equal(q7r, q7) and not torch.equal(q7r, q)
+
+
 def test_training_halts_on_positive_q_halt_only():
     cfg = tiny(halt_max_steps=6, halt_exploration_prob=0.0)
     m = model(cfg).train()
@@ -474,7 +498,7 @@ def test_act_loss_head_loss_and_metrics_by_hand(loss_type):
     target = torch.tensor(seq_ok, dtype=torch.float64)
     bce = float(F.binary_cross_entropy_with_logits(q, target, reduction="sum"))
     assert abs(float(metrics["lm_loss"]) - lm) < 1e-6 and abs(float(metrics["q_halt_loss"]) - bce) < 1e-6
-    assert abs(float(loss) - (lm + 0.5 * bce)) < 1e-6
+    assert abs(float(loss.detach()) - (lm + 0.5 * bce)) < 1e-6
     assert int(metrics["count"]) == 3 and int(metrics["steps"]) == 6
     acc = sum(float((out["preds"][r] == labels[r])[labels[r] != -100].float().mean()) for r in (1, 2, 3))
     assert abs(float(metrics["accuracy"]) - acc) < 1e-5
