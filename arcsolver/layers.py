@@ -157,12 +157,56 @@ class _SwiGLU(torch.autograd.Function):
         return dx, dw1, dw2, None
 
 
+class _SwiGLUTokenMajor(torch.autograd.Function):
+    """The same SwiGLU kept token-major throughout (x [N, K], GU [N, 2I]): faster than `_SwiGLU` for wide layers on
+    CPU (measured at h=512: the feature-major products with a transposed [N, 512] operand are the slow ones)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+        inter = w2.shape[1]
+        gu = torch.mm(x, w1.t())  # [N, 2I]
+        sg = F.silu(gu[:, :inter])
+        a = sg * gu[:, inter:]
+        ctx.save_for_backward(x, w1, w2, gu, sg, a)
+        return torch.mm(a, w2.t())
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        x, w1, w2, gu, sg, a = ctx.saved_tensors
+        inter = w2.shape[1]
+        need_x, need_w1, need_w2 = ctx.needs_input_grad[:3]
+        dw2 = torch.mm(dy.t(), a) if need_w2 else None
+        da = torch.mm(dy, w2)  # [N, I]
+        g, u = gu[:, :inter], gu[:, inter:]
+        if torch.compiler.is_compiling():
+            dgu = torch.cat((torch.ops.aten.silu_backward(da * u, g), da * sg), dim=1)
+        else:
+            dgu = torch.empty_like(gu)
+            torch.mul(da, sg, out=dgu[:, inter:])
+            da.mul_(u)
+            torch.ops.aten.silu_backward.grad_input(da, g, grad_input=dgu[:, :inter])
+        dx = torch.mm(dgu, w1) if need_x else None
+        dw1 = torch.mm(dgu.t(), x) if need_w1 else None
+        return dx, dw1, dw2
+
+
+WIDE = 512  # channel SwiGLUs at least this wide run token-major (see _SwiGLUTokenMajor)
+
+
 def swiglu(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, token_major: bool) -> torch.Tensor:
     """down(silu(gate) * up) with [gate; up] = w1-projection; see `_SwiGLU` for the layouts. w1, w2 must already be
     in x's dtype. Without autograd the activation runs in place and nothing is kept."""
     if torch.is_grad_enabled() and (x.requires_grad or w1.requires_grad or w2.requires_grad):
+        if token_major and x.shape[1] >= WIDE:
+            return _SwiGLUTokenMajor.apply(x, w1, w2)
         return _SwiGLU.apply(x, w1, w2, token_major)
     inter = w2.shape[1]
+    if token_major and x.shape[1] >= WIDE:
+        gu = torch.mm(x, w1.t())
+        a = gu[:, :inter]
+        F.silu(a, inplace=True)
+        a.mul_(gu[:, inter:])
+        return torch.mm(a, w2.t())
     gu = torch.mm(w1, x.t() if token_major else x)
     a = gu[:inter]
     F.silu(a, inplace=True)

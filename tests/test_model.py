@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from arcsolver.layers import _AddRMSNorm, _SwiGLU, apply_rope, rotate_half, swiglu_width, trunc_normal_
+from arcsolver import layers
+from arcsolver.layers import _AddRMSNorm, _SwiGLU, _SwiGLUTokenMajor, apply_rope, rotate_half, swiglu_width, trunc_normal_
 from arcsolver.losses import ACTLossHead, log_stablemax, softmax_cross_entropy, stablemax_cross_entropy
 from arcsolver.trm import TRM, InnerCarry, TRMConfig
 
@@ -146,6 +147,12 @@ def test_swiglu_function_gradcheck(token_major):
     g, u = F.linear(xt, w1).chunk(2, -1)
     ref = F.linear(F.silu(g) * u, w2)
     assert torch.allclose(_SwiGLU.apply(x, w1, w2, token_major), ref if token_major else ref.t())
+    if token_major:  # the wide-layer variant: same function, same gradients, and the no-grad path agrees
+        assert torch.autograd.gradcheck(_SwiGLUTokenMajor.apply, (x, w1, w2))
+        assert torch.allclose(_SwiGLUTokenMajor.apply(x, w1, w2), ref)
+        with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
+            mp.setattr(layers, "WIDE", 1)
+            assert torch.allclose(layers.swiglu(x, w1, w2, True), ref)
 
 
 @pytest.mark.parametrize("dim", [0, -1])
