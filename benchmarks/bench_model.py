@@ -177,34 +177,50 @@ def check_same_outputs(cfg: TRMConfig) -> float:
 # timing
 
 
-def time_train(cfg: TRMConfig, reps: int, ref_form: bool) -> float:
-    b = BATCH_OVERRIDE or cfg.batch_size
-    head = build(cfg, ref_form)
-    opt = AdamAtan2([p for p in head.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.1)
-    emb_opt = SignSGDSparse(head.model.inner.puzzle_emb, lr=1e-2, weight_decay=0.1)
-    batch = make_batch(cfg, b)
-    head.train()
-    carry = head.initial_carry(batch)
-    times = []
-    for i in range(reps + 1):  # the first step warms allocator and caches
+class _Trainer:
+    """One model + optimizers + carry, stepping on a fixed batch."""
+
+    def __init__(self, cfg: TRMConfig, ref_form: bool):
+        b = BATCH_OVERRIDE or cfg.batch_size
+        self.b = b
+        self.head = build(cfg, ref_form)
+        self.opt = AdamAtan2([p for p in self.head.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.1)
+        self.emb_opt = SignSGDSparse(self.head.model.inner.puzzle_emb, lr=1e-2, weight_decay=0.1)
+        self.batch = make_batch(cfg, b)
+        self.head.train()
+        self.carry = self.head.initial_carry(self.batch)
+
+    def step(self) -> float:
         t = time.perf_counter()
-        carry, loss, _, _, _ = head(carry, batch)
-        (loss / b).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        emb_opt.step()
-        emb_opt.zero_grad()
-        if i:
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        self.carry, loss, _, _, _ = self.head(self.carry, self.batch)
+        (loss / self.b).backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.emb_opt.step()
+        self.emb_opt.zero_grad()
+        return time.perf_counter() - t
+
+
+def time_train(cfg: TRMConfig, reps: int, with_ref_form: bool) -> tuple[float, float | None, float | None]:
+    """(ours s/step, ref-form s/step, median of paired ratios ref/ours). Steps alternate between the two
+    implementations (order swapped every rep) so that both see the same machine state: on a shared VM the speed of
+    the whole machine drifts by tens of percent within minutes, which sequential timing would attribute to code."""
+    runs = [_Trainer(cfg, False)] + ([_Trainer(cfg, True)] if with_ref_form else [])
+    for r in runs:  # the first step warms allocator and caches
+        r.step()
+    times: list[list[float]] = [[] for _ in runs]
+    for i in range(reps):
+        order = range(len(runs)) if i % 2 == 0 else reversed(range(len(runs)))
+        for k in order:
+            times[k].append(runs[k].step())
+    ours = statistics.median(times[0])
+    if not with_ref_form:
+        return ours, None, None
+    return ours, statistics.median(times[1]), statistics.median(r / o for o, r in zip(times[0], times[1]))
 
 
 @torch.inference_mode()
-def time_rollout(cfg: TRMConfig, ref_form: bool, steps: int = 16) -> float:
-    b = BATCH_OVERRIDE or cfg.batch_size
-    model = build(dataclasses.replace(cfg, halt_max_steps=steps), ref_form).model.eval()
-    batch = make_batch(cfg, b)
-    model(model.initial_carry(batch), batch)  # warm-up
+def _rollout_once(model, batch, steps: int) -> float:
     t = time.perf_counter()
     carry = model.initial_carry(batch)
     for _ in range(steps):
@@ -212,6 +228,27 @@ def time_rollout(cfg: TRMConfig, ref_form: bool, steps: int = 16) -> float:
     out["logits"].argmax(-1)
     assert bool(carry.halted.all())
     return time.perf_counter() - t
+
+
+@torch.inference_mode()
+def time_rollout(cfg: TRMConfig, with_ref_form: bool, steps: int = 16, reps: int = 2
+                 ) -> tuple[float, float | None, float | None]:
+    """As `time_train`, for one `steps`-step inference rollout (alternating, best of `reps`)."""
+    b = BATCH_OVERRIDE or cfg.batch_size
+    models = [build(dataclasses.replace(cfg, halt_max_steps=steps), rf).model.eval()
+              for rf in ([False, True] if with_ref_form else [False])]
+    batch = make_batch(cfg, b)
+    for m in models:
+        m(m.initial_carry(batch), batch)  # warm-up
+    times: list[list[float]] = [[] for _ in models]
+    for i in range(reps):
+        order = range(len(models)) if i % 2 == 0 else reversed(range(len(models)))
+        for k in order:
+            times[k].append(_rollout_once(models[k], batch, steps))
+    ours = min(times[0])
+    if not with_ref_form:
+        return ours, None, None
+    return ours, min(times[1]), statistics.median(r / o for o, r in zip(times[0], times[1]))
 
 
 def matmul_gflops(n: int = 2048, reps: int = 4) -> float:
@@ -274,11 +311,16 @@ def main() -> None:
         diff = check_same_outputs(cfg) if not args.no_ref_form else None
         fwd, train_flops = matmul_flops(cfg, B)
         reps = 3 if args.quick or name != "a" else 5
-        for ref_form in ([False] if args.no_ref_form else [False, True]):
-            step = time_train(cfg, reps if not ref_form else max(2, reps - 2), ref_form)
-            roll = time_rollout(cfg, ref_form) if name == "a" else None
-            rows.append(dict(name=name, B=B, ref_form=ref_form, step=step, roll=roll,
-                             gf=train_flops / step / 1e9, rgf=16 * fwd / roll / 1e9 if roll else None, diff=diff))
+        with_ref = not args.no_ref_form
+        step, ref_step, step_ratio = time_train(cfg, reps, with_ref)
+        roll, ref_roll, roll_ratio = time_rollout(cfg, with_ref) if name == "a" else (None, None, None)
+        rows.append(dict(name=name, B=B, ref_form=False, step=step, roll=roll, gf=train_flops / step / 1e9,
+                         rgf=16 * fwd / roll / 1e9 if roll else None, diff=diff, step_ratio=step_ratio,
+                         roll_ratio=roll_ratio))
+        if with_ref:
+            rows.append(dict(name=name, B=B, ref_form=True, step=ref_step, roll=ref_roll,
+                             gf=train_flops / ref_step / 1e9, rgf=16 * fwd / ref_roll / 1e9 if ref_roll else None,
+                             diff=diff))
     print(f"\n## TRM on CPU, fp32 ({threads} thread(s)); reference figures: trm-reference.md §14")
     print("| config | batch | impl | train step | samples/s | GFLOP/s | vs §14 ref | vs ref-form | "
           "16-step rollout | GFLOP/s | vs §14 ref | vs ref-form |")
@@ -289,18 +331,21 @@ def main() -> None:
         base = by.get((r["name"], True))
         impl = "ref-form" if r["ref_form"] else "ours"
         vs_ref = f"{ref['step'] / r['step']:.2f}x" if r["B"] == BATCH[r["name"]] else "-"
-        vs_form = f"{base['step'] / r['step']:.2f}x" if base and not r["ref_form"] else "-"
+        vs_form = f"{r['step_ratio']:.2f}x" if base and not r["ref_form"] else "-"
         if r["roll"]:
             rr = (f"{r['roll']:.1f} s | {r['rgf']:.0f} | "
                   + (f"{ref['rollout'] / r['roll']:.2f}x" if r["B"] == BATCH[r["name"]] else "-") + " | "
-                  + (f"{base['roll'] / r['roll']:.2f}x" if base and base["roll"] and not r["ref_form"] else "-"))
+                  + (f"{r['roll_ratio']:.2f}x" if base and base["roll"] and not r["ref_form"] else "-"))
         else:
             rr = "- | - | - | -"
         print(f"| ({r['name']}) | {r['B']} | {impl} | {r['step']:.2f} s | {r['B'] / r['step']:.1f} | {r['gf']:.0f} | "
               f"{vs_ref} | {vs_form} | {rr} |")
     print(f"\n§14 reference figures: (a) {REF['a']['step']} s/step, {REF['a']['rollout']} s/rollout; "
           f"(b) {REF['b']['step']} s/step; (c, batch 8) {REF['c']['step']} s/step (2 threads, reference code)")
-    print(f"plain fp32 matmul 2048^3 in this run: {peak:.0f} GFLOP/s ({threads} thread(s))")
+    peak_end = matmul_gflops()
+    print(f"plain fp32 matmul 2048^3 in this run: {peak:.0f} GFLOP/s at start, {peak_end:.0f} at end "
+          f"({threads} thread(s); a gap means the machine's speed drifted during the run, which the side-by-side "
+          "'vs ref-form' ratios are immune to and the 'vs §14 ref' ratios are not)")
     diffs = {r["name"]: r["diff"] for r in rows if r["diff"] is not None}
     if diffs:
         print("ours vs ref-form, same weights, 2 steps (max |logit diff|, max rel. grad diff): "
