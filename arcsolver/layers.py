@@ -112,6 +112,19 @@ def add_rms_norm(h: torch.Tensor, o: torch.Tensor, eps: float, dim: int = -1) ->
 # SwiGLU as one feature-major autograd function
 
 
+def _gate_up_grad(da: torch.Tensor, gu: torch.Tensor, sg: torch.Tensor, inter: int, dim: int) -> torch.Tensor:
+    """d[gate; up] (stacked along `dim` as in `gu`) from dA, for A = silu(gate) * up; `da` is overwritten."""
+    g, u = gu.narrow(dim, 0, inter), gu.narrow(dim, inter, inter)
+    if torch.compiler.is_compiling():  # out= into views trips torch.compile; the functional form is equal
+        return torch.cat((torch.ops.aten.silu_backward(da * u, g), da * sg), dim=dim)
+    # d up = dA * silu(g) and d gate = silu'(g) * dA * u, written straight into one buffer
+    dgu = torch.empty_like(gu)
+    torch.mul(da, sg, out=dgu.narrow(dim, inter, inter))
+    da.mul_(u)
+    torch.ops.aten.silu_backward.grad_input(da, g, grad_input=dgu.narrow(dim, 0, inter))
+    return dgu
+
+
 class _SwiGLU(torch.autograd.Function):
     """SwiGLU on a 2-D input. token_major: x [N, K] -> y [N, K]; otherwise x [K, N] -> y [K, N] (mixing over K).
 
@@ -140,14 +153,7 @@ class _SwiGLU(torch.autograd.Function):
         need_x, need_w1, need_w2 = ctx.needs_input_grad[:3]
         dw2 = torch.mm(dy_fm, a.t()) if need_w2 else None
         da = torch.mm(w2.t(), dy_fm)  # [I, N]
-        g, u = gu[:inter], gu[inter:]
-        if torch.compiler.is_compiling():  # out= into views trips torch.compile; the functional form is equal
-            dgu = torch.cat((torch.ops.aten.silu_backward(da * u, g), da * sg))
-        else:  # d up = dA * silu(g) and d gate = silu'(g) * dA * u, written straight into one buffer
-            dgu = torch.empty_like(gu)
-            torch.mul(da, sg, out=dgu[inter:])
-            da.mul_(u)
-            torch.ops.aten.silu_backward.grad_input(da, g, grad_input=dgu[:inter])
+        dgu = _gate_up_grad(da, gu, sg, inter, 0)
         dx = None
         if need_x:
             dx = torch.mm(dgu.t(), w1) if tm else torch.mm(w1.t(), dgu)
@@ -177,14 +183,7 @@ class _SwiGLUTokenMajor(torch.autograd.Function):
         need_x, need_w1, need_w2 = ctx.needs_input_grad[:3]
         dw2 = torch.mm(dy.t(), a) if need_w2 else None
         da = torch.mm(dy, w2)  # [N, I]
-        g, u = gu[:, :inter], gu[:, inter:]
-        if torch.compiler.is_compiling():
-            dgu = torch.cat((torch.ops.aten.silu_backward(da * u, g), da * sg), dim=1)
-        else:
-            dgu = torch.empty_like(gu)
-            torch.mul(da, sg, out=dgu[:, inter:])
-            da.mul_(u)
-            torch.ops.aten.silu_backward.grad_input(da, g, grad_input=dgu[:, :inter])
+        dgu = _gate_up_grad(da, gu, sg, inter, 1)
         dx = torch.mm(dgu, w1) if need_x else None
         dw1 = torch.mm(dgu.t(), x) if need_w1 else None
         return dx, dw1, dw2
@@ -196,12 +195,11 @@ WIDE = 512  # channel SwiGLUs at least this wide run token-major (see _SwiGLUTok
 def swiglu(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, token_major: bool) -> torch.Tensor:
     """down(silu(gate) * up) with [gate; up] = w1-projection; see `_SwiGLU` for the layouts. w1, w2 must already be
     in x's dtype. Without autograd the activation runs in place and nothing is kept."""
+    wide = token_major and x.shape[1] >= WIDE
     if torch.is_grad_enabled() and (x.requires_grad or w1.requires_grad or w2.requires_grad):
-        if token_major and x.shape[1] >= WIDE:
-            return _SwiGLUTokenMajor.apply(x, w1, w2)
-        return _SwiGLU.apply(x, w1, w2, token_major)
+        return _SwiGLUTokenMajor.apply(x, w1, w2) if wide else _SwiGLU.apply(x, w1, w2, token_major)
     inter = w2.shape[1]
-    if token_major and x.shape[1] >= WIDE:
+    if wide:
         gu = torch.mm(x, w1.t())
         a = gu[:, :inter]
         F.silu(a, inplace=True)

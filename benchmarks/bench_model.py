@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import os
 import statistics
@@ -201,6 +202,15 @@ class _Trainer:
         return time.perf_counter() - t
 
 
+def _alternate(timers: list, reps: int) -> list[list[float]]:
+    """Seconds of each timer over `reps` rounds, one call each per round, order reversed every other round."""
+    times: list[list[float]] = [[] for _ in timers]
+    for i in range(reps):
+        for k in (range(len(timers)) if i % 2 == 0 else reversed(range(len(timers)))):
+            times[k].append(timers[k]())
+    return times
+
+
 def time_train(cfg: TRMConfig, reps: int, with_ref_form: bool) -> tuple[float, float | None, float | None]:
     """(ours s/step, ref-form s/step, median of paired ratios ref/ours). Steps alternate between the two
     implementations (order swapped every rep) so that both see the same machine state: on a shared VM the speed of
@@ -208,11 +218,7 @@ def time_train(cfg: TRMConfig, reps: int, with_ref_form: bool) -> tuple[float, f
     runs = [_Trainer(cfg, False)] + ([_Trainer(cfg, True)] if with_ref_form else [])
     for r in runs:  # the first step warms allocator and caches
         r.step()
-    times: list[list[float]] = [[] for _ in runs]
-    for i in range(reps):
-        order = range(len(runs)) if i % 2 == 0 else reversed(range(len(runs)))
-        for k in order:
-            times[k].append(runs[k].step())
+    times = _alternate([r.step for r in runs], reps)
     ours = statistics.median(times[0])
     if not with_ref_form:
         return ours, None, None
@@ -240,11 +246,7 @@ def time_rollout(cfg: TRMConfig, with_ref_form: bool, steps: int = 16, reps: int
     batch = make_batch(cfg, b)
     for m in models:
         m(m.initial_carry(batch), batch)  # warm-up
-    times: list[list[float]] = [[] for _ in models]
-    for i in range(reps):
-        order = range(len(models)) if i % 2 == 0 else reversed(range(len(models)))
-        for k in order:
-            times[k].append(_rollout_once(models[k], batch, steps))
+    times = _alternate([functools.partial(_rollout_once, m, batch, steps) for m in models], reps)
     ours = min(times[0])
     if not with_ref_form:
         return ours, None, None

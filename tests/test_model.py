@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from arcsolver import layers
-from arcsolver.layers import _AddRMSNorm, _SwiGLU, _SwiGLUTokenMajor, apply_rope, rotate_half, swiglu_width, trunc_normal_
+from arcsolver.layers import (_AddRMSNorm, _SwiGLU, _SwiGLUTokenMajor, apply_rope, rotate_half, swiglu_width,
+                              trunc_normal_)
 from arcsolver.losses import ACTLossHead, log_stablemax, softmax_cross_entropy, stablemax_cross_entropy
 from arcsolver.trm import TRM, InnerCarry, TRMConfig
 
