@@ -136,8 +136,12 @@ def prepare_maze_cmd(generate, csv, csv_test, size, hard, min_path, loops, test_
 @click.option("--batch-size", "global_batch_size", type=int, default=None, help="Global batch size.")
 @click.option("--resume", default=None, metavar="CKPT", help="Continue exactly from a checkpoint or run folder.")
 @click.option("--time-budget", "time_budget", default=None, help="Stop cleanly before this long (e.g. 15m, 2h, 90s).")
+@click.option("--device-batch-size", type=int, default=None,
+              help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
+                   "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
 @click.option("--cpu", is_flag=True, default=None, help="Force CPU even if a GPU is present.")
-def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume, time_budget, cpu) -> None:
+def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume, time_budget, device_batch_size,
+              cpu) -> None:
     """Train a TRM. Runs on CPU, one GPU, or N GPUs with `accelerate launch`.
 
     \b
@@ -152,7 +156,7 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
     from .train import train
     from .units import parse_duration
     cfg = build_config(preset, list(overrides), data=data, out=out, max_steps=max_steps,
-                       global_batch_size=global_batch_size,
+                       global_batch_size=global_batch_size, device_batch_size=device_batch_size,
                        time_budget_s=parse_duration(time_budget) if time_budget else None)
     res = train(cfg, resume=resume, cpu=cpu)
     ev = res.eval_metrics
@@ -174,8 +178,12 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
               help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
 @click.option("--max-versions", default=0, show_default=True, help="Use at most N versions per task (0: all).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights instead of the EMA copy.")
+@click.option("--device-batch-size", type=int, default=None,
+              help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
+                   "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
 @click.option("--cpu", is_flag=True, default=None)
-def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, cpu) -> None:
+def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, device_batch_size,
+                cpu) -> None:
     """Predict test outputs with augmentation voting and write a Kaggle submission.json (+ candidates JSON).
 
     \b
@@ -185,7 +193,7 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
     """
     from .predict import predict
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
-                  ema=not no_ema, cpu=cpu, max_versions=max_versions)
+                  ema=not no_ema, cpu=cpu, max_versions=max_versions, device_batch_size=device_batch_size or 0)
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
                f"predictions voted, {res.seconds:.1f} s" + (f"; candidates in {res.candidates}" if res.candidates else ""))
 
@@ -205,9 +213,12 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
 @click.option("--full-steps", type=int, default=None, help="Fixed full fine-tuning steps (with --embed-steps).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any training field.")
+@click.option("--device-batch-size", type=int, default=None,
+              help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
+                   "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
 @click.option("--cpu", is_flag=True, default=None)
 def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fraction, lr_scale, batch_size,
-                 embed_steps, full_steps, seed, overrides, cpu) -> None:
+                 embed_steps, full_steps, seed, overrides, device_batch_size, cpu) -> None:
     """Fine-tune a checkpoint on tasks it never saw (test-time training), within a time budget.
 
     \b
@@ -222,7 +233,7 @@ def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fr
     s = finetune(ckpt, tasks, out, time_budget_s=parse_duration(time_budget), predict_after=predict_after,
                  num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
                  overrides=list(overrides), cpu=cpu, started_at=_STARTED, embed_steps=embed_steps,
-                 full_steps=full_steps, seed=seed)
+                 full_steps=full_steps, seed=seed, device_batch_size=device_batch_size)
     click.echo(f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps in {s['train_seconds']:.0f} s; "
                f"checkpoint {s['checkpoint']}" + (f"; wrote {s['submission']}" if "submission" in s else "")
                + f" (total {s['seconds']:.0f} s)")

@@ -27,6 +27,7 @@ class TrainConfig:
     out: str = "runs/default"
     arch: dict[str, Any] = field(default_factory=dict)
     global_batch_size: int = 768
+    device_batch_size: int = 0  # rows per forward/backward (gradient accumulation); 0: from free memory (memory_model)
     epochs: int = 1
     max_steps: int = 0  # > 0 overrides epochs
     eval_interval_epochs: int = 0

@@ -53,12 +53,14 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, p
              num_aug: int = 100, embed_fraction: float = 0.2, lr_scale: float = 2.0, batch_size: int | None = None,
              overrides: list[str] = (), seed: int = 0, cpu: bool | None = None, quiet: bool = False,
              started_at: float | None = None, embed_steps: int | None = None,
-             full_steps: int | None = None) -> dict:
+             full_steps: int | None = None, device_batch_size: int | None = None) -> dict:
     """Fine-tune `ckpt` on the tasks of `tasks`; returns a summary dict (and writes OUT/finetune.json).
 
     The budget counts from `started_at` (the CLI passes its process start, so imports count too).
     `embed_steps` and `full_steps` fix the length of the two phases instead of planning them from the budget
-    (reproducible runs: the same steps give the same weights on the same machine); the budget still caps them."""
+    (reproducible runs: the same steps give the same weights on the same machine); the budget still caps them.
+    `device_batch_size`: rows per forward in training and prediction (gradient accumulation keeps the global
+    batch); default from the free device memory (memory_model)."""
     from accelerate import PartialState
     from .config import build_config
     from .train import train
@@ -95,6 +97,8 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, p
         puzzle_emb_weight_decay=tb["puzzle_emb_weight_decay"], lr_warmup_steps=min(tb["lr_warmup_steps"], 100),
         lr_min_ratio=1.0, ema=tb["ema"], ema_rate=tb["ema_rate"], eval_interval_steps=0, eval_interval_epochs=0,
         checkpoint_interval_steps=0, seed=seed, log_every=10, loss_type=tb.get("loss_type", cfg.loss_type))
+    if device_batch_size is not None:
+        cfg.device_batch_size = device_batch_size
     for item in overrides:  # explicit --set wins over the derived recipe
         k, v = item.split("=", 1)
         if not k.startswith("arch."):
@@ -142,7 +146,8 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, p
     # 5. predict
     if predict_after:
         from .predict import predict
-        res = predict(final, out / "submission.json", data=str(data_dir), cpu=cpu, quiet=quiet)
+        res = predict(final, out / "submission.json", data=str(data_dir), cpu=cpu, quiet=quiet,
+                      device_batch_size=cfg.device_batch_size)
         summary.update(submission=str(res.submission), predict_seconds=res.seconds)
     summary["seconds"] = time.time() - t0
     if state.is_main_process:

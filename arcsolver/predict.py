@@ -23,7 +23,8 @@ import torch
 from . import checkpoint
 from .arc_tasks import Task, load_tasks
 from .errors import InputError
-from .inference import batch_to, rollout
+from .inference import batch_to
+from .microbatch import rollout_in_micro_batches
 from .jsonio import write_json
 from .metrics_log import bar_interval
 from .loader import ArcSource, PuzzleLoader
@@ -92,7 +93,10 @@ def voted_scores(book: VoteBook, source: ArcSource) -> dict[str, float]:
 
 def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str | None = None, vote: bool = True,
             batch_size: int = 256, steps: int | None = None, ema: bool = True, cpu: bool | None = None,
-            candidates: bool = True, max_versions: int = 0, quiet: bool = False) -> PredictResult:
+            candidates: bool = True, max_versions: int = 0, quiet: bool = False,
+            device_batch_size: int = 0) -> PredictResult:
+    """`device_batch_size`: rows per forward (0: from the free device memory, memory_model; the whole batch on CPU);
+    halved on out-of-memory."""
     from accelerate import Accelerator
     t0 = time.time()
     ckpt = checkpoint.resolve(ckpt)
@@ -127,6 +131,7 @@ def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str 
     acc = Accelerator(cpu=cpu)
     model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes)
     steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or None  # as the run evaluated itself
+    device_batch = _prediction_device_batch(model, device_batch_size, batch_size // acc.num_processes, acc.device)
 
     # Restrict the test items: chosen tasks, and (without --vote) version 0 only.
     ver_all, ex_all = source.test_items()
@@ -155,7 +160,7 @@ def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str 
             keep = batch["index"] >= 0
             batch = {k: v[keep] for k, v in batch.items()}
         b = batch_to(batch, acc.device)
-        preds, q = rollout(model, b, steps)
+        preds, q, device_batch = rollout_in_micro_batches(model, b, steps, device_batch)
         rows = torch.cat([b["index"][:, None].to(torch.float64), q[:, None].to(torch.float64)], 1)
         if acc.num_processes > 1:
             rows = acc.gather(rows)
@@ -178,3 +183,14 @@ def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str 
     acc.wait_for_everyone()
     return PredictResult(Path(out), cand_path, len(task_list), sum(len(t.test) for t in task_list), n_items,
                          time.time() - t0, book)
+
+
+def _prediction_device_batch(model, requested: int, batch: int, device: torch.device) -> int:
+    """Rows per forward: `requested` when > 0, else the largest the memory model fits (the whole batch on CPU)."""
+    if requested < 0:
+        raise InputError(f"must be >= 0 (0: automatic), got {requested}", field="--device-batch-size")
+    if requested > 0:
+        return min(requested, max(1, batch))
+    from .memory_model import choose_device_batch, free_device_bytes, inference_memory
+    return choose_device_batch(lambda rows: inference_memory(model.config, rows), max(1, batch),
+                               free_device_bytes(device))

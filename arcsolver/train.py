@@ -79,6 +79,7 @@ class TrainResult:
     seconds: float
     stopped_by: str  # "steps" | "time" | "signal"
     step_seconds: list[float] = dataclasses.field(default_factory=list)
+    device_batch: int = 0  # rows per micro-batch at the end (after any halving on out-of-memory)
 
 
 def _plan(cfg: TrainConfig, epoch_len: int) -> tuple[int, int, int]:
@@ -120,6 +121,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     mcfg = model_config(cfg.arch, meta, local_batch)
     if acc.device.type == "cpu" and mcfg.forward_dtype == "bfloat16" and os.environ.get("ARCSOLVER_CPU_BF16") != "1":
         mcfg = dataclasses.replace(mcfg, forward_dtype="float32")  # bf16 matmuls are slow on most CPUs
+    device_batch = _initial_device_batch(cfg, mcfg, local_batch, acc.device)
     model = build_model(mcfg, cfg.loss_type)
     if init_weights is not None:
         missing, unexpected = model.load_state_dict(init_weights, strict=False)
@@ -169,6 +171,8 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         carry = st["carry"][rank] if isinstance(st["carry"], list) else st["carry"]
         if carry is not None:
             carry = _carry_to(carry, acc.device)
+        if cfg.device_batch_size <= 0 and st.get("device_batch"):
+            device_batch = min(local_batch, int(st["device_batch"]))  # the split the run had: same rounding
 
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=acc.is_main_process, tensorboard=cfg.tensorboard,
                      wandb=cfg.wandb, config=cfg.to_dict())
@@ -193,7 +197,8 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
                   "emb_opt": emb_opt.state_dict() if emb_opt else None,
                   "ema": ema.state_dict() if ema else None,
                   "loader": [s["loader"] for s in states], "rng": [s["rng"] for s in states],
-                  "cuda_rng": [s["cuda_rng"] for s in states], "carry": [s["carry"] for s in states]}
+                  "cuda_rng": [s["cuda_rng"] for s in states], "carry": [s["carry"] for s in states],
+                  "device_batch": device_batch}
             path = checkpoint.save(run_dir, step, model_state=model.state_dict(),
                                    ema_state=ema.shadow_state() if ema else None, train_state=ts,
                                    config=full_config())
@@ -251,8 +256,8 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         batch = batch_to(next(it), acc.device)
         if carry is None:
             carry = model.model.initial_carry(batch)
-        carry, loss, metrics, _, _ = ddp_model(carry=carry, batch=batch, return_keys=())
-        (loss / local_batch).backward()
+        carry, loss, metrics, device_batch = _forward_backward(ddp_model, model, acc, carry, batch, local_batch,
+                                                               device_batch, opt, emb_opt)
         lr = lr_at(step, cfg.lr, cfg.lr_warmup_steps, total_steps, cfg.lr_min_ratio)
         if opt is not None:
             for g in opt.param_groups:
@@ -327,7 +332,45 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     if prev is not None:
         signal.signal(signal.SIGTERM, prev)
     return TrainResult(step, ckpt_path, last_metrics, eval_metrics, time.time() - t_start,
-                       stop["why"] or "steps", step_times)
+                       stop["why"] or "steps", step_times, device_batch)
+
+
+def _initial_device_batch(cfg: TrainConfig, mcfg, local_batch: int, device: torch.device) -> int:
+    """Rows per micro-batch: `device_batch_size` when set, else what the memory model fits in the free memory
+    (the whole local batch on CPU; see memory_model)."""
+    if cfg.device_batch_size < 0:
+        raise InputError(f"must be >= 0 (0: automatic), got {cfg.device_batch_size}", field="device_batch_size")
+    if cfg.device_batch_size > 0:
+        return min(cfg.device_batch_size, local_batch)
+    from .memory_model import choose_device_batch, free_device_bytes, training_memory
+    return choose_device_batch(lambda rows: training_memory(mcfg, rows, local_batch), local_batch,
+                               free_device_bytes(device))
+
+
+def _forward_backward(ddp_model, model, acc: Accelerator, carry, batch: dict[str, torch.Tensor], local_batch: int,
+                      device_batch: int, opt, emb_opt):
+    """One step's forward + backward over the local batch in micro-batches (microbatch.accumulate), halving the
+    micro-batch on out-of-memory. Returns (carry, summed loss, summed metrics, micro-batch used)."""
+    from . import microbatch
+    noise = microbatch.draw_halt_noise(model.model.config, batch["inputs"].shape[0], acc.device) \
+        if model.training else None
+
+    def forward(c, b, n):
+        c, loss, metrics, _, _ = ddp_model(carry=c, batch=b, return_keys=(), halt_noise=n)
+        return c, loss, metrics
+
+    no_sync = (lambda: acc.no_sync(ddp_model)) if ddp_model is not model else None
+
+    def reset() -> None:  # a failed attempt leaves partial gradients and recorded embedding rows
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+        if emb_opt is not None:
+            emb_opt.zero_grad()
+
+    (carry, loss, metrics), device_batch = microbatch.run_halving_on_oom(
+        lambda db: microbatch.accumulate(forward, carry, batch, local_batch, db, noise, no_sync), device_batch,
+        reset, "training step")
+    return carry, loss, metrics, device_batch
 
 
 def _fingerprint(model: torch.nn.Module) -> float:
