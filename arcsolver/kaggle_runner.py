@@ -5,8 +5,10 @@
 1. Find `arc-agi_test_challenges.json` by searching `<root>/input` (root = `$ARCSOLVER_KAGGLE_ROOT`, default
    `/kaggle`); both the old `/kaggle/input/<slug>/` and the newer `/kaggle/input/competitions/<slug>/` mounts work
    because nothing is hard-coded.
-2. Write a valid fallback `<root>/working/submission.json` (every attempt = the test input) before anything that can
-   fail: Kaggle rejects a missing file, so a scoring-run crash must never leave us without one.
+2. Read the tasks one by one (`kaggle_tasks`): a malformed task is reported and keeps its fallback, the others are
+   solved. Write a valid fallback `<root>/working/submission.json` (every attempt = the test input, [[0]] where a
+   test input is not a valid grid) before anything that can fail: Kaggle rejects a missing file, so a scoring-run
+   crash must never leave us without one.
 3. Find the checkpoint in the attached dataset (the `arcsolver-kaggle.json` marker that `kaggle_package` writes, else
    any folder holding `model.safetensors`, else a zip holding one, extracted to scratch space).
 4. Decide the mode: the scoring rerun (`KAGGLE_IS_COMPETITION_RERUN` set) runs in full; an interactive or
@@ -18,8 +20,10 @@
    subprocess (through `accelerate launch` on several GPUs) and kills it at the deadline. Any exception, non-zero
    exit, overrun or missing checkpoint keeps the fallback; nothing here raises past `run()` except a missing or
    unreadable challenges file, for which no valid submission can exist.
-6. Validate the solver's file entry by entry: each test input it answered with a valid entry replaces the fallback
-   entry; then write `submission.json` atomically and validated, plus `arcsolver-run-summary.json` beside it.
+6. Validate the solver's file entry by entry: each test input the *model* answered (a candidate in the solver's
+   candidates file, not the solver's own fallback) with a valid entry replaces the fallback entry and is counted;
+   then write `submission.json` atomically and validated, plus `arcsolver-run-summary.json` beside it (counts,
+   tasks left to the fallback and why, time per phase, the solver's plan).
 
 Testing/advanced hook: `$ARCSOLVER_KAGGLE_SOLVE=module:function` names a solve function to use instead of the CLI
 (the function must be importable in the notebook's kernel); an explicit `solve=` argument wins over it.
@@ -310,11 +314,14 @@ def _call_with_deadline(solve: SolveFn, args: tuple, wait_s: float) -> Path:
 # Merge
 
 
-def merge(tasks: list, base: dict, candidate: Any) -> tuple[dict, int, int]:
+def merge(tasks: list, base: dict, candidate: Any,
+          model_answered: set[tuple[str, int]] | None = None) -> tuple[dict, int, int]:
     """`base` with each valid entry of `candidate` swapped in, per test input.
 
-    A task whose entry list has the wrong length is skipped whole (its order cannot be trusted). Returns the merged
-    submission, the number of tasks answered completely, and the number of test inputs answered.
+    With `model_answered`, only those (task id, test index) entries are taken and counted: entries where the solver
+    itself fell back to the test input are not answers of the model. A task whose entry list has the wrong length
+    is skipped whole (its order cannot be trusted). Returns the merged submission, the number of tasks answered
+    completely, and the number of test inputs answered.
     """
     from .submission import validate_submission
 
@@ -328,6 +335,8 @@ def merge(tasks: list, base: dict, candidate: Any) -> tuple[dict, int, int]:
             continue
         answered = 0
         for i, entry in enumerate(entries):
+            if model_answered is not None and (task.id, i) not in model_answered:
+                continue
             trial = list(merged[task.id])
             trial[i] = entry
             if not validate_submission({task.id: trial}, [task]):
@@ -336,6 +345,72 @@ def merge(tasks: list, base: dict, candidate: Any) -> tuple[dict, int, int]:
         n_tests += answered
         n_tasks += answered == len(task.test)
     return merged, n_tasks, n_tests
+
+
+def model_answers(produced: Path, candidate: Any, tasks: list) -> set[tuple[str, int]]:
+    """The (task id, test index) entries of the solver's file that hold a model prediction: those with at least one
+    candidate in the `*.candidates.json` beside it (what `predict` writes), else, for solvers that write none, the
+    entries that differ from the test input (the solvers' own fallback)."""
+    from .jsonio import read_json
+
+    cand_file = produced.with_name(produced.stem + ".candidates.json")
+    if cand_file.is_file():
+        try:
+            cands = read_json(cand_file)
+            return {(tid, int(e["test_index"])) for tid, entries in cands.items() for e in entries
+                    if e.get("candidates")}
+        except Exception as e:  # noqa: BLE001 - an unreadable side file must not cost the answers
+            log.warning("unreadable %s (%s); counting the entries that differ from the test input", cand_file, e)
+    out = set()
+    if not isinstance(candidate, dict):
+        return out
+    for task in tasks:
+        entries = candidate.get(task.id)
+        if not isinstance(entries, list):
+            continue
+        for i, (entry, pair) in enumerate(zip(entries, task.test)):
+            given = pair.input.tolist()
+            if isinstance(entry, dict) and any(entry.get(a) != given for a in ("attempt_1", "attempt_2")):
+                out.add((task.id, i))
+    return out
+
+
+def solver_report(out_dir: Path) -> dict:
+    """What `arcsolver finetune` recorded about its run (plan, steps, seconds), for the run summary; {} if none."""
+    from .jsonio import read_json
+
+    f = out_dir / "finetune.json"
+    if not f.is_file():
+        return {}
+    try:
+        data = read_json(f)
+    except Exception:  # noqa: BLE001
+        return {}
+    keys = ("plan", "embed_steps", "full_steps", "train_seconds", "predict_seconds", "seconds")
+    return {k: data[k] for k in keys if k in data} if isinstance(data, dict) else {}
+
+
+def _tasks_to_solve(challenges, checkpoint: Path, smoke: bool, smoke_tasks: int, scratch: Path,
+                    summary: dict) -> tuple[list, Path]:
+    """The valid tasks that fit the checkpoint's canvas (first `smoke_tasks` in smoke mode) and the challenges file
+    the solver reads (the original when it is all of them). The others keep their fallback and are reported."""
+    from .jsonio import write_json
+    from .kaggle_tasks import checkpoint_canvas, fit_canvas
+
+    solve_tasks = fit_canvas(challenges, checkpoint_canvas(checkpoint))
+    summary["left_to_fallback"] = dict(challenges.problems)
+    for why in challenges.problems.values():
+        log.warning("left to the fallback: %s", why)
+    if not solve_tasks:
+        raise ValueError("no task is both valid and small enough for the checkpoint")
+    if smoke:
+        # A few tasks through the real pipeline prove the install, the GPU and the checkpoint work, cheaply.
+        solve_tasks = solve_tasks[:max(1, smoke_tasks)]
+    if len(solve_tasks) == len(challenges.shapes):
+        return solve_tasks, challenges.path
+    tasks_path = scratch / ("arc-agi_smoke_challenges.json" if smoke else "arc-agi_solve_challenges.json")
+    write_json(tasks_path, {t.id: t.to_json() for t in solve_tasks})
+    return solve_tasks, tasks_path
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -366,11 +441,12 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
     `deadline_s`: seconds after `started_at` (default: now) by which the file must be final; default 12 h minus
     `margin_s`. `competition` / `dataset` only break ties when several inputs match.
     """
-    from .arc_tasks import load_tasks
     from .jsonio import read_json, write_json
+    from .kaggle_tasks import read_challenges
     from .submission import check_submission, fallback_submission, write_submission
 
-    t0 = time.time() if started_at is None else started_at
+    t_enter = time.time()
+    t0 = t_enter if started_at is None else started_at
     deadline_s = RUN_LIMIT_S - margin_s if deadline_s is None else deadline_s
     deadline = t0 + deadline_s
     root = kaggle_root(root)
@@ -381,12 +457,16 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
 
     # 1-2: the fallback, before anything else can fail.
     challenges = find_challenges(root, competition)
-    tasks = load_tasks(challenges)
+    ch = read_challenges(challenges)  # task by task: a malformed task gets its fallback, the others are solved
+    tasks = ch.shapes
     fallback = fallback_submission(tasks)
     write_submission(out_path, fallback, tasks)
-    n_tests_all = sum(len(t.test) for t in tasks)
-    log.info("fallback %s written: %d tasks, %d test inputs (from %s)", out_path, len(tasks), n_tests_all,
-             challenges)
+    n_tests_all = ch.n_tests
+    # phases: notebook start -> runner (the offline install), the fallback, then solve and merge below
+    summary["phases"] = {"install_s": round(t_enter - t0, 1), "fallback_s": round(time.time() - t_enter, 1)}
+    summary.update(malformed_tasks=len(ch.problems), left_to_fallback=dict(ch.problems))
+    log.info("fallback %s written: %d tasks, %d test inputs (from %s); %d malformed task(s)", out_path, len(tasks),
+             n_tests_all, challenges, len(ch.problems))
 
     smoke = decide_smoke(smoke)
     summary.update(mode="smoke" if smoke else "full", rerun=is_rerun(), challenges=str(challenges),
@@ -405,12 +485,8 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
                                     f"dataset attached (dataset_sources)?")
         log.info("checkpoint: %s", checkpoint)
 
-        solve_tasks, tasks_path = tasks, challenges
-        if smoke:
-            # A few tasks through the real pipeline prove the install, the GPU and the checkpoint work, cheaply.
-            solve_tasks = tasks[:max(1, smoke_tasks)]
-            tasks_path = scratch / "arc-agi_smoke_challenges.json"
-            write_json(tasks_path, {t.id: t.to_json() for t in solve_tasks})
+        solve_tasks, tasks_path = _tasks_to_solve(ch, checkpoint, smoke, smoke_tasks, scratch, summary)
+        summary["solved_tasks_given"] = len(solve_tasks)
         out_dir = scratch / "solve"
         shutil.rmtree(out_dir, ignore_errors=True)  # a stale submission.json must never pass as this run's
         out_dir.mkdir(parents=True)
@@ -439,16 +515,20 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
         produced = _call_with_deadline(solve, (tasks_path, checkpoint, out_dir, budget, smoke),
                                        hard_stop - time.time())
         summary["solve_s"] = round(time.time() - t_solve, 1)
+        summary["phases"]["solve_s"] = summary["solve_s"]
+        summary["solver"] = solver_report(out_dir)
 
+        t_merge = time.time()
         candidate = read_json(produced)
         try:
             check_submission(candidate, solve_tasks, file=str(produced))
         except Exception as e:  # noqa: BLE001 - partly valid files are merged entry by entry below
             log.warning("solver output is not fully valid (%s); merging its valid entries only", e)
-        merged, n_tasks, n_tests = merge(tasks, fallback, candidate)
+        merged, n_tasks, n_tests = merge(tasks, fallback, candidate, model_answers(produced, candidate, solve_tasks))
         summary.update(answered_tasks=n_tasks, answered_tests=n_tests)
+        summary["phases"]["merge_s"] = round(time.time() - t_merge, 1)
         if n_tests == 0:
-            raise ValueError(f"{produced} answered no test input validly")
+            raise ValueError(f"{produced} holds no model answer (every entry is a fallback or invalid)")
         summary["outcome"] = "solved"
     except Exception as e:  # noqa: BLE001 - whatever happened, the fallback (already on disk) stands
         merged = fallback
