@@ -348,9 +348,14 @@ def kaggle() -> None:
 @click.option("--machine-shape", default=None, help="e.g. NvidiaL4 (4xL4) or NvidiaTeslaT4.")
 @click.option("--margin-minutes", default=30.0, show_default=True, help="Stop this long before the 12 h limit.")
 @click.option("--finetune-args", default="", metavar="'ARGS'",
-              help="Extra arguments for the notebook's `arcsolver finetune`, e.g. '--num-aug 300 --set lr=2e-4'.")
+              help="Extra arguments for the notebook's `arcsolver finetune`, e.g. '--num-aug 300 --set lr=2e-4' "
+                   "(checked with finetune's own parser: a typo is refused here, not on Kaggle).")
+@click.option("--extra-wheels", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Ship every *.whl in DIR for the offline install (modules the Kaggle image lacks).")
+@click.option("--allow-small-canvas", is_flag=True,
+              help="Package a checkpoint whose canvas is < 30 for an ARC competition (larger tasks fall back).")
 def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
-                       margin_minutes, finetune_args) -> None:
+                       margin_minutes, finetune_args, extra_wheels, allow_small_canvas) -> None:
     """Write a Kaggle submission folder: the arcsolver wheel + checkpoint as a dataset, and a notebook that runs
     offline, writes a valid fallback submission first, and fine-tunes + predicts within the deadline.
 
@@ -358,10 +363,73 @@ def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel
     Example:
       arcsolver kaggle package --checkpoint runs/arc2 --out kaggle-out --machine-shape NvidiaL4
     """
-    from .kaggle_package import package_cmd
+    from .kaggle_package import package_cmd, wheels_in
     import shlex
+    try:
+        args = shlex.split(finetune_args)
+    except ValueError as e:
+        raise InputError(f"cannot split {finetune_args!r} ({e})", field="--finetune-args") from None
+    check_finetune_args(args)
     click.echo(package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
-                           margin_minutes, shlex.split(finetune_args)))
+                           margin_minutes, args, extra_wheels=wheels_in(extra_wheels) if extra_wheels else (),
+                           allow_small_canvas=allow_small_canvas))
+
+
+# Options of `arcsolver finetune` that the notebook sets itself (kaggle_runner.finetune_command).
+NOTEBOOK_FINETUNE_OPTIONS = ("--from", "--tasks", "--out", "--time-budget", "--deadline")
+
+
+def check_finetune_args(args: list[str]) -> None:
+    """Parse the notebook's extra `arcsolver finetune` arguments with finetune's own parser, as the notebook will:
+    an unknown option (`--num-augs`), a bad value or an unknown `--set` field is an InputError now, at package time,
+    instead of a fallback-only Kaggle run."""
+    from .config import build_config
+    for a in args:
+        name = a.split("=", 1)[0]
+        if name in NOTEBOOK_FINETUNE_OPTIONS:
+            raise InputError(f"{name} is set by the notebook itself", field="--finetune-args")
+        if name in ("-h", "--help"):
+            raise InputError(f"{name} has no place in the notebook's command", field="--finetune-args")
+    full = ["--from", "CHECKPOINT", "--tasks", "TASKS", "--time-budget", "1h", "--predict", *args]
+    try:
+        ctx = finetune_cmd.make_context("finetune", full)
+    except click.exceptions.UsageError as e:
+        raise InputError(f"arcsolver finetune would refuse {' '.join(args)!r}: {e.format_message()}",
+                         field="--finetune-args") from None
+    build_config(None, list(ctx.params.get("overrides") or ()))  # unknown or ill-typed --set fields
+
+
+@kaggle.command("rehearse")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--competition-data", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="The competition's files as downloaded (its arc-agi_test_challenges.json is the default test).")
+@click.option("--test-file", type=click.Path(path_type=Path), default=None,
+              help="A challenges file to stand in for arc-agi_test_challenges.json (e.g. an evaluation set).")
+@click.option("--solutions", default=None, metavar="SOURCE", help="Score the result against these solutions.")
+@click.option("--time-limit", default="10m", show_default=True,
+              help="Kaggle's 12 h scaled down to this (the package's margin scales with it).")
+@click.option("--mode", type=click.Choice(["smoke", "full"]), default="smoke", show_default=True,
+              help="smoke: a commit run (a few tasks); full: the scoring rerun.")
+@click.option("--keep", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Keep the fake /kaggle tree, the script and the notebook log here.")
+def kaggle_rehearse_cmd(folder, competition_data, test_file, solutions, time_limit, mode, keep) -> None:
+    """Run a packaged notebook locally as Kaggle would (offline install from its dataset, fake /kaggle tree,
+    scaled clock) and report validity, model answers, score, time per phase and the plan. Exit 1 if the
+    submission is not valid and complete.
+
+    \b
+    Examples:
+      arcsolver kaggle rehearse kaggle-out --competition-data arc-prize-2025/ --time-limit 10m
+      arcsolver kaggle rehearse kaggle-out --test-file arc-prize-2025/arc-agi_evaluation_challenges.json \\
+          --solutions arc-prize-2025/arc-agi_evaluation_solutions.json --mode full --time-limit 30m
+    """
+    from .kaggle_rehearse import format_report, rehearse
+    from .units import parse_duration
+    r = rehearse(folder, competition_data=competition_data, test_file=test_file, solutions=solutions,
+                 time_limit_s=parse_duration(time_limit), mode=mode, keep=keep)
+    click.echo(format_report(r))
+    if not (r.get("valid") and r.get("complete")):
+        sys.exit(1)
 
 
 @kaggle.command("upload")

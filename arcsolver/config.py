@@ -11,12 +11,20 @@ formula); evaluation every `eval_interval_steps`, or every `eval_interval_epochs
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (Kaggle's image may be older than ours): tomli is the same parser
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        tomllib = None
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 
@@ -60,6 +68,11 @@ class TrainConfig:
 
 
 def _parse_value(text: str) -> Any:
+    if tomllib is None:  # no TOML parser (Python 3.10 without tomli): scalars read as JSON, the rest as a string
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text[1:-1] if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"" else text
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -73,6 +86,8 @@ def load_preset(name: str) -> dict:
     if not path.is_file():
         avail = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
         raise InputError(f"unknown preset (available: {avail}, or a path to a .toml file)", file=name)
+    if tomllib is None:
+        raise InputError("reading a preset needs Python >= 3.11 or the tomli package", file=str(path))
     try:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:

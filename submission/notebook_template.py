@@ -109,6 +109,13 @@ def _pip_install(*args: str) -> bool:
     return res.returncode == 0
 
 
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except Exception:  # a broken or blocked package counts as missing
+        return False
+
+
 def install_arcsolver() -> None:
     wanted = ARCSOLVER_CONFIG.get("wheel")
     wheels = sorted(find_inputs("arcsolver-*.whl"), key=lambda p: p.name != wanted)
@@ -117,8 +124,8 @@ def install_arcsolver() -> None:
         return
     wheel = wheels[0]
     version = wheel.name.split("-")[1]
-    try:
-        have = importlib.metadata.version("arcsolver")
+    try:  # installed *and* importable (a stale dist-info without the package does not count)
+        have = importlib.metadata.version("arcsolver") if _has_module("arcsolver") else None
     except importlib.metadata.PackageNotFoundError:
         have = None
     if os.environ.get("ARCSOLVER_KAGGLE_SKIP_INSTALL") or have == version:
@@ -131,8 +138,9 @@ def install_arcsolver() -> None:
         if _pip_install(str(wheel)):
             log.info("installed %s", wheel.name)
         importlib.invalidate_caches()
-    missing = [m for m in ("numpy", "numba", "orjson", "click", "torch", "accelerate", "safetensors")
-               if importlib.util.find_spec(m) is None]
+    needed = ARCSOLVER_CONFIG.get("required_modules") or ("numpy", "numba", "orjson", "click", "torch",
+                                                           "accelerate", "safetensors", "tqdm")
+    missing = [m for m in needed if not _has_module(m)]
     if missing:
         log.error("modules arcsolver needs are missing from this image: %s (ship their wheels in the dataset's "
                   "wheels/ folder: kaggle_package.package(extra_wheels=...))", ", ".join(missing))
