@@ -44,7 +44,7 @@ from typing import Any, Mapping, Sequence
 from .checkpoint import resolve as resolve_checkpoint
 from .errors import InputError
 from .jsonio import atomic_dir, atomic_write_bytes, read_json, write_json
-from .kaggle_runner import DEFAULT_MARGIN_S, MARKER_NAME, RUN_LIMIT_S, WEIGHTS_NAME
+from .kaggle_runner import DEFAULT_MARGIN_S, MARKER_NAME, RUN_LIMIT_S, WEIGHTS_NAME, checkpoint_problem
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "submission" / "notebook_template.py"
@@ -358,22 +358,13 @@ def check_checkpoint(ck: Path, competition: str, allow_small_canvas: bool = Fals
     """The checkpoint's config, after checking what the notebook will need: config.json and the weights' headers
     readable (a truncated upload is one line here, not a traceback on Kaggle), and for an ARC competition a canvas
     that holds the largest grids (30x30): on a smaller one every task with a larger grid can only fall back."""
-    from safetensors import safe_open
-
     for name in REQUIRED_CHECKPOINT_FILES:
         if not (ck / name).is_file():
             raise InputError(f"checkpoint has no {name}", file=str(ck))
+    problem = checkpoint_problem(ck)
+    if problem:
+        raise InputError(problem + "; re-copy the checkpoint")
     config = read_json(ck / "config.json")
-    if not isinstance(config, dict):
-        raise InputError(f"expected a JSON object, got {type(config).__name__}", file=str(ck / "config.json"))
-    for name in (WEIGHTS_NAME, "ema.safetensors"):
-        if (ck / name).is_file():
-            try:
-                with safe_open(str(ck / name), "pt") as f:
-                    f.keys()
-            except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-                raise InputError(f"not a readable safetensors file ({type(e).__name__}: {e}); re-copy the "
-                                 "checkpoint", file=str(ck / name)) from None
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
     canvas = data.get("canvas") or 30
     if competition.startswith("arc-prize") and isinstance(canvas, int) and canvas < 30 and not allow_small_canvas:

@@ -84,8 +84,9 @@ def fake_tree(root: Path, competition: str, dataset_ref: str, dataset: Path, com
     return comp / CHALLENGES_NAME
 
 
-def rehearsal_env(base: Path) -> Path:
-    """A virtual environment that sees this interpreter's packages but not arcsolver (its Python)."""
+def rehearsal_env(base: Path, exclude: tuple[str, ...] = ()) -> Path:
+    """A virtual environment that sees this interpreter's packages but not arcsolver (its Python). `exclude`
+    names more top-level packages to leave out: an image that lacks a dependency."""
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
     python = venv / "bin" / "python"
@@ -95,7 +96,7 @@ def rehearsal_env(base: Path) -> Path:
         for entry in sorted(Path(site).iterdir()):
             low = entry.name.lower()
             if low.startswith(("arcsolver", "__editable__")) or entry.name.endswith(".pth") or \
-                    (shadow / entry.name).exists():
+                    (shadow / entry.name).exists() or low.split(".")[0].split("-")[0] in exclude:
                 continue
             (shadow / entry.name).symlink_to(entry)
     site_dir = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -107,8 +108,10 @@ def rehearsal_env(base: Path) -> Path:
 
 def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike | None = None,
              test_file: str | os.PathLike | None = None, solutions: str | os.PathLike | None = None,
-             time_limit_s: float = 600.0, mode: str = "smoke", keep: str | os.PathLike | None = None) -> dict:
-    """Run the package's notebook on a fake Kaggle tree; returns the report (see the module docstring)."""
+             time_limit_s: float = 600.0, mode: str = "smoke", keep: str | os.PathLike | None = None,
+             image_exclude: tuple[str, ...] = ()) -> dict:
+    """Run the package's notebook on a fake Kaggle tree; returns the report (see the module docstring).
+    `image_exclude`: top-level packages the simulated Kaggle image lacks (fault drills)."""
     from .kaggle_tasks import read_challenges
     from .submission import validate_submission
 
@@ -147,7 +150,7 @@ def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike |
         overrides = {"deadline_s": round(time_limit_s - margin_s * scale, 3), "margin_s": round(margin_s * scale, 3)}
         script = base / "notebook.py"
         script.write_text(notebook_script(notebook, overrides))
-        python = rehearsal_env(base)
+        python = rehearsal_env(base, tuple(image_exclude))
         env = {k: v for k, v in os.environ.items()
                if k not in ("PYTHONPATH", "KAGGLE_IS_COMPETITION_RERUN", "ARCSOLVER_KAGGLE_MODE",
                             "ARCSOLVER_KAGGLE_SKIP_INSTALL", "VIRTUAL_ENV")}

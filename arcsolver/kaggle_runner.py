@@ -390,6 +390,40 @@ def solver_report(out_dir: Path) -> dict:
     return {k: data[k] for k in keys if k in data} if isinstance(data, dict) else {}
 
 
+def partial_output(out_dir: Path, error: BaseException) -> Path:
+    """The submission a solver left on disk before it failed or was stopped at the deadline (predict flushes
+    complete, valid files as it goes), or `error` re-raised when there is none."""
+    sub = out_dir / SUBMISSION_NAME
+    if not sub.is_file():
+        raise error
+    log.warning("solve ended early (%s: %s); merging the answers it had written", type(error).__name__, error)
+    return sub
+
+
+def checkpoint_problem(ck: Path) -> str | None:
+    """One line naming what makes a checkpoint folder unusable (missing or unreadable config.json or weights,
+    e.g. a truncated upload), or None. Checked before the solver starts, so the log says why, not a traceback."""
+    from .jsonio import read_json
+
+    try:
+        if not isinstance(read_json(ck / "config.json"), dict):
+            return f"{ck / 'config.json'}: expected a JSON object"
+    except Exception as e:  # noqa: BLE001 - InputError or OS errors: one line either way
+        return f"{ck / 'config.json'}: unreadable ({e})"
+    for name in (WEIGHTS_NAME, "ema.safetensors"):
+        f = ck / name
+        if name == WEIGHTS_NAME and not f.is_file():
+            return f"{f}: missing"
+        if f.is_file():
+            try:
+                from safetensors import safe_open
+                with safe_open(str(f), "pt") as h:
+                    h.keys()
+            except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+                return f"{f}: not a readable safetensors file ({type(e).__name__}: {e})"
+    return None
+
+
 def _tasks_to_solve(challenges, checkpoint: Path, smoke: bool, smoke_tasks: int, scratch: Path,
                     summary: dict) -> tuple[list, Path]:
     """The valid tasks that fit the checkpoint's canvas (first `smoke_tasks` in smoke mode) and the challenges file
@@ -484,6 +518,9 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
             raise FileNotFoundError(f"no checkpoint ({WEIGHTS_NAME}) under {root / 'input'}: is the arcsolver "
                                     f"dataset attached (dataset_sources)?")
         log.info("checkpoint: %s", checkpoint)
+        problem = checkpoint_problem(checkpoint)
+        if problem:
+            raise ValueError(problem)
 
         solve_tasks, tasks_path = _tasks_to_solve(ch, checkpoint, smoke, smoke_tasks, scratch, summary)
         summary["solved_tasks_given"] = len(solve_tasks)
@@ -512,8 +549,12 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
                     return cli_solve(tp, ck, od, b, sm, timeout_s=hard_stop - time.time() - 5,
                                      log_file=working / "arcsolver-solve.log", finetune_args=finetune_args)
         t_solve = time.time()
-        produced = _call_with_deadline(solve, (tasks_path, checkpoint, out_dir, budget, smoke),
-                                       hard_stop - time.time())
+        try:
+            produced = _call_with_deadline(solve, (tasks_path, checkpoint, out_dir, budget, smoke),
+                                           hard_stop - time.time())
+        except Exception as e:  # noqa: BLE001 - a solver stopped early may still have flushed answers
+            produced = partial_output(out_dir, e)
+            summary["solve_error"] = f"{type(e).__name__}: {e}"
         summary["solve_s"] = round(time.time() - t_solve, 1)
         summary["phases"]["solve_s"] = summary["solve_s"]
         summary["solver"] = solver_report(out_dir)

@@ -16,8 +16,9 @@ row = seq_len + puzzle prefix, H = heads):
       per token, once            + V(b + 32) (logits; the stable-max loss works in float64)
   This count was made from the saved tensors of layers.py (x, [gate; up], silu(gate), their product, the norm
   outputs, q/k/v/attention output) and is checked against autograd's saved-tensor hooks in tests/test_microbatch.py.
-* scratch: the no-grad cycles and the backward's transient gradients, ~ b T (6D + 2I) per row (two block-sized
-  temporaries and one SwiGLU-wide one at a time).
+* scratch: what is alive besides the saved activations at the peak (the start of the backward): the gradients of
+  one block in flight (d[gate; up] 2I, dA I, the residual stream's and the norms' gradients) and the last
+  temporaries, ~ b T (8D + 4I) per row; larger than the no-grad cycles' in-place temporaries (~ b T (6D + 2I)).
 * carry: z_H and z_L, 2 b T D per row of the *local* batch (rows keep their state across steps, micro-batched or not).
 
 `choose_device_batch` takes the largest micro-batch whose estimate fits in `safety` (default 0.8) of the free device
@@ -91,7 +92,7 @@ def activation_bytes_per_token(mcfg) -> int:
 def scratch_bytes_per_token(mcfg) -> int:
     b = _dtype_bytes(mcfg)
     D = mcfg.hidden_size
-    return int(b * (6 * D + 2 * swiglu_width(D, mcfg.expansion)))
+    return int(b * (8 * D + 4 * swiglu_width(D, mcfg.expansion)))
 
 
 def weight_bytes(mcfg, training: bool) -> int:

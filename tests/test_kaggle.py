@@ -769,7 +769,7 @@ def test_notebook_with_a_real_checkpoint_scores_as_the_cli(tmp_path, monkeypatch
     ck = train(build_config("tiny-cpu", ["max_steps=30"], data=str(data), out=str(tmp_path / "run")), cpu=True,
                quiet=True, final_eval=False).checkpoint
     ft_args = ["--embed-steps", "2", "--full-steps", "3", "--num-aug", "3", "--batch-size", "8", "--cpu"]
-    pkg = package(ck, tmp_path / "pkg", owner=OWNER, wheel=wheel, finetune_args=ft_args)
+    pkg = package(ck, tmp_path / "pkg", owner=OWNER, wheel=wheel, finetune_args=ft_args, allow_small_canvas=True)
     challenges = {t.id: {"train": t.to_json()["train"], "test": [{"input": p["input"]} for p in t.to_json()["test"]]}
                   for t in tasks}
     solutions = {t.id: [p["output"] for p in t.to_json()["test"]] for t in tasks}
