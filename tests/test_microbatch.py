@@ -204,3 +204,102 @@ def test_predict_in_micro_batches_gives_the_same_answers(tmp_path, data, monkeyp
     assert used and set(used) == {3}
     assert json.loads((tmp_path / "a.json").read_text()) == json.loads((tmp_path / "b.json").read_text())
     assert whole.predictions == part.predictions > 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# On a GPU (skipped elsewhere): the real CUDA out-of-memory path and the memory model against CUDA's own peak
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _gpu_step_setup(cfg: TRMConfig, batch: int):
+    head = build_model(cfg).cuda().train()
+    g = torch.Generator().manual_seed(0)
+    data = {"inputs": torch.randint(2, 12, (batch, cfg.seq_len), dtype=torch.int32, generator=g),
+            "labels": torch.randint(2, 12, (batch, cfg.seq_len), generator=g),
+            "puzzle_identifiers": torch.zeros(batch, dtype=torch.int32)}
+    data = {k: v.cuda() for k, v in data.items()}
+
+    def forward(c, b, n):
+        c, loss, metrics, _, _ = head(carry=c, batch=b, halt_noise=n)
+        return c, loss, metrics
+    return head, data, forward
+
+
+@pytest.mark.gpu
+@cuda
+def test_gpu_real_out_of_memory_halves_until_it_fits():
+    cfg = TRMConfig(batch_size=64, seq_len=900, hidden_size=256, num_heads=8, puzzle_emb_ndim=256,
+                    num_puzzle_identifiers=4, forward_dtype="bfloat16", H_cycles=2, L_cycles=2)
+    head, data, forward = _gpu_step_setup(cfg, 64)
+    carry = head.initial_carry(data)
+    budget = training_memory(cfg, 8, 64).total  # room for ~8 rows per micro-batch
+    free, total = torch.cuda.mem_get_info()
+    torch.cuda.set_per_process_memory_fraction(min(1.0, (torch.cuda.memory_allocated() + budget) / total))
+    try:
+        (carry, loss, _), used = microbatch.run_halving_on_oom(
+            lambda db: microbatch.accumulate(forward, carry, data, 64, db, None), 64,
+            lambda: head.zero_grad(set_to_none=True))
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert 1 <= used < 64 and torch.isfinite(loss)
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize("mlp_t", [False, True])
+def test_gpu_memory_model_within_25_percent_of_cuda_peak(mlp_t):
+    arch = dict(mlp_t=True, pos_encodings="none", seq_len=81) if mlp_t else dict(seq_len=900)
+    cfg = TRMConfig(batch_size=16, hidden_size=256, num_heads=8, puzzle_emb_ndim=256, num_puzzle_identifiers=4,
+                    forward_dtype="bfloat16", H_cycles=3, L_cycles=3, **arch)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    head, data, forward = _gpu_step_setup(cfg, 16)
+    from arcsolver.adam_atan2 import AdamAtan2
+    from arcsolver.ema import EMA
+    opt = AdamAtan2(list(head.parameters()), lr=1e-4)
+    ema = EMA(head)
+    carry = head.initial_carry(data)
+    for _ in range(2):
+        carry, _, _ = microbatch.accumulate(forward, carry, data, 16, 16, None)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ema.update(head)
+    measured = torch.cuda.max_memory_allocated() - base
+    predicted = training_memory(cfg, 16, 16).total
+    assert abs(predicted / measured - 1) <= 0.25, (predicted, measured)
+
+
+@pytest.mark.gpu
+@cuda
+def test_gpu_k_micro_batches_give_the_weights_of_one_batch(tmp_path, data):
+    def run_gpu(out, db):
+        cfg = build_config("tiny-cpu", [f"max_steps={STEPS}", f"global_batch_size={BATCH}",
+                                        f"device_batch_size={db}", "ema_rate=0.9"], data=str(data), out=str(out))
+        ck = train(cfg, cpu=False, quiet=True, final_eval=False).checkpoint
+        return load_file(str(ck / "model.safetensors"))
+    one, two = run_gpu(tmp_path / "a", BATCH), run_gpu(tmp_path / "b", BATCH // 2)
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_two_processes_with_micro_batches_stay_in_sync(tmp_path, data):
+    """Under DDP the gradients are synchronised once per step, after the last micro-batch (no_sync before it):
+    both ranks end with identical weights and puzzle tables."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    out = tmp_path / "ddp"
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29531",
+           "-m", "arcsolver.cli", "train", "--preset", "tiny-cpu", "--data", str(data), "--out", str(out),
+           "--steps", "3", "--batch-size", "8", "--device-batch-size", "2", "--cpu"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, CUDA_VISIBLE_DEVICES="",
+                                                                       OMP_NUM_THREADS="1"), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    sync = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"sync"' in x]
+    assert sync and sync[-1]["in_sync"] and len(sync[-1]["rank_fingerprints"]) == 2
