@@ -253,6 +253,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             carry = model.model.initial_carry(batch)
         carry, loss, metrics, _, _ = ddp_model(carry=carry, batch=batch, return_keys=())
         (loss / local_batch).backward()
+        step += 1  # counted before the LR is computed, as the reference: the first step runs at lr/warmup, not 0
         lr = lr_at(step, cfg.lr, cfg.lr_warmup_steps, total_steps, cfg.lr_min_ratio)
         if opt is not None:
             for g in opt.param_groups:
@@ -265,7 +266,6 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             emb_opt.zero_grad()
         if ema is not None:
             ema.update(model)
-        step += 1
         steps_this_run += 1
         step_times.append(time.time() - t0)
         # Metrics count only rows that halted at a step; sum them over the logging window so a window always has some.
