@@ -205,8 +205,12 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
               help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
 @click.option("--max-versions", default=0, show_default=True, help="Use at most N versions per task (0: all).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights instead of the EMA copy.")
+@click.option("--flush-every", default=4, show_default=True,
+              help="Write the (complete, valid) submission every N batches; also on SIGTERM and at the deadline.")
+@_deadline_options("Stop by itself before this long, keeping every answer voted so far (exit 0).")
 @click.option("--cpu", is_flag=True, default=None)
-def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, cpu) -> None:
+def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, flush_every, time_budget,
+                deadline_at, cpu) -> None:
     """Predict test outputs with augmentation voting and write a Kaggle submission.json (+ candidates JSON).
 
     \b
@@ -215,10 +219,15 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
       accelerate launch --num_processes 2 -m arcsolver.cli predict --vote --checkpoint runs/arc1
     """
     from .predict import predict
+    deadline = _deadline(deadline_at, _budget(time_budget) or None)
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
-                  ema=not no_ema, cpu=cpu, max_versions=max_versions)
+                  ema=not no_ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every)
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
                f"predictions voted, {res.seconds:.1f} s" + (f"; candidates in {res.candidates}" if res.candidates else ""))
+    if res.stopped_by != "done":
+        why = "SIGTERM" if res.stopped_by == "signal" else "the deadline"
+        click.echo(f"stopped by {why}: {res.tasks_complete}/{res.tasks} tasks have all their votes; tasks without "
+                   "any vote have their test inputs as attempts")
 
 
 @main.command("finetune")

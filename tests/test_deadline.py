@@ -164,7 +164,7 @@ def read_json_lines(path):
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
-@pytest.mark.parametrize("command", ["train"])
+@pytest.mark.parametrize("command", ["train", "predict"])
 @pytest.mark.parametrize("option,value", [("--time-budget", "nan"), ("--time-budget", "-5"), ("--time-budget", "0"),
                                           ("--time-budget", "soon"), ("--deadline", "nan"),
                                           ("--deadline", "yesterday-ish")])
