@@ -153,6 +153,34 @@ def prepare_maze_cmd(generate, csv, csv_test, size, hard, min_path, loops, test_
     click.echo(summary(meta, out))
 
 
+@main.command("generate")
+@click.option("--families", default="all", show_default=True, help="`all` or a comma-separated list of families.")
+@click.option("--tasks-per-family", type=int, default=10, show_default=True)
+@click.option("--max-size", type=int, default=12, show_default=True, help="Largest grid side (inputs and outputs).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="New folder for the task JSON files.")
+@click.option("--list", "list_", is_flag=True, help="List the families and exit.")
+def generate_cmd(families, tasks_per_family, max_size, seed, out, list_) -> None:
+    """Generate ARC tasks from procedural families (deterministic per seed): ordinary task JSON with test outputs.
+
+    \b
+    Examples:
+      arcsolver generate --list
+      arcsolver generate --families all --tasks-per-family 30 --max-size 12 --seed 0 --out data/gen
+      arcsolver generate --families flip,gravity --tasks-per-family 5 --out data/gen-small
+    """
+    from .families import FAMILIES
+    from .generate import generate
+    if list_:
+        for f in FAMILIES.values():
+            click.echo(f"{f.name:18s} {f.group:9s} {f.doc}")
+        return
+    if out is None:
+        raise InputError("missing (the folder to write)", field="--out")
+    s = generate(families, tasks_per_family, max_size, seed, out)
+    click.echo(f"wrote {s['tasks']} tasks of {len(s['families'])} families to {s['out']} in {s['seconds']:.1f} s")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 @main.command("train")
 @click.option("--preset", default=None, help="Preset name (arcsolver/presets) or path to a .toml file.")

@@ -275,6 +275,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             carry = model.model.initial_carry(batch)
         carry, loss, metrics, _, _ = ddp_model(carry=carry, batch=batch, return_keys=())
         (loss / local_batch).backward()
+        step += 1  # counted before the LR is computed, as the reference: the first step runs at lr/warmup, not 0
         lr = lr_at(step, cfg.lr, sched.warmup, sched.total, cfg.lr_min_ratio)
         if opt is not None:
             for g in opt.param_groups:
@@ -287,7 +288,6 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             emb_opt.zero_grad()
         if ema is not None:
             ema.update(model)
-        step += 1
         steps_this_run += 1
         step_times.append(clock.now() - t0)
         planner.observe(step_times[-1])
