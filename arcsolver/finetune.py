@@ -79,7 +79,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
         costs, t_plan = None, clock.now()
         if state.is_main_process:
             costs = measure_costs(ckpt, state.device, n_rows=n_tests * (num_aug + 1), predict_batch=predict_batch_size,
-                                  train_batch=cfg.global_batch_size, clock=clock)
+                                  train_batch=cfg.global_batch_size, clock=clock, window_s=deadline.remaining())
         costs = _same_on_every_process(state, costs)
         planning_s = clock.now() - t_plan
         decision = decide(costs, deadline.remaining(), n_tasks=len(task_list), n_test_inputs=n_tests,

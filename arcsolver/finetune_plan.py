@@ -5,8 +5,10 @@ Costs (`Costs`) come from one cheap measurement, not a probe training run: the c
 times the model-loading part of prediction) and one forward supervision step of a prediction batch is timed after
 one warm-up call, on a synthetic batch of the real shape. Everything else follows by counting forward passes
 (`train.py` spells out the same model): a training step of G rows is G rows x (1 + 2/H) forward-supervision units
-(the backward pass covers the last of H cycles at ~2x its forward), an embeddings-only step (1 + 1/H) units (no
-weight gradients), both x `TRAIN_OVERHEAD` for the optimizer, EMA and autograd bookkeeping. The training phases do
+(the backward pass covers the last of H cycles at ~2x its forward), x `TRAIN_OVERHEAD`. An embeddings-only step is
+counted the same: its backward still runs through the network to reach the inputs, and measured on CPU (arc-demo-cpu,
+batch 64) it took 0.9-1.0x a full step. TRAIN_OVERHEAD = 0.9 is that measurement too (a full step took 0.66-0.70x
+of 1 + 2/H forward units timed at batch 8: training's larger batch runs more efficiently). The training phases do
 not rely on these estimates for their length: they plan their own steps from their own timed steps.
 
 The ladder (`decide`), for the time from now to the deadline minus the named reserves:
@@ -26,7 +28,7 @@ from .deadline import Plan
 
 MIN_STEPS = 10  # fewer training steps than this are not worth the two phases' start-up: cut elsewhere first
 AUG_FLOOR = 8
-TRAIN_OVERHEAD = 1.3  # optimizer step, EMA update, autograd bookkeeping on top of the counted passes
+TRAIN_OVERHEAD = 0.9  # measured: see the module docstring
 VOTE_OVERHEAD = 1.1  # undo + vote + periodic flushes on top of the rollouts
 PREDICT_START_S = 0.3  # prediction's start beyond loading the checkpoint: accelerator, dataset, first flush
 
@@ -51,7 +53,8 @@ class Costs:
         return self.sup_step_s / self.predict_batch
 
     def train_step_s(self, embed_only: bool = False) -> float:
-        units = 1 + (1 if embed_only else 2) / max(1, self.h_cycles)
+        # embed_only: counted as a full step (see the module docstring); kept as a parameter for the plan's wording
+        units = 1 + 2 / max(1, self.h_cycles)
         return self.row_s * self.train_batch * units * TRAIN_OVERHEAD
 
     def predict_s(self, n_test_inputs: int, versions: int) -> float:
@@ -157,10 +160,17 @@ def _decision(a, v, train_s, step, cuts, costs, n_test_inputs, n_tasks, predict,
     return Decision(a, v, train_s, steps, cuts, plan)
 
 
+PROBE_ROWS = 8  # rows of the small timed step: cheap on any device
+FULL_PROBE_SHARE = 0.02  # time a full prediction batch too when that costs at most this share of the time left
+
+
 def measure_costs(ckpt, device, *, n_rows: int, predict_batch: int, train_batch: int, clock,
-                  steps: int | None = None) -> Costs:
-    """Load the checkpoint once and time one forward supervision step (after one warm-up) on a synthetic batch of
-    the prediction's shape: the only measurement the plan makes."""
+                  window_s: float = float("inf"), steps: int | None = None) -> Costs:
+    """Load the checkpoint once and time forward supervision steps on a synthetic batch of the prediction's shape:
+    the only measurement the plan makes. A warm-up and a timed step on `PROBE_ROWS` rows; then one step of a full
+    prediction batch if that is projected to cost at most 2% of `window_s`, else the small step scaled by rows
+    (CPU throughput is about linear in rows; on a GPU a small batch underuses the device, which over-estimates
+    prediction: safe). Planning thus costs a checkpoint load plus at most ~2% of the time left."""
     import torch
     from .inference import rollout
     from .predict import load_model
@@ -172,17 +182,22 @@ def measure_costs(ckpt, device, *, n_rows: int, predict_batch: int, train_batch:
     mc = cfg["model"]
     seq = int(mc["seq_len"])
     gen = torch.Generator().manual_seed(0)
-    batch = {"inputs": torch.randint(2, 12, (b, seq), generator=gen, dtype=torch.int32).to(device),
-             "labels": torch.zeros(b, seq, dtype=torch.int64, device=device),
-             "puzzle_identifiers": torch.zeros(b, dtype=torch.int32, device=device)}
-    rollout(model, batch, 1)  # warm-up: allocations, kernel selection
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = clock.now()
-    rollout(model, batch, 1)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    sup = clock.now() - t
+
+    def timed(rows: int) -> float:
+        batch = {"inputs": torch.randint(2, 12, (rows, seq), generator=gen, dtype=torch.int32).to(device),
+                 "labels": torch.zeros(rows, seq, dtype=torch.int64, device=device),
+                 "puzzle_identifiers": torch.zeros(rows, dtype=torch.int32, device=device)}
+        t0 = clock.now()
+        rollout(model, batch, 1)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return clock.now() - t0
+
+    small = min(PROBE_ROWS, b)
+    timed(small)  # warm-up: allocations, kernel selection
+    sup = timed(small) * b / small
+    if b > small and sup <= FULL_PROBE_SHARE * window_s:
+        sup = timed(b)
     ck_s = checkpoint_seconds(model, has_ema=True, has_opt=True)
     p_steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or int(mc.get("halt_max_steps", 16))
     del model

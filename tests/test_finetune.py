@@ -42,8 +42,8 @@ ORDER = ["steps", "augmentations", "versions", "training"]
 def test_cost_model_arithmetic():
     c = COSTS
     assert c.row_s == 0.5 / 256
-    assert c.train_step_s() == pytest.approx(0.5 / 256 * 768 * (1 + 2 / 3) * 1.3)
-    assert c.train_step_s(embed_only=True) < c.train_step_s()
+    assert c.train_step_s() == pytest.approx(0.5 / 256 * 768 * (1 + 2 / 3) * 0.9)
+    assert c.train_step_s(embed_only=True) == c.train_step_s()  # measured: the same cost on CPU
     # 172 inputs x 301 versions = 51772 rows = 202.2 batches of 256, 16 steps each, +10% for undo/vote, + load
     assert c.predict_s(172, 301) == pytest.approx(5.0 + 51772 / 256 * 16 * 0.5 * 1.1)
 
