@@ -42,6 +42,34 @@ def main() -> None:
     """
 
 
+def _deadline_options(budget_help: str):
+    """`--deadline` and `--time-budget`, the same on every command that runs against the clock."""
+    def wrap(f):
+        f = click.option("--time-budget", "time_budget", default=None, metavar="DURATION",
+                         help=budget_help + " Sugar for --deadline now+DURATION (counted from process start); "
+                         "'none' for no limit.")(f)
+        return click.option("--deadline", "deadline_at", default=None, metavar="TIME",
+                            help="Absolute deadline: epoch seconds (`date +%s`) or ISO time (UTC unless a zone "
+                            "is given); the earlier of this and --time-budget wins.")(f)
+    return wrap
+
+
+def _deadline(deadline_at: str | None, budget_s: float | None):
+    """The one Deadline of this process, anchored at process start."""
+    from .deadline import Deadline
+    from .units import parse_deadline
+    return Deadline.resolve(parse_deadline(deadline_at) if deadline_at else None, budget_s, _STARTED)
+
+
+def _budget(time_budget: str | None) -> float | None:
+    """--time-budget in seconds: None when not given, 0.0 for `none` (no limit), else > 0."""
+    from .units import parse_duration
+    if time_budget is None:
+        return None
+    s = parse_duration(time_budget, "--time-budget")
+    return 0.0 if s is None else s
+
+
 # ---------------------------------------------------------------------------------------------------------------
 @main.group(cls=_Group)
 def prepare() -> None:
@@ -125,6 +153,34 @@ def prepare_maze_cmd(generate, csv, csv_test, size, hard, min_path, loops, test_
     click.echo(summary(meta, out))
 
 
+@main.command("generate")
+@click.option("--families", default="all", show_default=True, help="`all` or a comma-separated list of families.")
+@click.option("--tasks-per-family", type=int, default=10, show_default=True)
+@click.option("--max-size", type=int, default=12, show_default=True, help="Largest grid side (inputs and outputs).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="New folder for the task JSON files.")
+@click.option("--list", "list_", is_flag=True, help="List the families and exit.")
+def generate_cmd(families, tasks_per_family, max_size, seed, out, list_) -> None:
+    """Generate ARC tasks from procedural families (deterministic per seed): ordinary task JSON with test outputs.
+
+    \b
+    Examples:
+      arcsolver generate --list
+      arcsolver generate --families all --tasks-per-family 30 --max-size 12 --seed 0 --out data/gen
+      arcsolver generate --families flip,gravity --tasks-per-family 5 --out data/gen-small
+    """
+    from .families import FAMILIES
+    from .generate import generate
+    if list_:
+        for f in FAMILIES.values():
+            click.echo(f"{f.name:18s} {f.group:9s} {f.doc}")
+        return
+    if out is None:
+        raise InputError("missing (the folder to write)", field="--out")
+    s = generate(families, tasks_per_family, max_size, seed, out)
+    click.echo(f"wrote {s['tasks']} tasks of {len(s['families'])} families to {s['out']} in {s['seconds']:.1f} s")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 @main.command("train")
 @click.option("--preset", default=None, help="Preset name (arcsolver/presets) or path to a .toml file.")
@@ -135,13 +191,14 @@ def prepare_maze_cmd(generate, csv, csv_test, size, hard, min_path, loops, test_
 @click.option("--steps", "max_steps", type=int, default=None, help="Shorthand for --set max_steps=N.")
 @click.option("--batch-size", "global_batch_size", type=int, default=None, help="Global batch size.")
 @click.option("--resume", default=None, metavar="CKPT", help="Continue exactly from a checkpoint or run folder.")
-@click.option("--time-budget", "time_budget", default=None, help="Stop cleanly before this long (e.g. 15m, 2h, 90s).")
+@_deadline_options("Stop cleanly (checkpoint + evaluation) before this long, e.g. 15m, 2h, 90s; the LR schedule "
+                   "spans the steps that fit.")
 @click.option("--device-batch-size", type=int, default=None,
               help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
                    "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
 @click.option("--cpu", is_flag=True, default=None, help="Force CPU even if a GPU is present.")
-def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume, time_budget, device_batch_size,
-              cpu) -> None:
+def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume, time_budget, deadline_at,
+              device_batch_size, cpu) -> None:
     """Train a TRM. Runs on CPU, one GPU, or N GPUs with `accelerate launch`.
 
     \b
@@ -154,11 +211,13 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
     """
     from .config import build_config
     from .train import train
-    from .units import parse_duration
+    from .units import check_seconds
     cfg = build_config(preset, list(overrides), data=data, out=out, max_steps=max_steps,
                        global_batch_size=global_batch_size, device_batch_size=device_batch_size,
-                       time_budget_s=parse_duration(time_budget) if time_budget else None)
-    res = train(cfg, resume=resume, cpu=cpu)
+                       time_budget_s=_budget(time_budget))
+    # A preset's or --set time_budget_s counts from process start too (one clock for the whole command).
+    budget = check_seconds(cfg.time_budget_s, "time_budget_s") if cfg.time_budget_s else None
+    res = train(cfg, resume=resume, cpu=cpu, deadline=_deadline(deadline_at, budget))
     ev = res.eval_metrics
     click.echo(f"stopped after {res.steps} steps ({res.stopped_by}), {res.seconds:.0f} s; checkpoint {res.checkpoint}")
     if ev:
@@ -178,12 +237,15 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
               help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
 @click.option("--max-versions", default=0, show_default=True, help="Use at most N versions per task (0: all).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights instead of the EMA copy.")
+@click.option("--flush-every", default=4, show_default=True,
+              help="Write the (complete, valid) submission every N batches; also on SIGTERM and at the deadline.")
+@_deadline_options("Stop by itself before this long, keeping every answer voted so far (exit 0).")
 @click.option("--device-batch-size", type=int, default=None,
               help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
                    "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
 @click.option("--cpu", is_flag=True, default=None)
-def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, device_batch_size,
-                cpu) -> None:
+def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, flush_every, time_budget,
+                deadline_at, device_batch_size, cpu) -> None:
     """Predict test outputs with augmentation voting and write a Kaggle submission.json (+ candidates JSON).
 
     \b
@@ -192,16 +254,22 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
       accelerate launch --num_processes 2 -m arcsolver.cli predict --vote --checkpoint runs/arc1
     """
     from .predict import predict
+    deadline = _deadline(deadline_at, _budget(time_budget) or None)
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
-                  ema=not no_ema, cpu=cpu, max_versions=max_versions, device_batch_size=device_batch_size or 0)
+                  ema=not no_ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every,
+                  device_batch_size=device_batch_size or 0)
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
                f"predictions voted, {res.seconds:.1f} s" + (f"; candidates in {res.candidates}" if res.candidates else ""))
+    if res.stopped_by != "done":
+        why = "SIGTERM" if res.stopped_by == "signal" else "the deadline"
+        click.echo(f"stopped by {why}: {res.tasks_complete}/{res.tasks} tasks have all their votes; tasks without "
+                   "any vote have their test inputs as attempts")
 
 
 @main.command("finetune")
 @click.option("--from", "ckpt", required=True, help="Trained checkpoint (or run folder).")
 @click.option("--tasks", required=True, metavar="SOURCE", help="The unseen tasks: Kaggle challenges file or folder.")
-@click.option("--time-budget", "time_budget", required=True, help="Total time, e.g. 2h, 90m, 300s.")
+@_deadline_options("Total time, e.g. 2h, 90m, 300s (or give --deadline).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("finetune-out"), show_default=True)
 @click.option("--predict", "predict_after", is_flag=True, help="Then predict --vote and write OUT/submission.json.")
 @click.option("--num-aug", default=100, show_default=True, help="Augmented versions per new task.")
@@ -217,8 +285,8 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
               help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
                    "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
 @click.option("--cpu", is_flag=True, default=None)
-def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fraction, lr_scale, batch_size,
-                 embed_steps, full_steps, seed, overrides, device_batch_size, cpu) -> None:
+def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_aug, embed_fraction, lr_scale,
+                 batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, cpu) -> None:
     """Fine-tune a checkpoint on tasks it never saw (test-time training), within a time budget.
 
     \b
@@ -229,14 +297,15 @@ def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fr
       arcsolver finetune --from runs/demo --tasks new_tasks/ --time-budget 10m --embed-steps 50 --full-steps 200
     """
     from .finetune import finetune
-    from .units import parse_duration
-    s = finetune(ckpt, tasks, out, time_budget_s=parse_duration(time_budget), predict_after=predict_after,
+    deadline = _deadline(deadline_at, _budget(time_budget) or None)
+    s = finetune(ckpt, tasks, out, deadline=deadline, predict_after=predict_after,
                  num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
-                 overrides=list(overrides), cpu=cpu, started_at=_STARTED, embed_steps=embed_steps,
-                 full_steps=full_steps, seed=seed, device_batch_size=device_batch_size)
-    click.echo(f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps in {s['train_seconds']:.0f} s; "
-               f"checkpoint {s['checkpoint']}" + (f"; wrote {s['submission']}" if "submission" in s else "")
-               + f" (total {s['seconds']:.0f} s)")
+                 overrides=list(overrides), cpu=cpu, embed_steps=embed_steps, full_steps=full_steps, seed=seed,
+                 device_batch_size=device_batch_size)
+    how = "predicted with the mean embedding (no time to train)" if s["mean_embedding_only"] else \
+        f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps"
+    click.echo(f"{how} in {s['train_seconds']:.0f} s; checkpoint {s['checkpoint']}"
+               + (f"; wrote {s['submission']}" if "submission" in s else "") + f" (total {s['seconds']:.0f} s)")
 
 
 @main.command("import-checkpoint")

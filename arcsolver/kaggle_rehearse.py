@@ -240,10 +240,11 @@ def format_report(r: dict) -> str:
                      f"output; pass@1 {sc['per_task']['pass@1']:.4f} per task")
     if phases:
         lines.append("  time per phase: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
+    if s.get("plan"):
+        lines.append("  runner plan (s from the solve's start): " + ", ".join(f"{k} {v}" for k, v in s["plan"].items()))
     plan = solver.get("plan")
     if plan:
-        lines.append("  plan: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
-                                            for k, v in plan.items()))
+        lines.append("  solver plan: " + _describe_plan(plan))
         lines.append(f"  steps: {solver.get('embed_steps', '?')} embeddings-only + {solver.get('full_steps', '?')} "
                      f"full")
     left = s.get("left_to_fallback") or {}
@@ -253,3 +254,15 @@ def format_report(r: dict) -> str:
         lines.append("  notebook log (last lines):")
         lines += [f"    | {ln}" for ln in r.get("log_tail") or []]
     return "\n".join(lines)
+
+
+def _describe_plan(plan: dict) -> str:
+    """One line from a saved plan (deadline.Plan.to_dict(), or a fixed-steps marker)."""
+    if "what" in plan:
+        from .deadline import Plan
+        try:
+            return Plan(plan["what"], plan["deadline_in_s"], plan.get("phases", {}), plan.get("reserves", {}),
+                        plan.get("choices", {})).describe()
+        except (TypeError, KeyError, ValueError):
+            pass
+    return ", ".join(f"{k} {v}" for k, v in plan.items())

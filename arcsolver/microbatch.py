@@ -123,11 +123,13 @@ def run_halving_on_oom(step: Callable[[int], Any], device_batch: int, reset: Cal
             device_batch = new
 
 
-def rollout_in_micro_batches(model, batch: dict[str, torch.Tensor], steps: int | None,
-                             device_batch: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """inference.rollout over `batch`, `device_batch` rows at a time (rows are independent at inference, so the
-    answers are those of one rollout), halving on out-of-memory. Returns (preds, q, the micro-batch that worked)."""
-    from .inference import rollout
+def rollout_in_micro_batches(model, batch: dict[str, torch.Tensor], steps: int | None, device_batch: int,
+                             rollout: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """`rollout` (default inference.rollout) over `batch`, `device_batch` rows at a time (rows are independent at
+    inference, so the answers are those of one rollout), halving on out-of-memory. Returns (preds, q, the
+    micro-batch that worked)."""
+    if rollout is None:
+        from .inference import rollout
     rows = batch["inputs"].shape[0]
 
     def run(db: int):

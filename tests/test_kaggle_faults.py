@@ -165,17 +165,20 @@ def test_fault_missing_dataset(tmp_path):
 
 
 def test_fault_deadline_during_finetune(tmp_path, packaged30):
-    """The real `arcsolver finetune`, told to train far longer than the notebook's deadline: the runner stops it at
-    the deadline; nothing was predicted, so the fallback stands, on time."""
+    """The real `arcsolver finetune`, asked for far more training steps than fit before the notebook's deadline:
+    the deadline passed down stops the training (or, failing that, the runner's SIGTERM/SIGKILL stops the process),
+    and the file is valid and complete on time, with whatever the model answered merged in."""
     import time
     challenges = make_tree(tmp_path / "kaggle", small_tasks(), packaged30)
     t0 = time.time()
-    run(tmp_path / "kaggle", smoke=False, deadline_s=12, margin_s=0,
-        finetune_args=[*FAST_FT[:2], "--full-steps", "1000000", "--time-budget", "10h", *FAST_FT[4:]])
-    assert time.time() - t0 < 12 + 60  # the deadline, plus the kill's grace
+    run(tmp_path / "kaggle", smoke=False, deadline_s=20, margin_s=0,
+        finetune_args=[*FAST_FT[:2], "--full-steps", "1000000", *FAST_FT[4:]])
+    assert time.time() - t0 < 20 + 5
     assert_valid_complete(tmp_path / "kaggle", challenges)
     s = summary(tmp_path / "kaggle")
-    assert s["outcome"] == "fallback" and "TimeoutError" in s["reason"]
+    assert s["outcome"] in ("solved", "fallback")
+    log = (tmp_path / "kaggle" / "working" / "arcsolver-solve.log").read_text()
+    assert "--full-steps" not in log or "Traceback" not in log
 
 
 def test_fault_deadline_during_predict(tmp_path, packaged30, monkeypatch):
@@ -200,7 +203,7 @@ def test_fault_deadline_during_predict(tmp_path, packaged30, monkeypatch):
     run(tmp_path / "kaggle", smoke=False, deadline_s=8, margin_s=0)
     sub = assert_valid_complete(tmp_path / "kaggle", challenges)
     s = summary(tmp_path / "kaggle")
-    assert s["outcome"] == "solved" and "TimeoutError" in s["solve_error"]
+    assert s["outcome"] == "solved"  # stopped at the deadline (SIGTERM, then SIGKILL), its flushed answers kept
     n_flushed = sum(len(tasks[k]["test"]) for k in flushed)
     assert s["answered_tests"] == n_flushed and s["answered_tasks"] == len(flushed)
     for k, entries in sub.items():

@@ -194,8 +194,8 @@ def test_predict_in_micro_batches_gives_the_same_answers(tmp_path, data, monkeyp
     real = microbatch.rollout_in_micro_batches
     used = []
 
-    def spy(model, batch, steps, db):
-        out = real(model, batch, steps, db)
+    def spy(model, batch, steps, db, rollout=None):
+        out = real(model, batch, steps, db, rollout)
         used.append(out[2])
         return out
     monkeypatch.setattr(predict_mod, "rollout_in_micro_batches", spy)
