@@ -471,7 +471,8 @@ def check_finetune_args(args: list[str]) -> None:
 @kaggle.command("rehearse")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--competition-data", type=click.Path(path_type=Path), default=None, metavar="DIR",
-              help="The competition's files as downloaded (its arc-agi_test_challenges.json is the default test).")
+              help="The competition's files as downloaded (default: ./<competition slug>/); its "
+                   "arc-agi_test_challenges.json is the test file.")
 @click.option("--test-file", type=click.Path(path_type=Path), default=None,
               help="A challenges file to stand in for arc-agi_test_challenges.json (e.g. an evaluation set).")
 @click.option("--solutions", default=None, metavar="SOURCE", help="Score the result against these solutions.")

@@ -123,8 +123,13 @@ def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike |
         raise InputError(f"must be > 0, got {time_limit_s}", field="--time-limit")
     competition = info.get("competition") or "arc-prize-2025"
     if competition_data is None and test_file is None:
-        raise InputError(f"give the competition's files (--competition-data DIR, as downloaded with `kaggle "
-                         f"competitions download {competition}`) or a --test-file", field="--competition-data")
+        # default: the competition's files unpacked in ./<slug>/ (`kaggle competitions download -c <slug>`, unzip)
+        if (Path(competition) / CHALLENGES_NAME).is_file():
+            competition_data = Path(competition)
+        else:
+            raise InputError(f"no ./{competition}/{CHALLENGES_NAME}: give the competition's files (--competition-data "
+                             f"DIR, as downloaded with `kaggle competitions download -c {competition}`) or a "
+                             f"--test-file", field="--competition-data")
     cdata = Path(competition_data) if competition_data is not None else None
     if cdata is not None and not cdata.is_dir():
         raise InputError("not a folder", file=str(cdata), field="--competition-data")
