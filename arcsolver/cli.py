@@ -6,6 +6,7 @@ leave as one line on stderr with exit code 2 (no traceback, nothing half-written
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,17 +16,29 @@ _STARTED = time.time()  # process start, near enough: time budgets count from he
 import click
 
 from .errors import InputError
+from .interrupts import EXIT_CTRL_C, ctrl_c_exits_quietly
 
 
 class _Group(click.Group):
-    """Turns InputError anywhere below into `error: ...` and exit 2."""
+    """Turns InputError anywhere below into `error: ...` and exit 2, and Ctrl-C into one line and exit 130."""
 
     def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except InputError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
+        with ctrl_c_exits_quietly():
+            try:
+                return super().invoke(ctx)
+            except InputError as e:
+                click.echo(f"error: {e}", err=True)
+                sys.exit(2)
+
+
+def _exit_if_interrupted(signal_name: str | None, steps: int, ckpt, resume_hint: str) -> None:
+    """After a run stopped by a signal: one line saying where its checkpoint is; exit 130 after Ctrl-C."""
+    if signal_name is None:
+        return
+    what = "interrupted (Ctrl-C)" if signal_name == "SIGINT" else "stopped by SIGTERM"
+    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch` every process stops; the first one says so
+        click.echo(f"{what} after step {steps}: checkpoint {ckpt}{resume_hint}", err=True)
+    sys.exit(EXIT_CTRL_C if signal_name == "SIGINT" else 0)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -155,6 +168,8 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
                        global_batch_size=global_batch_size,
                        time_budget_s=parse_duration(time_budget) if time_budget else None)
     res = train(cfg, resume=resume, cpu=cpu)
+    _exit_if_interrupted(res.signal, res.steps, res.checkpoint,
+                         f" (continue: arcsolver train --resume {cfg.out} with the same options)")
     ev = res.eval_metrics
     click.echo(f"stopped after {res.steps} steps ({res.stopped_by}), {res.seconds:.0f} s; checkpoint {res.checkpoint}")
     if ev:
@@ -174,8 +189,10 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
               help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
 @click.option("--max-versions", default=0, show_default=True, help="Use at most N versions per task (0: all).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights instead of the EMA copy.")
+@click.option("--forward-dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+              show_default=True, help="auto: bfloat16 on GPUs with compute capability >= 8.0, else float32.")
 @click.option("--cpu", is_flag=True, default=None)
-def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, cpu) -> None:
+def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, forward_dtype, cpu) -> None:
     """Predict test outputs with augmentation voting and write a Kaggle submission.json (+ candidates JSON).
 
     \b
@@ -185,7 +202,7 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
     """
     from .predict import predict
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
-                  ema=not no_ema, cpu=cpu, max_versions=max_versions)
+                  ema=not no_ema, cpu=cpu, max_versions=max_versions, forward_dtype=forward_dtype)
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
                f"predictions voted, {res.seconds:.1f} s" + (f"; candidates in {res.candidates}" if res.candidates else ""))
 
@@ -223,6 +240,9 @@ def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fr
                  num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
                  overrides=list(overrides), cpu=cpu, started_at=_STARTED, embed_steps=embed_steps,
                  full_steps=full_steps, seed=seed)
+    if s.get("interrupted"):
+        _exit_if_interrupted(s["interrupted"], s["embed_steps"] + s["full_steps"], s["checkpoint"],
+                             " (no prediction made)")
     click.echo(f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps in {s['train_seconds']:.0f} s; "
                f"checkpoint {s['checkpoint']}" + (f"; wrote {s['submission']}" if "submission" in s else "")
                + f" (total {s['seconds']:.0f} s)")

@@ -47,7 +47,8 @@ class TrainConfig:
     eval_batch_size: int = 0  # 0: global_batch_size
     eval_steps: int = 0  # supervision steps at evaluation (and predict's default); 0: the model's halt_max_steps
     loss_type: str = "stablemax_cross_entropy"
-    compile: bool = False
+    compile: bool | str = "auto"  # "auto": on for CUDA, off for CPU (compilation.py); true / false force it
+    forward_dtype: str = "auto"  # "auto": per device (precision.py); float32 / bfloat16 / float16 force it
     time_budget_s: float = 0.0  # > 0: stop (with a checkpoint) before this many seconds
     log_every: int = 10
     tensorboard: bool = False
@@ -56,6 +57,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+_AUTO_OR_BOOL = {"compile"}  # fields whose value is "auto" or a bool
 
 
 def _parse_value(text: str) -> Any:
@@ -101,7 +105,8 @@ def build_config(preset: str | None, overrides: list[str] = (), **direct: Any) -
             cur = getattr(cfg, key)
             if isinstance(cur, float) and isinstance(value, int):
                 value = float(value)
-            if type(cur) is not type(value) and not (cur == "" and isinstance(value, str)):
+            auto_or_bool = key in _AUTO_OR_BOOL and (isinstance(value, bool) or value == "auto")
+            if type(cur) is not type(value) and not (cur == "" and isinstance(value, str)) and not auto_or_bool:
                 raise InputError(f"{key} expects {type(cur).__name__}, got {value!r}", field="--set")
             setattr(cfg, key, value)
         else:

@@ -120,29 +120,31 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, p
         e_steps, e_budget = embed_steps or 0, cap
     else:
         e_steps, e_budget = 10**9, plan.embed_s
-    w1, n1 = weights, 0
+    w1, n1, interrupted = weights, 0, None
     if e_steps:
         res1 = train(dataclasses.replace(cfg, out=str(out / "embed"), max_steps=e_steps, time_budget_s=e_budget),
                      cpu=cpu, init_weights=weights, freeze_model=True, quiet=quiet, final_eval=False,
                      extra_config=extra)
         w1, n1 = checkpoint.load_weights(res1.checkpoint or checkpoint.resolve(out / "embed"), ema=False), res1.steps
+        interrupted = res1.signal
     if fixed:
         f_steps, f_budget = full_steps or 0, max(1.0, deadline - time.time())
     else:
         f_steps, f_budget = 10**9, max(plan.step_s * 2, deadline - time.time() - plan.predict_s - 5.0)
-    if f_steps:
+    if f_steps and not interrupted:
         res2 = train(dataclasses.replace(cfg, out=str(out / "full"), max_steps=f_steps, time_budget_s=f_budget),
                      cpu=cpu, init_weights=w1, quiet=quiet, final_eval=False, extra_config=extra)
-        n2, final = res2.steps, checkpoint.resolve(out / "full")
+        n2, final, interrupted = res2.steps, checkpoint.resolve(out / "full"), res2.signal
     else:
         n2, final = 0, checkpoint.resolve(out / "embed")
     summary = {"checkpoint": str(final), "data": str(data_dir), "plan": dataclasses.asdict(plan),
-               "embed_steps": n1, "full_steps": n2, "train_seconds": time.time() - t0}
+               "embed_steps": n1, "full_steps": n2, "train_seconds": time.time() - t0, "interrupted": interrupted}
 
-    # 5. predict
-    if predict_after:
+    # 5. predict (not after an interrupt: the user or the scheduler asked to stop)
+    if predict_after and not interrupted:
         from .predict import predict
-        res = predict(final, out / "submission.json", data=str(data_dir), cpu=cpu, quiet=quiet)
+        res = predict(final, out / "submission.json", data=str(data_dir), cpu=cpu, quiet=quiet,
+                      forward_dtype=cfg.forward_dtype)
         summary.update(submission=str(res.submission), predict_seconds=res.seconds)
     summary["seconds"] = time.time() - t0
     if state.is_main_process:
@@ -165,7 +167,8 @@ def _plan_budget(cfg: TrainConfig, weights: dict, out: Path, data_dir: Path, met
         from .predict import load_model
         from .inference import rollout
         from .loader import PuzzleLoader
-        model, _ = load_model(probe.checkpoint or checkpoint.resolve(out / "probe"), state.device)
+        model, _ = load_model(probe.checkpoint or checkpoint.resolve(out / "probe"), state.device,
+                              forward_dtype=cfg.forward_dtype)
         pb = max(1, min(256, n_items))
         b = next(PuzzleLoader(str(data_dir), "test", global_batch_size=pb).test_batches())
         t = time.time()

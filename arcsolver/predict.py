@@ -42,16 +42,18 @@ class PredictResult:
     book: VoteBook | None = None
 
 
-def load_model(ckpt: str | Path, device: torch.device, *, ema: bool = True, batch_size: int | None = None):
-    """The ACT model (not the loss head) with checkpoint weights (EMA by default), on `device`, in eval mode."""
-    from .train import build_model
+def load_model(ckpt: str | Path, device: torch.device, *, ema: bool = True, batch_size: int | None = None,
+               forward_dtype: str = "auto", announce_precision: bool = False):
+    """The ACT model (not the loss head) with checkpoint weights (EMA by default), on `device`, in eval mode.
+    Its forward dtype is chosen for `device` as training chooses it (the checkpoint's dtype is a preference)."""
+    from .train import build_model, run_precision
     from .trm import TRMConfig
     cfg = checkpoint.load_config(ckpt)
     mc = dict(cfg["model"])
     if batch_size:
         mc["batch_size"] = batch_size
-    if device.type == "cpu" and mc.get("forward_dtype") == "bfloat16":
-        mc["forward_dtype"] = "float32"
+    mc["forward_dtype"] = run_precision(forward_dtype, mc.get("forward_dtype", "float32"), device,
+                                        announce_it=announce_precision).dtype
     mcfg = TRMConfig(**mc)
     head = build_model(mcfg, cfg.get("train", {}).get("loss_type", "stablemax_cross_entropy"))
     state = checkpoint.load_weights(ckpt, ema=ema)
@@ -92,8 +94,9 @@ def voted_scores(book: VoteBook, source: ArcSource) -> dict[str, float]:
 
 def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str | None = None, vote: bool = True,
             batch_size: int = 256, steps: int | None = None, ema: bool = True, cpu: bool | None = None,
-            candidates: bool = True, max_versions: int = 0, quiet: bool = False) -> PredictResult:
-    from accelerate import Accelerator
+            candidates: bool = True, max_versions: int = 0, quiet: bool = False,
+            forward_dtype: str = "auto") -> PredictResult:
+    from .train import make_accelerator
     t0 = time.time()
     ckpt = checkpoint.resolve(ckpt)
     cfg = checkpoint.load_config(ckpt)
@@ -124,8 +127,9 @@ def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str 
 
     if cpu is None:
         cpu = not torch.cuda.is_available()
-    acc = Accelerator(cpu=cpu)
-    model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes)
+    acc = make_accelerator(cpu)
+    model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes,
+                          forward_dtype=forward_dtype, announce_precision=acc.is_main_process and not quiet)
     steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or None  # as the run evaluated itself
 
     # Restrict the test items: chosen tasks, and (without --vote) version 0 only.
