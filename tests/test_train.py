@@ -68,18 +68,45 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path, data):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_two_process_accelerate_run_keeps_ranks_identical(tmp_path, data):
-    out = tmp_path / "ddp"
+def _launch_two(data: Path, out: Path, port: int, hf_home: Path, steps: int = 6) -> subprocess.CompletedProcess:
+    """A 2-process gloo run through plain `accelerate launch`, no precision flags: the maths is pinned in code.
+    HF_HOME holds `accelerate config`'s saved file (an empty folder: no saved config)."""
     cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-           "-m", "arcsolver.cli", "train", *COMMON, "--data", str(data), "--out", str(out), "--steps", "6"]
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+           "--main_process_port", str(port), "-m", "arcsolver.cli", "train", *COMMON, "--data", str(data),
+           "--out", str(out), "--steps", str(steps)]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", HF_HOME=str(hf_home))
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory, data):
+    tmp = tmp_path_factory.mktemp("ddp")
+    r = _launch_two(data, tmp / "ddp", 29517, tmp / "empty-hf")
     assert r.returncode == 0, r.stderr[-2000:]
+    return tmp / "ddp"
+
+
+def test_two_process_accelerate_run_keeps_ranks_identical(two_process_run):
+    out = two_process_run
     recs = [read_json_line(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     sync = [x for x in recs if x["split"] == "sync"]
     assert sync and sync[-1]["in_sync"] and len(sync[-1]["rank_fingerprints"]) == 2
     assert (out / "step_0000006" / "model.safetensors").is_file()
+
+
+def test_a_hostile_accelerate_config_does_not_change_the_run(tmp_path, data, two_process_run):
+    """A saved `accelerate config` asking for fp16 and an inductor-compiled model gives the same weights as no
+    config (unpinned, this run compiles the DDP model for minutes and its weights differ in the 8th digit)."""
+    hostile = tmp_path / "hostile-hf"
+    (hostile / "accelerate").mkdir(parents=True)
+    (hostile / "accelerate" / "default_config.yaml").write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nmixed_precision: fp16\n"
+        "dynamo_config:\n  dynamo_backend: INDUCTOR\nnum_machines: 1\nnum_processes: 2\nmachine_rank: 0\n"
+        "use_cpu: true\n")
+    r = _launch_two(data, tmp_path / "hostile", 29518, hostile)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = weights(two_process_run), weights(tmp_path / "hostile")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def read_json_line(line: str) -> dict:
