@@ -50,12 +50,19 @@ def compile_with_fallback(module: torch.nn.Module, *, backend: str | Callable = 
             return compiled(*args, **kwargs)
         except errors as e:
             module._compiled_call_impl = None  # eager from now on
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            warn(f"warning: torch.compile failed ({type(e).__name__}: {first[:200]}); running without compiling")
+            warn(f"warning: torch.compile failed ({_one_line(e)}); running without compiling")
             return module._call_impl(*args, **kwargs)
 
     module._compiled_call_impl = guarded
     return module
+
+
+def _one_line(e: BaseException) -> str:
+    """`Type: first line` of the error, or of the compiler error a dynamo wrapper carries."""
+    inner = getattr(e, "inner_exception", None) or e.__cause__ or e
+    text = next((line.strip() for line in str(inner).splitlines() if line.strip()), "")
+    return f"{type(e).__name__}: {type(inner).__name__}: {text[:200]}" if inner is not e else \
+        f"{type(e).__name__}: {text[:200]}"
 
 
 def is_compiled(module: torch.nn.Module) -> bool:
