@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -49,17 +50,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--reps", type=int, default=6, help="timed steps per implementation (alternating)")
     ap.add_argument("--arc-batch", type=int, default=DEFAULT_BATCH["arc"], help="device batch, ARC config")
     ap.add_argument("--sudoku-batch", type=int, default=DEFAULT_BATCH["sudoku"], help="device batch, Sudoku config")
+    ap.add_argument("--rollout-batch", type=int, default=256, help="batch of the predict rollout")
     ap.add_argument("--memory-cap-gb", type=float, default=24.0, help="cap for the fine-tune step (an L4: 24)")
     ap.add_argument("--finetune-batch", type=int, default=768)
+    ap.add_argument("--finetune-preset", default="arc-agi-1", help=argparse.SUPPRESS)  # tests: a tiny preset
     ap.add_argument("--skip-tests", action="store_true", help="no pytest run")
+    ap.add_argument("--tests-timeout", type=float, default=150.0, help="seconds for the gpu tests (then: timed out)")
     ap.add_argument("--only", choices=["finetune-step"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
-    for name in ("reps", "arc_batch", "sudoku_batch", "finetune_batch"):
+    for name in ("reps", "arc_batch", "sudoku_batch", "finetune_batch", "rollout_batch"):
         if getattr(args, name) <= 0:
             ap.error(f"--{name.replace('_', '-')} must be > 0")
-    if args.memory_cap_gb <= 0:
-        ap.error("--memory-cap-gb must be > 0")
+    if args.memory_cap_gb <= 0 or args.tests_timeout <= 0:
+        ap.error("--memory-cap-gb and --tests-timeout must be > 0")
     return args
 
 
@@ -217,9 +221,15 @@ def paper_config(name: str, dtype: str):
 # sections
 
 
-def run_gpu_tests(repo: Path) -> dict:
-    r = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-rfs",
-                        str(repo / "tests" / "test_gpu.py")], capture_output=True, text=True, cwd=repo)
+def run_gpu_tests(repo: Path, timeout_s: float) -> dict:
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-rfs",
+           str(repo / "tests" / "test_gpu.py")]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=repo, timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:
+        done = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        return {"check": "gpu tests", "result": f"timed out after {timeout_s:.0f} s "
+                                                f"({done.count('.')} passed, {done.count('F')} failed so far)"}
     tail = [line for line in r.stdout.splitlines() if line.strip()][-1:] or ["no output"]
     if r.returncode not in (0, 5):
         print(r.stdout[-6000:], file=sys.stderr)
@@ -227,40 +237,43 @@ def run_gpu_tests(repo: Path) -> dict:
 
 
 def finetune_step_child(args: argparse.Namespace) -> dict:
-    """One full-model training step at the fine-tune batch on the ARC config, memory capped (runs in a child)."""
+    """One full-model training step at the fine-tune batch (finetune's full phase runs exactly this step), memory
+    capped; run in a child process. Off CUDA (the CPU test) it runs uncapped and reports no memory."""
     import tempfile
     from arcsolver.arc_dataset import TaskSet, build
     from arcsolver.arc_tasks import load_tasks
     from arcsolver.config import build_config
     from arcsolver.train import train
-    total = torch.cuda.get_device_properties(0).total_memory
-    cap = min(1.0, args.memory_cap_gb * 1e9 / total)
-    torch.cuda.set_per_process_memory_fraction(cap)
-    row = {"check": f"fine-tune step, memory capped to {args.memory_cap_gb:g} GB", "config": "arc",
+    cuda = torch.cuda.is_available()
+    if cuda:
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gb * 1e9 / total))
+        torch.cuda.reset_peak_memory_stats()
+    row = {"check": f"fine-tune step, memory capped to {args.memory_cap_gb:g} GB", "config": args.finetune_preset,
            "batch": args.finetune_batch, "impl": "ours"}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         build(data, [TaskSet("bundled", load_tasks(HERE.parent / "tasks" / "bundled"), test_set=True)], num_aug=20,
               seed=0, canvas=30)
-        cfg = build_config("arc-agi-1", ["max_steps=2", f"global_batch_size={args.finetune_batch}", "log_every=1",
-                                         "eval_interval_steps=0", "eval_interval_epochs=0", "compile=false"],
-                           data=str(data), out=str(Path(tmp) / "run"))
-        torch.cuda.reset_peak_memory_stats()
+        cfg = build_config(args.finetune_preset, ["max_steps=2", f"global_batch_size={args.finetune_batch}",
+                                                  "log_every=1", "eval_interval_steps=0", "eval_interval_epochs=0",
+                                                  "compile=false"], data=str(data), out=str(Path(tmp) / "run"))
         try:
-            res = train(cfg, cpu=False, quiet=True, final_eval=False)
+            res = train(cfg, cpu=not cuda, quiet=True, final_eval=False)
         except torch.OutOfMemoryError as e:
             row.update(result=f"out of memory: {str(e).splitlines()[0][:80]}",
-                       peak_gb=torch.cuda.max_memory_allocated() / 1e9)
+                       peak_gb=torch.cuda.max_memory_allocated() / 1e9 if cuda else None)
             return row
-        step_s = res.step_seconds[-1]
-        row.update(samples_s=args.finetune_batch / step_s, peak_gb=torch.cuda.max_memory_allocated() / 1e9,
-                   result=f"fits ({step_s:.2f} s/step)")
+    step_s = res.step_seconds[-1]
+    row.update(samples_s=args.finetune_batch / step_s, result=f"fits ({step_s:.2f} s/step)",
+               peak_gb=torch.cuda.max_memory_allocated() / 1e9 if cuda else None)
     return row
 
 
 def run_finetune_step(args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--only", "finetune-step",
-           "--memory-cap-gb", str(args.memory_cap_gb), "--finetune-batch", str(args.finetune_batch)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--only", "finetune-step", "--finetune-preset",
+           args.finetune_preset, "--memory-cap-gb", str(args.memory_cap_gb), "--finetune-batch",
+           str(args.finetune_batch)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     try:
         return json.loads(r.stdout.strip().splitlines()[-1])
@@ -285,8 +298,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"gpu_check: {info.name}, compute capability {info.capability}, torch {torch.__version__}, "
           f"{torch.cuda.device_count()} GPU(s); {precision.describe()}", flush=True)
     rows: list[dict] = []
+    # The shell wrapper's hard stop sends SIGTERM: print what was measured so far, as the same table.
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        measure_all(args, rows, device, info, precision)
+    except TimeoutError as e:
+        rows.append({"check": "(remaining checks)", "result": f"not run: {e}"})
+    print()
+    print(format_table(rows, COLUMNS))
+    peak = nominal_peak(info.name, precision.dtype)
+    print(f"\n{time.time() - t0:.0f} s; MFU against the nominal {precision.dtype} peak of "
+          f"{peak / 1e12:.0f} TFLOP/s" if peak else f"\n{time.time() - t0:.0f} s; MFU: GPU not in the peak table")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0 if all("failed" not in str(r.get("result", "")) for r in rows) else 1
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise TimeoutError("stopped by SIGTERM (the time limit of gpu_check.sh)")
+
+
+def measure_all(args: argparse.Namespace, rows: list[dict], device: str, info, precision) -> None:
+    """Append one row per measurement to `rows` (as they finish: an interrupted run still has them)."""
     if not args.skip_tests:
-        rows.append(run_gpu_tests(HERE.parent))
+        rows.append(run_gpu_tests(HERE.parent, args.tests_timeout))
     peak = nominal_peak(info.name, precision.dtype)
     for name, batch in (("arc", args.arc_batch), ("sudoku", args.sudoku_batch)):
         cfg = paper_config(name, precision.dtype)
@@ -311,15 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                 torch.cuda.empty_cache()
     rows.append(run_finetune_step(args))
     cfg = paper_config("arc", precision.dtype)
-    rows.append({"check": "predict rollout (16 steps)", "config": "arc", "batch": 256, "impl": "ours",
-                 "samples_s": measure_rollout(cfg, 256, device)})
-    print()
-    print(format_table(rows, COLUMNS))
-    print(f"\n{time.time() - t0:.0f} s; MFU against the nominal {precision.dtype} peak of "
-          f"{peak / 1e12:.0f} TFLOP/s" if peak else f"\n{time.time() - t0:.0f} s; MFU: GPU not in the peak table")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
-    return 0 if all("failed" not in str(r.get("result", "")) for r in rows) else 1
+    rows.append({"check": "predict rollout (16 steps)", "config": "arc", "batch": args.rollout_batch, "impl": "ours",
+                 "samples_s": measure_rollout(cfg, args.rollout_batch, device)})
 
 
 if __name__ == "__main__":

@@ -82,3 +82,33 @@ def test_without_a_gpu_the_check_says_so_and_exits_2():
     r = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--skip-tests"], capture_output=True,
                        text=True, env={"PATH": "/usr/bin:/bin", "PY": sys.executable}, timeout=120)
     assert r.returncode == 2 and "no CUDA device visible" in r.stderr and "gpu_check.sh" in r.stdout
+
+
+def test_the_fine_tune_step_child_reports_one_row(tmp_path):
+    """The child the check runs for the memory-capped step, on CPU with a tiny preset (same code path)."""
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--only", "finetune-step",
+                        "--finetune-preset", "tiny-cpu", "--finetune-batch", "8"], capture_output=True, text=True,
+                       timeout=300, env={**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = __import__("json").loads(r.stdout.strip().splitlines()[-1])
+    assert row["batch"] == 8 and row["result"].startswith("fits") and row["samples_s"] > 0
+
+
+def test_all_measurements_run_and_print_one_table_on_cpu(monkeypatch, capsys):
+    """measure_all end to end with tiny configs on CPU: every row is produced, and the table holds them."""
+    from arcsolver.precision import DeviceInfo, choose_precision
+    monkeypatch.setattr(gpu_check, "paper_config", lambda name, dtype: tiny("a" if name == "sudoku" else "c"))
+    monkeypatch.setattr(gpu_check, "run_finetune_step", lambda args: {"check": "fine-tune step", "result": "stub"})
+    monkeypatch.setattr(gpu_check, "MEMORY_BATCHES", {"arc": (2, 4), "sudoku": (2, 4)})
+    args = gpu_check.parse_args(["--skip-tests", "--reps", "1", "--arc-batch", "2", "--sudoku-batch", "2",
+                                 "--rollout-batch", "2"])
+    rows: list[dict] = []
+    gpu_check.measure_all(args, rows, "cpu", DeviceInfo("cpu", "CPU"), choose_precision("auto", "float32",
+                                                                                          DeviceInfo("cpu", "CPU")))
+    checks = [r["check"] for r in rows]
+    assert checks.count("train throughput") == 4  # ours + ref-form, two configs
+    assert checks.count("peak memory, one step") == 4 and "predict rollout (16 steps)" in checks
+    ours = [r for r in rows if r["check"] == "train throughput" and r["impl"] == "ours"]
+    assert all(r["samples_s"] > 0 and r["vs_ref"] > 0 and r["mfu"] is None for r in ours)  # no peak for a CPU
+    table = gpu_check.format_table(rows, gpu_check.COLUMNS)
+    assert len(table.splitlines()) == len(rows) + 2
