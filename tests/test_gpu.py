@@ -156,14 +156,14 @@ def _preset_data(preset: str, root: Path) -> Path:
         size = 6 if "cpu" in preset else 9
         out = root / f"sudoku{size}"
         if not out.exists():
-            prepare_sudoku(out, generate=64, csv=None, csv_test=None, size=size, test_count=16, seed=0,
+            prepare_sudoku(out, generate=16, csv=None, csv_test=None, size=size, test_count=8, seed=0,
                            min_difficulty=0)
         return out
     if preset.startswith("maze"):
         size = 7 if "cpu" in preset else 30
         out = root / f"maze{size}"
         if not out.exists():
-            prepare_maze(out, generate=32, csv=None, csv_test=None, size=size, hard=False, test_count=8, seed=0)
+            prepare_maze(out, generate=8, csv=None, csv_test=None, size=size, hard=False, test_count=4, seed=0)
         return out
     canvas = 10 if ("cpu" in preset or "canvas 10" in text) else 30
     out = root / f"arc{canvas}"

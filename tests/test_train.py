@@ -42,11 +42,20 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return w
 
 
-def test_resume_after_sigkill_is_bit_exact(tmp_path, data):
-    steps = 12
-    straight = tmp_path / "straight"
-    r = cli("train", *COMMON, "--data", str(data), "--out", str(straight), "--steps", str(steps))
+STEPS = 12
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, data):
+    """The uninterrupted run the interrupted-and-resumed ones must equal bit for bit."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    r = cli("train", *COMMON, "--data", str(data), "--out", str(out), "--steps", str(STEPS))
     assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_resume_after_sigkill_is_bit_exact(tmp_path, data, straight):
+    steps = STEPS
     # Same run, killed with SIGKILL once the step-4 checkpoint exists, then resumed.
     killed = tmp_path / "killed"
     p = subprocess.Popen([PY, "-m", "arcsolver.cli", "train", *COMMON, "--data", str(data), "--out", str(killed),
@@ -66,6 +75,31 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path, data):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_ctrl_c_checkpoints_exits_130_with_one_line_and_resumes_bit_exact(tmp_path, data, straight):
+    """SIGINT (Ctrl-C) finishes the step, writes a checkpoint, says where in one line, exits 130; resuming from it
+    gives the uninterrupted run's weights."""
+    run = tmp_path / "interrupted"
+    p = subprocess.Popen([PY, "-m", "arcsolver.cli", "train", *COMMON, "--data", str(data), "--out", str(run),
+                          "--steps", str(STEPS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (metrics.is_file() and '"train"' in metrics.read_text()):
+        assert p.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.005)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    at = (run / "latest").read_text().strip()
+    assert at != f"step_{STEPS:07d}", "the run finished before it could be interrupted"
+    lines = [x for x in err.splitlines() if x.startswith("interrupted")]
+    assert len(lines) == 1 and f"checkpoint {run / at}" in lines[0] and "--resume" in lines[0], err
+    assert "Traceback" not in err and "Aborted" not in err
+    r = cli("train", *COMMON, "--data", str(data), "--out", str(run), "--steps", str(STEPS), "--resume", str(run))
+    assert r.returncode == 0, r.stderr
+    a, b = weights(straight), weights(run)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _launch_two(data: Path, out: Path, port: int, hf_home: Path, steps: int = 6) -> subprocess.CompletedProcess:
