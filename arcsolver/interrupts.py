@@ -85,7 +85,7 @@ class StopRequests:
 
 
 @contextlib.contextmanager
-def ctrl_c_exits_quietly(describe: Callable[[], str] = lambda: "") -> Iterator[None]:
+def ctrl_c_exits_quietly() -> Iterator[None]:
     """Around a CLI command: Ctrl-C, or any error raised while handling one, becomes one line and exit 130."""
     global _ctrl_c_seen
     if not _in_main_thread() or getattr(signal.getsignal(signal.SIGINT), "_arcsolver_quiet", False):
@@ -104,9 +104,7 @@ def ctrl_c_exits_quietly(describe: Callable[[], str] = lambda: "") -> Iterator[N
         yield
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt) or (_ctrl_c_seen and isinstance(e, Exception)):
-            extra = describe()
-            print(f"interrupted (Ctrl-C): stopped{'; ' + extra if extra else ''}; no output was left half-written",
-                  file=sys.stderr, flush=True)
+            print("interrupted (Ctrl-C): stopped; no output was left half-written", file=sys.stderr, flush=True)
             sys.exit(EXIT_CTRL_C)
         raise
     finally:
