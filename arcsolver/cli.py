@@ -233,8 +233,9 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
               help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
 @click.option("--max-versions", default=0, show_default=True, help="Use at most N versions per task (0: all).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights instead of the EMA copy.")
-@click.option("--flush-every", default=4, show_default=True,
-              help="Write the (complete, valid) submission every N batches; also on SIGTERM and at the deadline.")
+@click.option("--flush-every", default=0, show_default=True,
+              help="Write the (complete, valid) submission every N batches (0: every 4, fewer when writing costs "
+              "> 5% of the time); also on SIGTERM and at the deadline.")
 @_deadline_options("Stop by itself before this long, keeping every answer voted so far (exit 0).")
 @click.option("--cpu", is_flag=True, default=None)
 def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, flush_every, time_budget,

@@ -26,7 +26,7 @@ from . import arc_dataset, checkpoint
 from .arc_tasks import load_tasks
 from .deadline import Deadline
 from .errors import InputError
-from .finetune_plan import decide, measure_costs
+from .finetune_plan import CUT_ORDER, decide, measure_costs
 from .jsonio import read_json, write_json
 
 
@@ -85,7 +85,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
         decision = decide(costs, deadline.remaining(), n_tasks=len(task_list), n_test_inputs=n_tests,
                           num_aug=num_aug, predict=predict_after, embed_fraction=embed_fraction, reserves=margin)
         decision = _same_on_every_process(state, decision)
-        num_aug = decision.num_aug
+        asked, num_aug = num_aug, decision.num_aug
     data_dir = out / "data"
     with state.main_process_first():
         if state.is_main_process:
@@ -100,6 +100,8 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
                           num_aug=num_aug, predict=predict_after, embed_fraction=embed_fraction, prepared=True,
                           versions_per_task=per_task, reserves=margin)
         decision = _same_on_every_process(state, decision)
+        decision.cuts = [c for c in CUT_ORDER if c in decision.cuts or (c == "augmentations" and num_aug < asked)]
+        decision.plan.choices["cut"] = "+".join(decision.cuts) or "nothing"
         decision.plan.deadline_in_s = deadline.remaining()
         decision.plan.phases = {"planning (done)": planning_s, "prepare (done)": prepare_s - planning_s,
                                 **decision.plan.phases}
@@ -130,14 +132,14 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
                               clock)
         prior_e, prior_f = costs.train_step_s(embed_only=True), costs.train_step_s()
     w1, n1, final = weights, 0, None
-    if e_steps:
+    if e_steps and e_deadline.remaining() > 0:
         res1 = train(dataclasses.replace(cfg, out=str(out / "embed"), max_steps=e_steps), cpu=cpu,
                      init_weights=weights, freeze_model=True, quiet=quiet, final_eval=False, extra_config=extra,
                      deadline=e_deadline, prior_step_s=prior_e)
         w1, n1 = checkpoint.load_weights(res1.checkpoint or checkpoint.resolve(out / "embed"), ema=False), res1.steps
         final = checkpoint.resolve(out / "embed")
     n2 = 0
-    if f_steps:
+    if f_steps and train_end.remaining() > 0:
         res2 = train(dataclasses.replace(cfg, out=str(out / "full"), max_steps=f_steps), cpu=cpu, init_weights=w1,
                      quiet=quiet, final_eval=False, extra_config=extra, deadline=train_end, prior_step_s=prior_f)
         n2, final = res2.steps, checkpoint.resolve(out / "full")

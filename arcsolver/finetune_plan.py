@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from .deadline import Plan
 
+CUT_ORDER = ("steps", "augmentations", "versions", "training")
 MIN_STEPS = 10  # fewer training steps than this are not worth the two phases' start-up: cut elsewhere first
 AUG_FLOOR = 8
 TRAIN_OVERHEAD = 0.9  # measured: see the module docstring

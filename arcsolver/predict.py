@@ -109,10 +109,11 @@ def voted_scores(book: VoteBook, source: ArcSource) -> dict[str, float]:
 def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str | None = None, vote: bool = True,
             batch_size: int = 256, steps: int | None = None, ema: bool = True, cpu: bool | None = None,
             candidates: bool = True, max_versions: int = 0, quiet: bool = False, deadline: Deadline | None = None,
-            flush_every: int = 4, on_flush=None) -> PredictResult:
+            flush_every: int = 0, on_flush=None) -> PredictResult:
     """Vote and write `out` (see the module docstring). `deadline`: stop before it with the answers so far.
-    `flush_every`: batches between flushes (grows when flushing gets expensive). `on_flush(info)` is called after
-    every flush with a dict (flush number, items and tasks done, test inputs voted): a hook for tests and logs."""
+    `flush_every`: batches between flushes; 0 = automatic (every 4, doubled while a flush costs more than 5% of
+    the time since the previous one). `on_flush(info)` is called after every flush with a dict (flush number,
+    items and tasks done, test inputs voted): a hook for tests and logs."""
     stop = {"why": None}
     restore = _on_sigterm(lambda: stop.update(why="signal"))
     try:
@@ -190,9 +191,9 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
         flusher.flush(0, int(np.searchsorted(task_done_at, 0, side="right")))  # a complete file before any batch
     model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes)
     steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or None  # as the run evaluated itself
-    batch_times: list[float] = []
+    row_times: list[float] = []  # seconds per row of each batch, on the deadline's clock
     for batch in loader.test_batches():
-        why = stop["why"] or _deadline_stop(deadline, batch_times, flusher)
+        why = stop["why"] or _deadline_stop(deadline, row_times, min(batch_size, n_items - items_done), flusher)
         if acc.num_processes > 1:  # every process stops at the same batch, or the gathers would hang
             flag = torch.tensor([0.0 if why is None else (2.0 if why == "signal" else 1.0)], device=acc.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
@@ -212,8 +213,9 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
         if acc.num_processes > 1:
             rows = acc.gather(rows)
             preds = acc.gather(preds.contiguous())
-        items_done = min(n_items, items_done + batch_size)
-        batch_times.append(clock.now() - tb)
+        rows_here = min(batch_size, n_items - items_done)
+        items_done += rows_here
+        row_times.append((clock.now() - tb) / max(1, rows_here))
         if not acc.is_main_process:
             continue
         n = add_to_book(book, source, ver_sel, ex_sel, rows[:, 0], preds, rows[:, 1])
@@ -265,24 +267,27 @@ def _on_sigterm(callback):
     return lambda: signal.signal(signal.SIGTERM, prev)
 
 
-def _deadline_stop(deadline: Deadline, batch_times: list[float], flusher: "_Flusher") -> str | None:
-    """"deadline" when the next batch, plus the final write, would not end before the deadline."""
+def _deadline_stop(deadline: Deadline, row_times: list[float], next_rows: int, flusher: "_Flusher") -> str | None:
+    """"deadline" when the next batch (`next_rows` rows, at the per-row time of the batches so far, the slower of
+    their median and the last one's, +25%), plus the final write, would not end before the deadline."""
     if not deadline.limited:
         return None
-    timed = batch_times[1:] or batch_times  # the first batch warms up
-    batch_s = sorted(timed)[len(timed) // 2] if timed else 0.0
-    last = max(timed[-3:]) if timed else 0.0
-    need = 1.5 * max(batch_s, last) + 2 * flusher.cost_s + 1.0
+    timed = row_times[1:] or row_times  # the first batch warms up
+    row_s = max(sorted(timed)[len(timed) // 2], timed[-1]) if timed else 0.0
+    need = 1.25 * row_s * next_rows + 2 * flusher.cost_s + 1.0
     return "deadline" if deadline.remaining() < need else None
 
 
 class _Flusher:
-    """Writes the complete submission atomically; decides when (every `every` batches, doubled while a flush costs
-    more than 5% of the time since the previous one)."""
+    """Writes the complete submission atomically; decides when (every `every` batches; automatic when `every` is 0:
+    every 4, doubled while a flush costs more than 5% of the time since the previous one)."""
+
+    AUTO_EVERY = 4
 
     def __init__(self, out: Path, tasks: list[Task], book: VoteBook, clock, every: int, on_flush, say):
         self.out, self.tasks, self.book, self.clock = out, tasks, book, clock
-        self.every, self.on_flush, self.say = max(1, int(every)), on_flush, say
+        self.adaptive = int(every) <= 0
+        self.every, self.on_flush, self.say = int(every) if every > 0 else self.AUTO_EVERY, on_flush, say
         self.count = 0
         self.batches = 0
         self.cost_s = 0.0
@@ -298,7 +303,7 @@ class _Flusher:
         write_submission(self.out, sub, self.tasks)
         now = self.clock.now()
         self.cost_s = now - t
-        if self.count and self.cost_s > 0.05 * max(1e-9, t - self.last_t):
+        if self.adaptive and self.count and self.cost_s > 0.05 * max(1e-9, t - self.last_t):
             self.every *= 2
         self.last_t, self.batches = now, 0
         info = {"flush": self.count, "items_done": items_done, "tasks_complete": tasks_complete,

@@ -248,7 +248,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     planner = StepPlanner(deadline, {"checkpoint": checkpoint_seconds(model, has_ema=ema is not None,
                                                                       has_opt=opt is not None)},
                           prior_step_s=prior_step_s)
-    eval_factor = _eval_cost_in_steps(cfg, source, mcfg, local_batch, world) if final_eval else 0.0
+    eval_factor = _eval_cost_in_steps(cfg, source, mcfg, local_batch, world) if final_eval or eval_every else 0.0
     sched = _Schedule(cfg.lr_warmup_steps, total_steps, total_steps)  # (warm-up, cosine end, planned end)
     plan = None
     replan_at = step + 2  # the first plan after two timed steps of this run
@@ -261,8 +261,9 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     progress = None
     if acc.is_main_process and not quiet:
         from tqdm import tqdm
-        progress = tqdm(total=total_steps, initial=step, dynamic_ncols=True, mininterval=bar_interval(),
-                        desc=_bar_label(deadline, t_start))
+        # Under a deadline the total is unknown until the first plan (two steps in): no bar towards max_steps.
+        progress = tqdm(total=None if deadline.limited else total_steps, initial=step, dynamic_ncols=True,
+                        mininterval=bar_interval(), desc=_bar_label(deadline, t_start))
     model.train()
     if _any_rank(acc, world, planner.should_stop()):  # not even one step fits (a caller's estimate says so)
         stop["why"] = "time"
@@ -294,7 +295,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         if deadline.limited and step >= replan_at:
             first = plan is None
             sched, plan, replan_at, final_eval = _replan(planner, step, total_steps, cfg, eval_factor, final_eval,
-                                                         acc, world, first)
+                                                         acc, world, first, eval_every, ckpt_every)
             log.write(step, "plan", plan.to_dict())
             if progress is not None:
                 progress.total = sched.end
@@ -427,10 +428,13 @@ def _any_rank(acc: Accelerator, world: int, flag: bool) -> bool:
 
 
 def _replan(planner: StepPlanner, step: int, max_steps: int, cfg: TrainConfig, eval_factor: float,
-            final_eval: bool, acc: Accelerator, world: int, first: bool):
-    """Re-estimate the steps that fit; returns (schedule, plan, next re-plan step, final_eval). Rank 0 decides and
-    broadcasts, so every process keeps the same LR (their step timings differ)."""
+            final_eval: bool, acc: Accelerator, world: int, first: bool, eval_every: int = 0, ckpt_every: int = 0):
+    """Re-estimate the steps that fit; returns (schedule, plan, next re-plan step, final_eval). Periodic evaluations
+    and checkpoints count as a share of every step. Rank 0 decides and broadcasts, so every process keeps the same
+    LR (their step timings differ)."""
     s = planner.step_s() or 0.0
+    planner.overhead_per_step = ((eval_factor * s / eval_every if eval_every else 0.0)
+                                 + (planner.reserves["checkpoint"] / ckpt_every if ckpt_every else 0.0))
     keep_eval = final_eval
     if final_eval:
         need = eval_factor * s

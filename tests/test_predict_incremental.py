@@ -144,3 +144,28 @@ def test_sigkill_after_a_flush_leaves_a_valid_complete_file(run, tmp_path, share
     sub = json.loads(out.read_text())
     check_submission(sub, load_tasks(BUNDLED))
     assert _same_as_full(sub, full) >= done_at_k
+
+
+def test_automatic_flushing_backs_off_when_writing_is_expensive(run, tmp_path, monkeypatch):
+    """flush_every=0: every 4 batches, doubled while a flush costs > 5% of the time since the previous one (batches
+    of 1 s and writes of 0.5 s, simulated)."""
+    tmp, ck, full, ref = run
+    clock = ManualClock(0.0)
+    real_rollout, real_write = predict_mod.rollout, predict_mod.write_submission
+
+    def rollout(model, batch, steps=None):
+        clock.advance(1.0)
+        return real_rollout(model, batch, steps)
+
+    def write(*a, **k):
+        clock.advance(0.5)
+        return real_write(*a, **k)
+    monkeypatch.setattr(predict_mod, "rollout", rollout)
+    monkeypatch.setattr(predict_mod, "write_submission", write)
+    seen = []
+    res = predict(ck, tmp_path / "s.json", quiet=True, cpu=True, batch_size=BATCH, deadline=Deadline(None, clock),
+                  on_flush=seen.append)
+    batches = [-(-f["items_done"] // BATCH) for f in seen if not f["final"]]
+    gaps = [b - a for a, b in zip(batches, batches[1:])]
+    assert gaps[0] == 4 and gaps == sorted(gaps) and gaps[-1] > 4  # 4, then 8, ...
+    assert res.stopped_by == "done" and seen[-1]["final"]
