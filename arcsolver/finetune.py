@@ -65,14 +65,14 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, p
     t0 = started_at or time.time()
     deadline = t0 + time_budget_s
     out = Path(out)
-    ckpt = checkpoint.resolve(ckpt)
-    base = checkpoint.load_config(ckpt)
+    ckpt, base, task_list = _check_inputs(ckpt, tasks, out, overrides, num_aug=num_aug, batch_size=batch_size,
+                                          embed_fraction=embed_fraction, lr_scale=lr_scale, embed_steps=embed_steps,
+                                          full_steps=full_steps)
     canvas = int(base["data"].get("canvas") or 30)
     state = PartialState(cpu=bool(cpu) if cpu is not None else not torch.cuda.is_available())
 
     # 1. the new tasks, augmented: demos -> train, test inputs -> test split
     data_dir = out / "data"
-    task_list = load_tasks(tasks)
     with state.main_process_first():
         if state.is_main_process:
             arc_dataset.build(data_dir, [arc_dataset.TaskSet(str(tasks), task_list, test_set=True)], num_aug=num_aug,
@@ -103,8 +103,6 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, p
     # 3. plan: fixed step counts, or phases sized from a timed probe
     fixed = embed_steps is not None or full_steps is not None
     if fixed:
-        if (embed_steps or 0) < 0 or (full_steps or 0) < 0 or not (embed_steps or full_steps):
-            raise InputError("--embed-steps and --full-steps must be >= 0 and not both 0", field="--full-steps")
         plan = FinetunePlan(time_budget_s, 0.0, 0.0, 0.0, prepare_s, 0.0, int(meta["counts"]["test_examples"]))
         if state.is_main_process and not quiet:
             print(f"finetune plan: fixed {embed_steps or 0} embeddings-only + {full_steps or 0} full steps, "
@@ -148,6 +146,34 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, p
     if state.is_main_process:
         write_json(out / "finetune.json", summary, indent=True)
     return summary
+
+
+def _check_inputs(ckpt: str | Path, tasks: str, out: Path, overrides, *, num_aug: int, batch_size: int | None,
+                  embed_fraction: float, lr_scale: float, embed_steps: int | None, full_steps: int | None):
+    """Checkpoint, tasks, `--set` values, options and the output folder, checked before anything is written
+    (validate_inputs). Returns (checkpoint folder, its config, the tasks)."""
+    import math
+    from .config import build_config
+    from .validate_inputs import check_checkpoint, check_writable
+    ck, base = check_checkpoint(ckpt)
+    if base["data"].get("kind", "arc") != "arc":
+        raise InputError(f"fine-tuning learns new ARC tasks; this checkpoint was trained on {base['data']['kind']!r}",
+                         file=str(ck))
+    build_config(None, list(overrides))
+    if num_aug < 0:
+        raise InputError(f"expected >= 0, got {num_aug}", field="--num-aug")
+    if batch_size is not None and batch_size < 1:
+        raise InputError(f"expected >= 1, got {batch_size}", field="--batch-size")
+    if not (0.0 <= embed_fraction < 1.0):
+        raise InputError(f"expected 0 <= x < 1, got {embed_fraction}", field="--embed-fraction")
+    if not (math.isfinite(lr_scale) and lr_scale > 0):
+        raise InputError(f"expected a positive number, got {lr_scale}", field="--lr-scale")
+    if (embed_steps is not None or full_steps is not None) and \
+            ((embed_steps or 0) < 0 or (full_steps or 0) < 0 or not (embed_steps or full_steps)):
+        raise InputError("--embed-steps and --full-steps must be >= 0 and not both 0", field="--full-steps")
+    task_list = load_tasks(tasks)
+    check_writable(out, folder=True)
+    return ck, base, task_list
 
 
 def _plan_budget(cfg: TrainConfig, weights: dict, out: Path, data_dir: Path, meta: dict, deadline: float,

@@ -463,7 +463,8 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / PACKAGE_MARKER).is_file())):
         raise InputError(f"exists and is not an arcsolver package folder ({PACKAGE_MARKER} missing); "
                          f"choose another --out", file=str(out))
-    ck = resolve_checkpoint(checkpoint)
+    from .validate_inputs import check_checkpoint
+    ck = check_checkpoint(checkpoint)[0]  # complete, readable, weights matching its config: before any copy
     extra = [Path(w) for w in extra_wheels]
     for w in extra:
         if not w.is_file() or not w.name.endswith(".whl"):
@@ -572,7 +573,7 @@ def package_cmd(checkpoint: Path, out: Path, competition: str, owner: str | None
         f"competition {competition}",
         f"  deadline {hours:.2f} h after the notebook starts (margin {margin_minutes:g} min); commit runs are smoke "
         f"runs, the scoring rerun runs in full",
-        "next: upload it (kaggle_upload; try --dry-run first), or by hand:",
+        f"next: upload it (arcsolver kaggle upload {out}; try --dry-run first), or by hand:",
         f"  kaggle datasets create -p {out / 'dataset'} --dir-mode zip   "
         f"(later: kaggle datasets version -p {out / 'dataset'} -m MSG --dir-mode zip)",
         f"  kaggle kernels push -p {out / 'kernel'}",

@@ -97,10 +97,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     from (fine-tuning; the puzzle table may be absent). `freeze_model`: train only the puzzle embedding.
     `stop_after_steps`: stop (with a checkpoint) after this many steps of this invocation (used by tests)."""
     t_start = time.time()
-    if not cfg.data:
-        raise InputError("no dataset given (--data DIR from `arcsolver prepare`)", field="--data")
-    if not (Path(cfg.data) / "meta.json").is_file():
-        raise InputError("not a prepared dataset (no meta.json)", file=cfg.data)
+    _check_inputs(cfg)
     if cpu is None:
         cpu = not torch.cuda.is_available()
     acc = Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
@@ -118,6 +115,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     total_steps, eval_every, ckpt_every = _plan(cfg, source.epoch_len)
 
     mcfg = model_config(cfg.arch, meta, local_batch)
+    resume_state = _check_resume(resume, mcfg, cfg.loss_type) if resume else None
     if acc.device.type == "cpu" and mcfg.forward_dtype == "bfloat16" and os.environ.get("ARCSOLVER_CPU_BF16") != "1":
         mcfg = dataclasses.replace(mcfg, forward_dtype="float32")  # bf16 matmuls are slow on most CPUs
     model = build_model(mcfg, cfg.loss_type)
@@ -153,7 +151,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     step = 0
     carry = None
     if resume:
-        st = checkpoint.load_train_state(resume)
+        st = resume_state
         model.load_state_dict(checkpoint.load_raw(resume))
         if opt is not None and st.get("opt") is not None:
             opt.load_state_dict(st["opt"])
@@ -171,7 +169,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             carry = _carry_to(carry, acc.device)
 
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=acc.is_main_process, tensorboard=cfg.tensorboard,
-                     wandb=cfg.wandb, config=cfg.to_dict())
+                     wandb=cfg.wandb, config=cfg.to_dict(), resumed_at=step if resume else None)
     stop = {"why": None}
 
     def on_signal(signum, frame):  # finish the step, checkpoint, exit
@@ -292,7 +290,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
                 voted = (f", voted pass@1 {eval_metrics['vote_pass@1']:.3f} pass@2 {eval_metrics['vote_pass@2']:.3f}"
                          if "vote_pass@1" in eval_metrics else "")
                 progress.write(f"step {step}: eval exact {eval_metrics['exact_accuracy']:.4f} "
-                               f"token {eval_metrics['token_accuracy']:.4f} ({eval_metrics['count']} examples){voted}")
+                               f"token {eval_metrics['token_accuracy']:.4f} ({int(eval_metrics['count'])} examples){voted}")
         if ckpt_every and step % ckpt_every == 0 and step < total_steps:
             ckpt_path = save()
 
@@ -328,6 +326,22 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         signal.signal(signal.SIGTERM, prev)
     return TrainResult(step, ckpt_path, last_metrics, eval_metrics, time.time() - t_start,
                        stop["why"] or "steps", step_times)
+
+
+def _check_inputs(cfg: TrainConfig) -> None:
+    """Everything a run reads and where it writes, checked before the first write (validate_inputs)."""
+    from .validate_inputs import check_config, check_dataset, check_writable
+    if not cfg.data:
+        raise InputError("no dataset given (--data DIR from `arcsolver prepare`)", field="--data")
+    check_config(cfg)
+    check_dataset(cfg.data)
+    check_writable(cfg.out, folder=True)
+
+
+def _check_resume(resume: str, mcfg, loss_type: str) -> dict:
+    """The checkpoint to resume: valid, of this run's architecture; returns its training state."""
+    from .validate_inputs import check_resume
+    return check_resume(resume, mcfg, loss_type)[1]
 
 
 def _fingerprint(model: torch.nn.Module) -> float:
