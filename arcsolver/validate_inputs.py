@@ -291,7 +291,7 @@ def check_checkpoint(path: str | Path) -> tuple[Path, dict]:
     from .jsonio import read_json
     p = Path(path)
     if not p.exists():
-        raise InputError("no such checkpoint or run folder", file=str(p))
+        raise InputError("not a checkpoint: no such checkpoint or run folder", file=str(p))
     if p.is_file():
         raise InputError("expected a checkpoint folder or run folder, got a file (reference checkpoints: "
                          "arcsolver import-checkpoint)", file=str(p))
