@@ -222,6 +222,13 @@ CASES = [
     ("train-steps-flag-neg", TRAIN + ["--steps", "-3"], "max_steps: expected >= 0"),
     ("finetune-set", FINETUNE + _set("arch.num_heads=0"), "arch.num_heads: expected >= 1"),
     ("finetune-set-unknown", FINETUNE + _set("nope=1"), "unknown field 'nope'"),
+    # durations (issue-11a's parser, merged from main)
+    ("train-budget-nan", TRAIN + ["--time-budget", "nan"], "--time-budget: 'nan' is not a finite duration"),
+    ("train-budget-neg", TRAIN + ["--time-budget=-5"], "--time-budget: '-5': a duration must be > 0"),
+    ("train-budget-0", TRAIN + ["--time-budget", "0"], "a duration must be > 0"),
+    ("finetune-budget-nan", FINETUNE[:5] + ["--cpu", "--out", "{out}", "--time-budget", "nan"], "not a finite"),
+    ("finetune-budget-0", FINETUNE[:5] + ["--cpu", "--out", "{out}", "--time-budget", "0"], "must be > 0"),
+    ("finetune-budget-neg", FINETUNE[:5] + ["--cpu", "--out", "{out}", "--time-budget=-5"], "must be > 0"),
     # presets
     ("preset-unknown", ["train", "--preset", "nope", "--data", "{data}", "--out", "{out}"], "unknown preset"),
     ("preset-bad-value", ["train", "--preset", "{preset_bad}", "--data", "{data}", "--out", "{out}"],
