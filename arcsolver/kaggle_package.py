@@ -463,8 +463,8 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / PACKAGE_MARKER).is_file())):
         raise InputError(f"exists and is not an arcsolver package folder ({PACKAGE_MARKER} missing); "
                          f"choose another --out", file=str(out))
-    from .validate_inputs import check_checkpoint
-    ck = check_checkpoint(checkpoint)[0]  # complete, readable, weights matching its config: before any copy
+    ck = resolve_checkpoint(checkpoint)
+    _check_weights_files(ck)
     extra = [Path(w) for w in extra_wheels]
     for w in extra:
         if not w.is_file() or not w.name.endswith(".whl"):
@@ -550,6 +550,15 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
                                           "competition": competition, "arcsolver_version": version,
                                           "created": created}, indent=True)
     return out
+
+
+def _check_weights_files(ck: Path) -> None:
+    """Weights files complete and readable (safetensors header vs file size) before the copy and the wheel build:
+    a truncated checkpoint would otherwise only fail on Kaggle, hours later."""
+    from .validate_inputs import safetensors_shapes
+    for name in ("model.safetensors", "ema.safetensors"):
+        if name == "model.safetensors" or (ck / name).is_file():
+            safetensors_shapes(ck / name)
 
 
 def package_cmd(checkpoint: Path, out: Path, competition: str, owner: str | None, dataset_slug: str | None,
