@@ -244,8 +244,12 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
               help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
 @click.option("--max-versions", default=0, show_default=True, help="Use at most N versions per task (0: all).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights instead of the EMA copy.")
+@click.option("--flush-every", default=4, show_default=True,
+              help="Write the (complete, valid) submission every N batches; also on SIGTERM and at the deadline.")
+@_deadline_options("Stop by itself before this long, keeping every answer voted so far (exit 0).")
 @click.option("--cpu", is_flag=True, default=None)
-def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, cpu) -> None:
+def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, flush_every, time_budget,
+                deadline_at, cpu) -> None:
     """Predict test outputs with augmentation voting and write a Kaggle submission.json (+ candidates JSON).
 
     \b
@@ -254,16 +258,21 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
       accelerate launch --num_processes 2 -m arcsolver.cli predict --vote --checkpoint runs/arc1
     """
     from .predict import predict
+    deadline = _deadline(deadline_at, _budget(time_budget) or None)
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
-                  ema=not no_ema, cpu=cpu, max_versions=max_versions)
+                  ema=not no_ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every)
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
                f"predictions voted, {res.seconds:.1f} s" + (f"; candidates in {res.candidates}" if res.candidates else ""))
+    if res.stopped_by != "done":
+        why = "SIGTERM" if res.stopped_by == "signal" else "the deadline"
+        click.echo(f"stopped by {why}: {res.tasks_complete}/{res.tasks} tasks have all their votes; tasks without "
+                   "any vote have their test inputs as attempts")
 
 
 @main.command("finetune")
 @click.option("--from", "ckpt", required=True, help="Trained checkpoint (or run folder).")
 @click.option("--tasks", required=True, metavar="SOURCE", help="The unseen tasks: Kaggle challenges file or folder.")
-@click.option("--time-budget", "time_budget", required=True, help="Total time, e.g. 2h, 90m, 300s.")
+@_deadline_options("Total time, e.g. 2h, 90m, 300s (or give --deadline).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("finetune-out"), show_default=True)
 @click.option("--predict", "predict_after", is_flag=True, help="Then predict --vote and write OUT/submission.json.")
 @click.option("--num-aug", default=100, show_default=True, help="Augmented versions per new task.")
@@ -276,8 +285,8 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
 @click.option("--seed", default=0, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any training field.")
 @click.option("--cpu", is_flag=True, default=None)
-def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fraction, lr_scale, batch_size,
-                 embed_steps, full_steps, seed, overrides, cpu) -> None:
+def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_aug, embed_fraction, lr_scale,
+                 batch_size, embed_steps, full_steps, seed, overrides, cpu) -> None:
     """Fine-tune a checkpoint on tasks it never saw (test-time training), within a time budget.
 
     \b
@@ -288,14 +297,14 @@ def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fr
       arcsolver finetune --from runs/demo --tasks new_tasks/ --time-budget 10m --embed-steps 50 --full-steps 200
     """
     from .finetune import finetune
-    from .units import parse_duration
-    s = finetune(ckpt, tasks, out, time_budget_s=parse_duration(time_budget), predict_after=predict_after,
+    deadline = _deadline(deadline_at, _budget(time_budget) or None)
+    s = finetune(ckpt, tasks, out, deadline=deadline, predict_after=predict_after,
                  num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
-                 overrides=list(overrides), cpu=cpu, started_at=_STARTED, embed_steps=embed_steps,
-                 full_steps=full_steps, seed=seed)
-    click.echo(f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps in {s['train_seconds']:.0f} s; "
-               f"checkpoint {s['checkpoint']}" + (f"; wrote {s['submission']}" if "submission" in s else "")
-               + f" (total {s['seconds']:.0f} s)")
+                 overrides=list(overrides), cpu=cpu, embed_steps=embed_steps, full_steps=full_steps, seed=seed)
+    how = "predicted with the mean embedding (no time to train)" if s["mean_embedding_only"] else \
+        f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps"
+    click.echo(f"{how} in {s['train_seconds']:.0f} s; checkpoint {s['checkpoint']}"
+               + (f"; wrote {s['submission']}" if "submission" in s else "") + f" (total {s['seconds']:.0f} s)")
 
 
 @main.command("import-checkpoint")

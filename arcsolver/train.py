@@ -243,7 +243,8 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         return out
 
     it = iter(loader)
-    planner = StepPlanner(deadline, {"checkpoint": _checkpoint_seconds(model, ema is not None, opt is not None)},
+    planner = StepPlanner(deadline, {"checkpoint": checkpoint_seconds(model, has_ema=ema is not None,
+                                                                      has_opt=opt is not None)},
                           prior_step_s=prior_step_s)
     eval_factor = _eval_cost_in_steps(cfg, source, mcfg, local_batch, world) if final_eval else 0.0
     sched = _Schedule(cfg.lr_warmup_steps, total_steps, total_steps)  # (warm-up, cosine end, planned end)
@@ -263,6 +264,8 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     model.train()
     if _any_rank(acc, world, planner.should_stop()):  # not even one step fits (a caller's estimate says so)
         stop["why"] = "time"
+    if stop_after_steps == 0:  # a checkpoint of the initial state (fine-tuning with no time to train)
+        stop["why"] = "steps"
     while step < sched.end and not stop["why"]:
         t0 = clock.now()
         batch = batch_to(next(it), acc.device)
@@ -390,7 +393,7 @@ def _run_deadline(cfg: TrainConfig, deadline: Deadline | None) -> Deadline:
     return deadline
 
 
-def _checkpoint_seconds(model: torch.nn.Module, has_ema: bool, has_opt: bool) -> float:
+def checkpoint_seconds(model: torch.nn.Module, *, has_ema: bool, has_opt: bool) -> float:
     """Reserve for the final checkpoint: weights (+ EMA copy, + two Adam moments) at a conservative 100 MB/s, plus
     a second for the rest (gathering loader/RNG state, the rename)."""
     n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
