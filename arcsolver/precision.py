@@ -110,11 +110,12 @@ class LossScaling:
     """Backward and optimizer steps with dynamic loss scaling (float16), or plain ones (any other dtype).
 
     Both optimizers take part: Adam-atan2 through the GradScaler (unscale, then step unless a gradient is inf/nan);
-    the sparse puzzle-embedding rows' gradients are unscaled here and the sign-SGD step is skipped with it. A step
-    skipped for overflow halves the scale (the GradScaler's back-off); `steps_skipped` counts them."""
+    the sparse puzzle-embedding rows' gradients are unscaled here and the sign-SGD step is skipped with it, on every
+    process at once. A step skipped for overflow halves the scale (the GradScaler's back-off); `steps_skipped`
+    counts them."""
 
     def __init__(self, enabled: bool, device_type: str, init_scale: float = 2.0 ** 16):
-        self.enabled = enabled
+        self.enabled, self.device_type = enabled, device_type
         self.scaler = torch.amp.GradScaler(device_type, init_scale=init_scale, enabled=enabled)
         self.steps_skipped = 0
 
@@ -139,7 +140,7 @@ class LossScaling:
             for g in emb_grads:
                 g.div_(scale)
             grads += emb_grads
-        finite = _all_finite(grads)
+        finite = self._finite_everywhere(_all_finite(grads))
         if finite:
             if opt is not None:
                 self.scaler.step(opt)
@@ -153,6 +154,16 @@ class LossScaling:
             self.scaler.update(scale * self.scaler.get_backoff_factor())
         return finite
 
+    def _finite_everywhere(self, finite: bool) -> bool:
+        """The puzzle-embedding rows' gradients differ between processes (Adam's are already all-reduced): every
+        process must skip or step together, or sign-SGD's all-gather would wait for a process that skipped."""
+        import torch.distributed as dist
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return finite
+        flag = torch.tensor([1.0 if finite else 0.0], device=torch.device(self.device_type))
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item() > 0)
+
     def state_dict(self) -> dict:
         return {"scaler": self.scaler.state_dict(), "steps_skipped": self.steps_skipped} if self.enabled else {}
 
@@ -165,5 +176,5 @@ class LossScaling:
 def _all_finite(grads: list[torch.Tensor]) -> bool:
     if not grads:
         return True
-    # One device sync for all tensors: sum of per-tensor non-finite counts.
+    # one device-to-host sync for all the tensors
     return not bool(torch.stack([(~torch.isfinite(g)).any() for g in grads]).any())
