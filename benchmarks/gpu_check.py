@@ -3,11 +3,12 @@
 Run by `benchmarks/gpu_check.sh` (<= 5 minutes, unattended, after `make install TORCH=...` on a fresh GPU machine).
 Rows:
   * tests: `pytest -m gpu tests/test_gpu.py` (passed / failed / skipped)
-  * train, ARC and Sudoku paper configs: samples/s of ours and of the reference's formulation restated plainly
-    (bench_model.py's ref-form, same weights, outputs checked equal first), steps alternating between the two so
-    both see the same machine state; "ours vs ref-form" is the median of the paired per-step ratios. MFU = achieved
-    FLOP/s over the GPU's nominal dense peak for the dtype, FLOPs counted by torch's FlopCounterMode on one real
-    training step (matrix products, attention included; flash attention's backward recomputation counts as done).
+  * train, ARC and Sudoku paper configs: samples/s of ours and of the other side, by default bench_model.py's plain
+    re-statement of the reference's formulation on the same weights ("ref-form"; `--reference DIR`: the official
+    code, as `bench_model.py --reference`), steps alternating between the two so both see the same machine state;
+    "other/ours, paired" is the median of the per-step ratios. MFU = achieved FLOP/s over the GPU's nominal dense
+    peak for the dtype, FLOPs counted by torch's FlopCounterMode on one real training step (matrix products,
+    attention included; flash attention's backward recomputation counts as done).
   * peak memory of one training step per device batch (torch.cuda.max_memory_allocated)
   * one fine-tune (full-model) training step at global batch 768 on the ARC config with the process capped to
     24 GB (`torch.cuda.set_per_process_memory_fraction`): does the Kaggle L4 plan fit. Run in a child process so
@@ -34,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-import bench_model  # noqa: E402  (the ref-form, configs, batches, alternating timer)
+import bench_model  # noqa: E402  (configs, batches, our train step, the other side, alternating timer)
 
 # Nominal dense peaks (FLOP/s) from the vendors' data sheets: (bf16/fp16 tensor cores, fp32 without TF32).
 PEAKS = {"H200": (989e12, 67e12), "H100 PCIe": (756e12, 51e12), "H100": (989e12, 67e12), "A100": (312e12, 19.5e12),
@@ -55,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--finetune-batch", type=int, default=768)
     ap.add_argument("--finetune-preset", default="arc-agi-1", help=argparse.SUPPRESS)  # tests: a tiny preset
     ap.add_argument("--skip-tests", action="store_true", help="no pytest run")
+    ap.add_argument("--reference", default=None, metavar="DIR",
+                    help="time against the official TRM code in DIR (bench_model.py --reference) instead of the "
+                    "re-statement")
     ap.add_argument("--tests-timeout", type=float, default=150.0, help="seconds for the gpu tests (then: timed out)")
     ap.add_argument("--only", choices=["finetune-step"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
@@ -89,15 +93,13 @@ def _flop_mapping() -> dict:
 
 
 def count_train_flops(cfg, batch: int, device: str = "cpu") -> int:
-    """FLOPs of one training step (forward of every cycle, backward of the last) counted on a real step."""
+    """FLOPs of one training step of ours (forward of every cycle, backward of the last; bench_model's step)
+    counted on a real step."""
     from torch.utils.flop_counter import FlopCounterMode
-    head = bench_model.build(dataclasses.replace(cfg, batch_size=batch), False).to(device)
-    b = {k: v.to(device) for k, v in bench_model.make_batch(cfg, batch).items()}
-    head.train()
-    carry = head.initial_carry(b)
+    head, b = _ours_on(dataclasses.replace(cfg, batch_size=batch), device)
+    step = bench_model.our_train_step_fn(head, b)
     with FlopCounterMode(display=False, custom_mapping=_flop_mapping()) as counter:
-        carry, loss, *_ = head(carry, b)
-        (loss / batch).backward()
+        step()
     return int(counter.get_total_flops())
 
 
@@ -131,7 +133,7 @@ def format_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
 
 
 COLUMNS = [("check", "check"), ("config", "config"), ("batch", "device batch"), ("impl", "impl"),
-           ("samples_s", "samples/s"), ("mfu", "MFU"), ("vs_ref", "ours vs ref-form"), ("peak_gb", "peak GB"),
+           ("samples_s", "samples/s"), ("mfu", "MFU"), ("vs_ref", "other/ours, paired"), ("peak_gb", "peak GB"),
            ("result", "result")]
 
 
@@ -144,64 +146,58 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-class DeviceTrainer:
-    """bench_model's trainer on a device: one model + optimizers + carry, stepping on a fixed batch."""
-
-    def __init__(self, cfg, batch: int, ref_form: bool, device: str):
-        from arcsolver.adam_atan2 import AdamAtan2
-        from arcsolver.puzzle_embedding import SignSGDSparse
-        self.b, self.device = batch, device
-        self.head = bench_model.build(dataclasses.replace(cfg, batch_size=batch), ref_form).to(device)
-        self.opt = AdamAtan2([p for p in self.head.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.1)
-        self.emb_opt = SignSGDSparse(self.head.model.inner.puzzle_emb, lr=1e-2, weight_decay=0.1)
-        self.batch = {k: v.to(device) for k, v in bench_model.make_batch(cfg, batch).items()}
-        self.head.train()
-        self.carry = self.head.initial_carry(self.batch)
-
-    def step(self) -> float:
-        _sync(self.device)
-        t = time.perf_counter()
-        self.carry, loss, _, _, _ = self.head(self.carry, self.batch)
-        (loss / self.b).backward()
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        self.emb_opt.step()
-        self.emb_opt.zero_grad()
-        _sync(self.device)
-        return time.perf_counter() - t
+def _ours_on(cfg, device: str):
+    """bench_model's model of ours (seeded weights, non-zero puzzle table) and batch, on `device`."""
+    head = bench_model.build_ours(cfg).to(device)
+    return head, {k: v.to(device) for k, v in bench_model.make_batch(cfg).items()}
 
 
-def measure_train(cfg, batch: int, reps: int, device: str) -> dict:
-    """Seconds per step of ours and ref-form, alternating (bench_model._alternate), and the paired ratio."""
-    runs = [DeviceTrainer(cfg, batch, False, device), DeviceTrainer(cfg, batch, True, device)]
-    for r in runs:
-        r.step()  # warm-up: allocator, kernels' autotuning
-    times = bench_model._alternate([r.step for r in runs], reps)
-    ours, ref = statistics.median(times[0]), statistics.median(times[1])
-    return {"ours_s": ours, "ref_s": ref, "ratio": statistics.median(r / o for o, r in zip(times[0], times[1]))}
+def _synced(fn, device: str):
+    """`fn` followed by a device sync, so that bench_model's wall-clock timer measures the work, not the launch."""
+    def run():
+        fn()
+        _sync(device)
+    return run
+
+
+def measure_train(cfg, batch: int, reps: int, device: str, other=None) -> dict:
+    """Seconds per training step of ours and of the other side (bench_model's re-statement of the reference's
+    formulation, or `bench_model.Reference(DIR)`), alternating step by step (bench_model.alternate), the paired
+    ratio other/ours (bench_model.py --reference checks the two sides' outputs agree; not repeated here)."""
+    cfg = dataclasses.replace(cfg, batch_size=batch)
+    other = other or bench_model.Restatement()
+    ours, b = _ours_on(cfg, device)
+    theirs = other.build(cfg, ours)
+    theirs = theirs.to(device) if hasattr(theirs, "to") else theirs
+    fns = [_synced(bench_model.our_train_step_fn(ours, b), device), _synced(other.train_step_fn(theirs, b), device)]
+    for f in fns:
+        f()  # warm-up: allocator, kernel selection
+    times = bench_model.alternate(fns, reps)
+    return {"ours_s": statistics.median(times[0]), "ref_s": statistics.median(times[1]),
+            "ratio": statistics.median(r / o for o, r in zip(times[0], times[1])), "label": other.label}
 
 
 def measure_peak_memory(cfg, batch: int, device: str) -> float | None:
-    """GB allocated at the peak of one training step (None off CUDA)."""
+    """GB allocated at the peak of one training step of ours (None off CUDA)."""
     if not device.startswith("cuda"):
         return None
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    t = DeviceTrainer(cfg, batch, False, device)
-    t.step()
+    head, b = _ours_on(dataclasses.replace(cfg, batch_size=batch), device)
+    bench_model.our_train_step_fn(head, b)()
+    _sync(device)
     peak = torch.cuda.max_memory_allocated() / 1e9
-    del t
+    del head, b
     torch.cuda.empty_cache()
     return peak
 
 
 @torch.inference_mode()
 def measure_rollout(cfg, batch: int, device: str, steps: int = 16, reps: int = 2) -> float:
-    """Samples/s of `steps`-step inference rollouts (what predict runs per batch)."""
+    """Samples/s of `steps`-step inference rollouts (what predict runs per batch: arcsolver.inference.rollout)."""
     from arcsolver.inference import rollout
-    model = bench_model.build(dataclasses.replace(cfg, batch_size=batch, halt_max_steps=steps), False).model
-    model = model.to(device).eval()
-    b = {k: v.to(device) for k, v in bench_model.make_batch(cfg, batch).items()}
+    head, b = _ours_on(dataclasses.replace(cfg, batch_size=batch, halt_max_steps=steps), device)
+    model = head.model.eval()
     rollout(model, b, steps)
     best = float("inf")
     for _ in range(reps):
@@ -323,16 +319,18 @@ def measure_all(args: argparse.Namespace, rows: list[dict], device: str, info, p
     if not args.skip_tests:
         rows.append(run_gpu_tests(HERE.parent, args.tests_timeout))
     peak = nominal_peak(info.name, precision.dtype)
+    other = bench_model.Reference(args.reference) if args.reference else bench_model.Restatement()
+    other_name = "reference code" if args.reference else "ref-form"
     for name, batch in (("arc", args.arc_batch), ("sudoku", args.sudoku_batch)):
         cfg = paper_config(name, precision.dtype)
         try:
             flops = count_train_flops(cfg, 2, device) / 2
-            m = measure_train(cfg, batch, args.reps, device)
+            m = measure_train(cfg, batch, args.reps, device, other)
         except torch.OutOfMemoryError:
             rows.append({"check": "train throughput", "config": name, "batch": batch, "result": "out of memory"})
             torch.cuda.empty_cache()
             continue
-        for impl, s in (("ours", m["ours_s"]), ("ref-form", m["ref_s"])):
+        for impl, s in (("ours", m["ours_s"]), (other_name, m["ref_s"])):
             sps = batch / s
             rows.append({"check": "train throughput", "config": name, "batch": batch, "impl": impl,
                          "samples_s": sps, "mfu": mfu(sps, flops, peak), "vs_ref": m["ratio"] if impl == "ours"
