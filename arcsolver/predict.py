@@ -106,6 +106,21 @@ def voted_scores(book: VoteBook, source: ArcSource) -> dict[str, float]:
             "vote_tasks": float(res["n_tasks"])}
 
 
+def _check_inputs(ckpt: str | Path, data: str | None, out: Path) -> tuple[Path, dict, str]:
+    """Checkpoint, dataset (given, or the checkpoint's) and output location, checked before any work
+    (validate_inputs). Returns (checkpoint folder, its config, dataset path)."""
+    from .validate_inputs import check_checkpoint, check_dataset, check_writable
+    ck, cfg = check_checkpoint(ckpt)
+    data = data or cfg["data"].get("path")
+    if not data or not (Path(data) / "meta.json").is_file():
+        raise InputError("prepared dataset not found (pass --data DIR)", file=str(data))
+    meta = check_dataset(data)
+    if meta.get("kind") != "arc":
+        raise InputError(f"predict answers ARC tasks; this dataset is {meta.get('kind')!r}", file=str(data))
+    check_writable(out)
+    return ck, cfg, str(data)
+
+
 def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str | None = None, vote: bool = True,
             batch_size: int = 256, steps: int | None = None, ema: bool = True, cpu: bool | None = None,
             candidates: bool = True, max_versions: int = 0, quiet: bool = False, deadline: Deadline | None = None,
@@ -128,11 +143,7 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     from accelerate import Accelerator
     clock = deadline.clock
     t0 = clock.now()
-    ckpt = checkpoint.resolve(ckpt)
-    cfg = checkpoint.load_config(ckpt)
-    data = data or cfg["data"]["path"]
-    if not (Path(data) / "meta.json").is_file():
-        raise InputError("prepared dataset not found (pass --data DIR)", file=str(data))
+    ckpt, cfg, data = _check_inputs(ckpt, data, out)
     source = ArcSource(data)
     store = source.store
     for key in ("seq_len", "num_puzzle_identifiers"):
@@ -144,11 +155,9 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     test_idx = store.test_task_indices()
     by_id = {store.task_ids[i]: i for i in test_idx}
     if tasks:
+        from .validate_inputs import check_tasks_match_dataset
         wanted = load_tasks(tasks)
-        missing = [t.id for t in wanted if t.id not in by_id]
-        if missing:
-            raise InputError(f"{len(missing)} task(s) have no puzzle ids in this dataset/checkpoint, e.g. {missing[0]} "
-                             "(fine-tune on them first: arcsolver finetune)", file=str(tasks))
+        check_tasks_match_dataset(wanted, store, tasks)
         task_list: list[Task] = wanted
         keep = {by_id[t.id] for t in wanted}
     else:

@@ -102,16 +102,13 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     `deadline`: stop (with a checkpoint, and the final evaluation when it fits) before it; the steps that fit are
     planned from the first timed steps (or `prior_step_s` before any) and the LR schedule spans them
     (`cfg.time_budget_s` > 0 is sugar for a deadline that many seconds from now; the earlier one wins)."""
+    _check_inputs(cfg)
     deadline = _run_deadline(cfg, deadline)
     clock = deadline.clock
     t_start = clock.now()
     if deadline.passed():
         raise InputError(f"the deadline passed {-deadline.remaining():.0f} s ago: no time to train",
                          field="--deadline")
-    if not cfg.data:
-        raise InputError("no dataset given (--data DIR from `arcsolver prepare`)", field="--data")
-    if not (Path(cfg.data) / "meta.json").is_file():
-        raise InputError("not a prepared dataset (no meta.json)", file=cfg.data)
     if cpu is None:
         cpu = not torch.cuda.is_available()
     acc = Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
@@ -129,6 +126,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     total_steps, eval_every, ckpt_every = _plan(cfg, source.epoch_len)
 
     mcfg = model_config(cfg.arch, meta, local_batch)
+    resume_state = _check_resume(resume, mcfg, cfg.loss_type) if resume else None
     if acc.device.type == "cpu" and mcfg.forward_dtype == "bfloat16" and os.environ.get("ARCSOLVER_CPU_BF16") != "1":
         mcfg = dataclasses.replace(mcfg, forward_dtype="float32")  # bf16 matmuls are slow on most CPUs
     model = build_model(mcfg, cfg.loss_type)
@@ -164,7 +162,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     step = 0
     carry = None
     if resume:
-        st = checkpoint.load_train_state(resume)
+        st = resume_state
         model.load_state_dict(checkpoint.load_raw(resume))
         if opt is not None and st.get("opt") is not None:
             opt.load_state_dict(st["opt"])
@@ -182,7 +180,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             carry = _carry_to(carry, acc.device)
 
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=acc.is_main_process, tensorboard=cfg.tensorboard,
-                     wandb=cfg.wandb, config=cfg.to_dict())
+                     wandb=cfg.wandb, config=cfg.to_dict(), resumed_at=step if resume else None)
     stop = {"why": None}
 
     def on_signal(signum, frame):  # finish the step, checkpoint, exit
@@ -326,7 +324,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
                 voted = (f", voted pass@1 {eval_metrics['vote_pass@1']:.3f} pass@2 {eval_metrics['vote_pass@2']:.3f}"
                          if "vote_pass@1" in eval_metrics else "")
                 progress.write(f"step {step}: eval exact {eval_metrics['exact_accuracy']:.4f} "
-                               f"token {eval_metrics['token_accuracy']:.4f} ({eval_metrics['count']} examples){voted}")
+                               f"token {eval_metrics['token_accuracy']:.4f} ({int(eval_metrics['count'])} examples){voted}")
         if ckpt_every and step % ckpt_every == 0 and step < sched.end:
             ckpt_path = save()
 
@@ -457,6 +455,22 @@ def _replan(planner: StepPlanner, step: int, max_steps: int, cfg: TrainConfig, e
 def _bar_label(deadline: Deadline, t_start: float) -> str:
     from .units import format_seconds
     return f"train [budget {format_seconds(deadline.at - t_start)}]" if deadline.limited else "train"
+
+
+def _check_inputs(cfg: TrainConfig) -> None:
+    """Everything a run reads and where it writes, checked before the first write (validate_inputs)."""
+    from .validate_inputs import check_config, check_dataset, check_writable
+    if not cfg.data:
+        raise InputError("no dataset given (--data DIR from `arcsolver prepare`)", field="--data")
+    check_config(cfg)
+    check_dataset(cfg.data)
+    check_writable(cfg.out, folder=True)
+
+
+def _check_resume(resume: str, mcfg, loss_type: str) -> dict:
+    """The checkpoint to resume: valid, of this run's architecture; returns its training state."""
+    from .validate_inputs import check_resume
+    return check_resume(resume, mcfg, loss_type)[1]
 
 
 def _fingerprint(model: torch.nn.Module) -> float:

@@ -790,7 +790,7 @@ def test_notebook_with_a_real_checkpoint_scores_as_the_cli(tmp_path, monkeypatch
     tasks = load_tasks(BUNDLED)[:4]
     data = tmp_path / "pre"
     build(data, [TaskSet("b", tasks, test_set=True)], num_aug=4, seed=0, canvas=10)
-    ck = train(build_config("tiny-cpu", ["max_steps=30"], data=str(data), out=str(tmp_path / "run")), cpu=True,
+    ck = train(build_config("tiny-cpu", ["max_steps=120"], data=str(data), out=str(tmp_path / "run")), cpu=True,
                quiet=True, final_eval=False).checkpoint
     ft_args = ["--embed-steps", "2", "--full-steps", "3", "--num-aug", "3", "--batch-size", "8", "--cpu"]
     pkg = package(ck, tmp_path / "pkg", owner=OWNER, wheel=wheel, finetune_args=ft_args)

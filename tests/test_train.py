@@ -120,3 +120,27 @@ def test_train_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "not a prepared dataset" in r.stderr and "Traceback" not in r.stderr
     r = cli("train", "--preset", "nope", "--data", str(tmp_path))
     assert r.returncode == 2 and "unknown preset" in r.stderr
+
+
+def test_resume_from_an_earlier_checkpoint_logs_each_step_once(tmp_path, data):
+    from arcsolver.config import build_config
+    from arcsolver.train import train
+    out = tmp_path / "run"
+    cfg = build_config("tiny-cpu", ["checkpoint_interval_steps=2", "log_every=1", "eval_max_batches=1"],
+                       data=str(data), out=str(out), max_steps=4)
+    train(cfg, cpu=True, quiet=True)
+    # Resume from step 2 while the log already holds steps 3 and 4 (as after a crash past a checkpoint).
+    train(cfg, resume=str(out / "step_0000002"), cpu=True, quiet=True)
+    recs = [read_json_line(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in recs if r["split"] == "train"]
+    assert train_steps == [1, 2, 3, 4]
+    assert [r["step"] for r in recs if r["split"] == "eval"] == [4]
+
+
+def test_drop_after_keeps_lines_up_to_the_step_and_drops_a_torn_last_line(tmp_path):
+    from arcsolver.metrics_log import drop_after
+    p = tmp_path / "m.jsonl"
+    p.write_bytes(b'{"step": 1, "split": "train"}\n{"step": 2, "split": "eval"}\n{"step": 3, "split": "train"}\n{"st')
+    assert drop_after(p, 2) == 2
+    assert p.read_bytes() == b'{"step": 1, "split": "train"}\n{"step": 2, "split": "eval"}\n'
+    assert drop_after(p, 2) == 0
