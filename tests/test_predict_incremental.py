@@ -169,3 +169,24 @@ def test_automatic_flushing_backs_off_when_writing_is_expensive(run, tmp_path, m
     gaps = [b - a for a, b in zip(batches, batches[1:])]
     assert gaps[0] == 4 and gaps == sorted(gaps) and gaps[-1] > 4  # 4, then 8, ...
     assert res.stopped_by == "done" and seen[-1]["final"]
+
+
+def test_an_error_mid_prediction_still_leaves_every_vote_on_disk(run, tmp_path, monkeypatch):
+    tmp, ck, full, ref = run
+    real = predict_mod.rollout
+    calls = {"n": 0}
+
+    def failing(model, batch, steps=None):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(model, batch, steps)
+    monkeypatch.setattr(predict_mod, "rollout", failing)
+    seen = []
+    out = tmp_path / "s.json"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        predict(ck, out, quiet=True, cpu=True, batch_size=BATCH, flush_every=100, on_flush=seen.append)
+    assert seen[-1]["final"] and seen[-1]["items_done"] == 5 * BATCH  # flushed on the way out, 5 batches voted
+    sub = json.loads(out.read_text())
+    check_submission(sub, load_tasks(BUNDLED))
+    assert _same_as_full(sub, full) >= seen[-1]["tasks_complete"] >= 1
