@@ -263,7 +263,8 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
                   ema=not no_ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every)
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
-               f"predictions voted, {res.seconds:.1f} s" + (f"; candidates in {res.candidates}" if res.candidates else ""))
+               f"predictions voted, {res.seconds:.1f} s"
+               + (f"; candidates in {res.candidates}" if res.candidates else ""))
     if res.stopped_by != "done":
         why = "SIGTERM" if res.stopped_by == "signal" else "the deadline"
         click.echo(f"stopped by {why}: {res.tasks_complete}/{res.tasks} tasks have all their votes; tasks without "
