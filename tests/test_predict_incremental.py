@@ -190,3 +190,21 @@ def test_an_error_mid_prediction_still_leaves_every_vote_on_disk(run, tmp_path, 
     sub = json.loads(out.read_text())
     check_submission(sub, load_tasks(BUNDLED))
     assert _same_as_full(sub, full) >= seen[-1]["tasks_complete"] >= 1
+
+
+def test_two_processes_stop_and_flush_together(run, tmp_path):
+    """Under `accelerate launch` every process takes the same stop decision each batch (a collective): with a
+    deadline far away and a flush per batch the run completes, and the main process's file is complete."""
+    from pathlib import Path
+    tmp, ck, full, ref = run
+    out = tmp_path / "s.json"
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29523",
+           "-m", "arcsolver.cli", "predict", "--checkpoint", str(ck), "--out", str(out), "--cpu", "--batch-size",
+           str(BATCH), "--flush-every", "1", "--time-budget", "10m"]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    flushes = [line for line in r.stderr.replace("\r", "\n").splitlines() if "predict: flush " in line]
+    assert len(flushes) >= ref.predictions // BATCH and "12/12 tasks complete" in flushes[-1]
+    check_submission(json.loads(out.read_text()), load_tasks(BUNDLED))

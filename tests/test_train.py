@@ -72,11 +72,13 @@ def test_two_process_accelerate_run_keeps_ranks_identical(tmp_path, data):
     out = tmp_path / "ddp"
     cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-           "-m", "arcsolver.cli", "train", *COMMON, "--data", str(data), "--out", str(out), "--steps", "6"]
+           "-m", "arcsolver.cli", "train", *COMMON, "--data", str(data), "--out", str(out), "--steps", "6",
+           "--time-budget", "10m"]  # a deadline far away: the plan is made and broadcast, max_steps still ends it
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     recs = [read_json_line(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["choices"]["planned_steps"] for x in recs if x["split"] == "plan"][-1] == 6
     sync = [x for x in recs if x["split"] == "sync"]
     assert sync and sync[-1]["in_sync"] and len(sync[-1]["rank_fingerprints"]) == 2
     assert (out / "step_0000006" / "model.safetensors").is_file()
