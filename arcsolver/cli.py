@@ -282,7 +282,8 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
                   ema=not no_ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every,
                   forward_dtype=forward_dtype)
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
-               f"predictions voted, {res.seconds:.1f} s" + (f"; candidates in {res.candidates}" if res.candidates else ""))
+               f"predictions voted, {res.seconds:.1f} s"
+               + (f"; candidates in {res.candidates}" if res.candidates else ""))
     if res.stopped_by != "done":
         why = "SIGTERM" if res.stopped_by == "signal" else "the deadline"
         click.echo(f"stopped by {why}: {res.tasks_complete}/{res.tasks} tasks have all their votes; tasks without "

@@ -20,6 +20,7 @@ A long prediction never throws away what it has voted (the Kaggle run is killed 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import sys
@@ -188,53 +189,67 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     task_done_at = _task_completion_points(a["ver_task"][ver_sel])  # items done -> whole tasks done
 
     book = VoteBook(label=str(ckpt))
-    progress = None
-    if acc.is_main_process and not quiet:
-        from tqdm import tqdm
-        progress = tqdm(total=n_items, desc="predict", dynamic_ncols=True, mininterval=bar_interval())
-    say = None
-    if acc.is_main_process and not quiet:  # flush lines on their own lines, not glued to the bar's
-        say = ((lambda m: progress.write(m, file=sys.stderr)) if progress is not None
-               else (lambda m: print(m, file=sys.stderr, flush=True)))
-    flusher = _Flusher(Path(out), task_list, book, clock, flush_every, on_flush, say)
+    bar: dict = {"progress": None}  # created after the first flush and the model load (errors there stay one line)
+
+    def say(message: str) -> None:  # flush lines on their own lines, not glued to the bar's
+        if bar["progress"] is not None:
+            bar["progress"].write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+    flusher = _Flusher(Path(out), task_list, book, clock, flush_every, on_flush,
+                       say if acc.is_main_process and not quiet else None)
     items_done = 0
     if acc.is_main_process:
         flusher.flush(0, int(np.searchsorted(task_done_at, 0, side="right")))  # a complete file before any batch
     model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes,
                           forward_dtype=forward_dtype, announce_precision=acc.is_main_process and not quiet)
     steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or None  # as the run evaluated itself
+    progress = None
+    if acc.is_main_process and not quiet:
+        from tqdm import tqdm
+        progress = bar["progress"] = tqdm(total=n_items, desc="predict", dynamic_ncols=True,
+                                          mininterval=bar_interval())
     row_times: list[float] = []  # seconds per row of each batch, on the deadline's clock
-    for batch in loader.test_batches():
-        why = stop["why"] or _deadline_stop(deadline, row_times, min(batch_size, n_items - items_done), flusher)
-        if acc.num_processes > 1:  # every process stops at the same batch, or the gathers would hang
-            flag = torch.tensor([0.0 if why is None else (2.0 if why == "signal" else 1.0)], device=acc.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            worst = float(flag)
-            why = None if worst == 0 else ("signal" if worst == 2 else "deadline")
-        if why:
-            stop["why"] = why
-            break
-        tb = clock.now()
-        if acc.num_processes == 1 and not bool((batch["index"] >= 0).all()):
-            # The last batch is padded to full size; alone, there are no shapes to keep in step with: drop padding.
-            keep = batch["index"] >= 0
-            batch = {k: v[keep] for k, v in batch.items()}
-        b = batch_to(batch, acc.device)
-        preds, q = rollout(model, b, steps)
-        rows = torch.cat([b["index"][:, None].to(torch.float64), q[:, None].to(torch.float64)], 1)
-        if acc.num_processes > 1:
-            rows = acc.gather(rows)
-            preds = acc.gather(preds.contiguous())
-        rows_here = min(batch_size, n_items - items_done)
-        items_done += rows_here
-        row_times.append((clock.now() - tb) / max(1, rows_here))
-        if not acc.is_main_process:
-            continue
-        n = add_to_book(book, source, ver_sel, ex_sel, rows[:, 0], preds, rows[:, 1])
+    try:
+        for batch in loader.test_batches():
+            why = stop["why"] or _deadline_stop(deadline, row_times, min(batch_size, n_items - items_done), flusher)
+            if acc.num_processes > 1:  # every process stops at the same batch, or the gathers would hang
+                flag = torch.tensor([0.0 if why is None else (2.0 if why == "signal" else 1.0)], device=acc.device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                worst = float(flag)
+                why = None if worst == 0 else ("signal" if worst == 2 else "deadline")
+            if why:
+                stop["why"] = why
+                break
+            tb = clock.now()
+            if acc.num_processes == 1 and not bool((batch["index"] >= 0).all()):
+                # The last batch is padded to full size; alone, there are no shapes to keep in step with: drop padding.
+                keep = batch["index"] >= 0
+                batch = {k: v[keep] for k, v in batch.items()}
+            b = batch_to(batch, acc.device)
+            preds, q = rollout(model, b, steps)
+            rows = torch.cat([b["index"][:, None].to(torch.float64), q[:, None].to(torch.float64)], 1)
+            if acc.num_processes > 1:
+                rows = acc.gather(rows)
+                preds = acc.gather(preds.contiguous())
+            rows_here = min(batch_size, n_items - items_done)
+            items_done += rows_here
+            row_times.append((clock.now() - tb) / max(1, rows_here))
+            if not acc.is_main_process:
+                continue
+            n = add_to_book(book, source, ver_sel, ex_sel, rows[:, 0], preds, rows[:, 1])
+            if progress is not None:
+                progress.update(n)
+            if flusher.due():
+                flusher.flush(items_done, int(np.searchsorted(task_done_at, items_done, side="right")))
+    except BaseException:
+        # An error or Ctrl-C mid-prediction: the votes so far still go to disk (the error itself is not hidden).
         if progress is not None:
-            progress.update(n)
-        if flusher.due():
-            flusher.flush(items_done, int(np.searchsorted(task_done_at, items_done, side="right")))
+            progress.close()
+        if acc.is_main_process:
+            with contextlib.suppress(Exception):
+                flusher.flush(items_done, int(np.searchsorted(task_done_at, items_done, side="right")), final=True)
+        raise
     if progress is not None:
         progress.close()
 

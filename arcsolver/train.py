@@ -445,9 +445,9 @@ def _replan(planner: StepPlanner, step: int, max_steps: int, cfg: TrainConfig, e
         t = broadcast(torch.tensor([float(end), float(keep_eval)], dtype=torch.float64, device=acc.device), 0)
         end, keep_eval = int(t[0]), bool(t[1])
     new = size_schedule(cfg.lr_warmup_steps, max_steps, end)
-    plan = Plan("train", planner.deadline.remaining(), {f"{new.end - step} more steps x {s:.3g} s": (new.end - step) * s},
-                dict(planner.reserves), {"planned_steps": new.end, "max_steps": max_steps, "warmup": new.warmup,
-                                         "final_eval": keep_eval})
+    phases = {f"{new.end - step} more steps x {s:.3g} s": (new.end - step) * s}
+    plan = Plan("train", planner.deadline.remaining(), phases, dict(planner.reserves),
+                {"planned_steps": new.end, "max_steps": max_steps, "warmup": new.warmup, "final_eval": keep_eval})
     return new, plan, step + max(5, (new.end - step) // 8), keep_eval
 
 

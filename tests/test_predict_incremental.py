@@ -169,3 +169,42 @@ def test_automatic_flushing_backs_off_when_writing_is_expensive(run, tmp_path, m
     gaps = [b - a for a, b in zip(batches, batches[1:])]
     assert gaps[0] == 4 and gaps == sorted(gaps) and gaps[-1] > 4  # 4, then 8, ...
     assert res.stopped_by == "done" and seen[-1]["final"]
+
+
+def test_an_error_mid_prediction_still_leaves_every_vote_on_disk(run, tmp_path, monkeypatch):
+    tmp, ck, full, ref = run
+    real = predict_mod.rollout
+    calls = {"n": 0}
+
+    def failing(model, batch, steps=None):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(model, batch, steps)
+    monkeypatch.setattr(predict_mod, "rollout", failing)
+    seen = []
+    out = tmp_path / "s.json"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        predict(ck, out, quiet=True, cpu=True, batch_size=BATCH, flush_every=100, on_flush=seen.append)
+    assert seen[-1]["final"] and seen[-1]["items_done"] == 5 * BATCH  # flushed on the way out, 5 batches voted
+    sub = json.loads(out.read_text())
+    check_submission(sub, load_tasks(BUNDLED))
+    assert _same_as_full(sub, full) >= seen[-1]["tasks_complete"] >= 1
+
+
+def test_two_processes_stop_and_flush_together(run, tmp_path):
+    """Under `accelerate launch` every process takes the same stop decision each batch (a collective): with a
+    deadline far away and a flush per batch the run completes, and the main process's file is complete."""
+    from pathlib import Path
+    tmp, ck, full, ref = run
+    out = tmp_path / "s.json"
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29523",
+           "-m", "arcsolver.cli", "predict", "--checkpoint", str(ck), "--out", str(out), "--cpu", "--batch-size",
+           str(BATCH), "--flush-every", "1", "--time-budget", "10m"]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    flushes = [line for line in r.stderr.replace("\r", "\n").splitlines() if "predict: flush " in line]
+    assert len(flushes) >= ref.predictions // BATCH and "12/12 tasks complete" in flushes[-1]
+    check_submission(json.loads(out.read_text()), load_tasks(BUNDLED))

@@ -107,7 +107,8 @@ def _launch_two(data: Path, out: Path, port: int, hf_home: Path, steps: int = 6)
     HF_HOME holds `accelerate config`'s saved file (an empty folder: no saved config)."""
     cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--main_process_port", str(port), "-m", "arcsolver.cli", "train", *COMMON, "--data", str(data),
-           "--out", str(out), "--steps", str(steps)]
+           "--out", str(out), "--steps", str(steps),
+           "--time-budget", "10m"]  # a deadline far away: the plan is made and broadcast, max_steps still ends it
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", HF_HOME=str(hf_home))
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
 
@@ -123,6 +124,7 @@ def two_process_run(tmp_path_factory, data):
 def test_two_process_accelerate_run_keeps_ranks_identical(two_process_run):
     out = two_process_run
     recs = [read_json_line(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["choices"]["planned_steps"] for x in recs if x["split"] == "plan"][-1] == 6
     sync = [x for x in recs if x["split"] == "sync"]
     assert sync and sync[-1]["in_sync"] and len(sync[-1]["rank_fingerprints"]) == 2
     assert (out / "step_0000006" / "model.safetensors").is_file()
