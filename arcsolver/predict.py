@@ -59,16 +59,18 @@ class PredictResult:
     flushes: int = 0
 
 
-def load_model(ckpt: str | Path, device: torch.device, *, ema: bool = True, batch_size: int | None = None):
-    """The ACT model (not the loss head) with checkpoint weights (EMA by default), on `device`, in eval mode."""
-    from .train import build_model
+def load_model(ckpt: str | Path, device: torch.device, *, ema: bool = True, batch_size: int | None = None,
+               forward_dtype: str = "auto", announce_precision: bool = False):
+    """The ACT model (not the loss head) with checkpoint weights (EMA by default), on `device`, in eval mode.
+    Its forward dtype is chosen for `device` as training chooses it (the checkpoint's dtype is a preference)."""
+    from .train import build_model, run_precision
     from .trm import TRMConfig
     cfg = checkpoint.load_config(ckpt)
     mc = dict(cfg["model"])
     if batch_size:
         mc["batch_size"] = batch_size
-    if device.type == "cpu" and mc.get("forward_dtype") == "bfloat16":
-        mc["forward_dtype"] = "float32"
+    mc["forward_dtype"] = run_precision(forward_dtype, mc.get("forward_dtype", "float32"), device,
+                                        announce_it=announce_precision).dtype
     mcfg = TRMConfig(**mc)
     head = build_model(mcfg, cfg.get("train", {}).get("loss_type", "stablemax_cross_entropy"))
     state = checkpoint.load_weights(ckpt, ema=ema)
@@ -125,7 +127,7 @@ def _check_inputs(ckpt: str | Path, data: str | None, out: Path) -> tuple[Path, 
 def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str | None = None, vote: bool = True,
             batch_size: int = 256, steps: int | None = None, ema: bool = True, cpu: bool | None = None,
             candidates: bool = True, max_versions: int = 0, quiet: bool = False, deadline: Deadline | None = None,
-            flush_every: int = 0, on_flush=None) -> PredictResult:
+            flush_every: int = 0, on_flush=None, forward_dtype: str = "auto") -> PredictResult:
     """Vote and write `out` (see the module docstring). `deadline`: stop before it with the answers so far.
     `flush_every`: batches between flushes; 0 = automatic (every 4, doubled while a flush costs more than 5% of
     the time since the previous one). `on_flush(info)` is called after every flush with a dict (flush number,
@@ -134,14 +136,14 @@ def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str 
     restore = _on_sigterm(lambda: stop.update(why="signal"))
     try:
         return _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidates, max_versions, quiet,
-                        deadline or Deadline(), flush_every, on_flush, stop)
+                        deadline or Deadline(), flush_every, on_flush, stop, forward_dtype)
     finally:
         restore()
 
 
 def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidates, max_versions, quiet,
-             deadline: Deadline, flush_every, on_flush, stop: dict) -> PredictResult:
-    from accelerate import Accelerator
+             deadline: Deadline, flush_every, on_flush, stop: dict, forward_dtype: str = "auto") -> PredictResult:
+    from .train import make_accelerator
     clock = deadline.clock
     t0 = clock.now()
     ckpt, cfg, data = _check_inputs(ckpt, data, out)
@@ -167,7 +169,7 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
 
     if cpu is None:
         cpu = not torch.cuda.is_available()
-    acc = Accelerator(cpu=cpu)
+    acc = make_accelerator(cpu)
 
     # Restrict the test items: chosen tasks, and (without --vote) version 0 only.
     ver_all, ex_all = source.test_items()
@@ -199,7 +201,8 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     items_done = 0
     if acc.is_main_process:
         flusher.flush(0, int(np.searchsorted(task_done_at, 0, side="right")))  # a complete file before any batch
-    model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes)
+    model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes,
+                          forward_dtype=forward_dtype, announce_precision=acc.is_main_process and not quiet)
     steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or None  # as the run evaluated itself
     progress = None
     if acc.is_main_process and not quiet:
