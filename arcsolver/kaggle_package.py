@@ -491,6 +491,7 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
         raise InputError(f"exists and is not an arcsolver package folder ({PACKAGE_MARKER} missing); "
                          f"choose another --out", file=str(out))
     ck = resolve_checkpoint(checkpoint)
+    _check_weights_files(ck)
     check_checkpoint(ck, competition, allow_small_canvas)
     extra = [Path(w) for w in extra_wheels]
     for w in extra:
@@ -591,6 +592,15 @@ def wheels_in(folder: Path) -> list[Path]:
     return wheels
 
 
+def _check_weights_files(ck: Path) -> None:
+    """Weights files complete and readable (safetensors header vs file size) before the copy and the wheel build:
+    a truncated checkpoint would otherwise only fail on Kaggle, hours later."""
+    from .validate_inputs import safetensors_shapes
+    for name in ("model.safetensors", "ema.safetensors"):
+        if name == "model.safetensors" or (ck / name).is_file():
+            safetensors_shapes(ck / name)
+
+
 def package_cmd(checkpoint: Path, out: Path, competition: str, owner: str | None, dataset_slug: str | None,
                 kernel_slug: str | None, gpu: bool, machine_shape: str | None, margin_minutes: float,
                 finetune_args: Sequence[str] = (), *, extra_wheels: Sequence[Path] = (),
@@ -613,7 +623,7 @@ def package_cmd(checkpoint: Path, out: Path, competition: str, owner: str | None
         f"competition {competition}",
         f"  deadline {hours:.2f} h after the notebook starts (margin {margin_minutes:g} min); commit runs are smoke "
         f"runs, the scoring rerun runs in full",
-        "next: upload it (kaggle_upload; try --dry-run first), or by hand:",
+        f"next: upload it (arcsolver kaggle upload {out}; try --dry-run first), or by hand:",
         f"  kaggle datasets create -p {out / 'dataset'} --dir-mode zip   "
         f"(later: kaggle datasets version -p {out / 'dataset'} -m MSG --dir-mode zip)",
         f"  kaggle kernels push -p {out / 'kernel'}",

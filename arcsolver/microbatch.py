@@ -82,10 +82,12 @@ def is_oom(exc: BaseException) -> bool:
 
 def accumulate(forward: Callable, carry: Any, batch: dict[str, torch.Tensor], local_batch: int, device_batch: int,
                halt_noise: tuple[torch.Tensor, torch.Tensor] | None,
-               no_sync: Callable[[], Any] | None = None) -> tuple[Any, torch.Tensor, dict[str, torch.Tensor]]:
+               no_sync: Callable[[], Any] | None = None,
+               backward: Callable[[torch.Tensor], None] | None = None) -> tuple[Any, torch.Tensor, dict[str, torch.Tensor]]:
     """Forward + backward of the local batch in micro-batches of `device_batch` rows.
 
     `forward(carry, batch, halt_noise) -> (carry, loss, metrics)` is one micro-batch (the loss summed over its rows).
+    `backward(loss)` (default `loss.backward()`) is the trainer's, e.g. with float16 loss scaling.
     Returns the new carry (all rows), the summed loss (detached) and the summed metrics."""
     rows = batch["inputs"].shape[0]
     pieces = bounds(rows, device_batch)
@@ -96,7 +98,10 @@ def accumulate(forward: Callable, carry: Any, batch: dict[str, torch.Tensor], lo
         noise = None if halt_noise is None else (halt_noise[0][s:e], halt_noise[1][s:e])
         with ctx:
             c, loss, metrics = forward(split_rows(carry, s, e), split_rows(batch, s, e), noise)
-            (loss / local_batch).backward()
+            if backward is None:
+                (loss / local_batch).backward()
+            else:
+                backward(loss / local_batch)
         carries.append(c)
         loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
         for k, v in metrics.items():

@@ -153,7 +153,7 @@ def test_fault_corrupt_checkpoint(tmp_path, packaged30):
 
     code, _, err = cli("kaggle", "package", "--checkpoint", weights.parent, "--out", tmp_path / "pkg", "--owner", OWNER)
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "not a readable safetensors file" in err and not (tmp_path / "pkg").exists()
+    assert "model.safetensors" in err and "truncated" in err and not (tmp_path / "pkg").exists()
 
 
 def test_fault_missing_dataset(tmp_path):

@@ -207,10 +207,7 @@ def test_predict_in_micro_batches_gives_the_same_answers(tmp_path, data, monkeyp
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# On a GPU (skipped elsewhere): the real CUDA out-of-memory path and the memory model against CUDA's own peak
-
-
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+# On a GPU (marked `gpu`: conftest skips them, saying why, where no CUDA device is visible): the real CUDA out-of-memory path and the memory model against CUDA's own peak
 
 
 def _gpu_step_setup(cfg: TRMConfig, batch: int):
@@ -228,7 +225,6 @@ def _gpu_step_setup(cfg: TRMConfig, batch: int):
 
 
 @pytest.mark.gpu
-@cuda
 def test_gpu_real_out_of_memory_halves_until_it_fits():
     cfg = TRMConfig(batch_size=64, seq_len=900, hidden_size=256, num_heads=8, puzzle_emb_ndim=256,
                     num_puzzle_identifiers=4, forward_dtype="bfloat16", H_cycles=2, L_cycles=2)
@@ -247,7 +243,6 @@ def test_gpu_real_out_of_memory_halves_until_it_fits():
 
 
 @pytest.mark.gpu
-@cuda
 @pytest.mark.parametrize("mlp_t", [False, True])
 def test_gpu_memory_model_within_25_percent_of_cuda_peak(mlp_t):
     arch = dict(mlp_t=True, pos_encodings="none", seq_len=81) if mlp_t else dict(seq_len=900)
@@ -273,7 +268,6 @@ def test_gpu_memory_model_within_25_percent_of_cuda_peak(mlp_t):
 
 
 @pytest.mark.gpu
-@cuda
 def test_gpu_k_micro_batches_give_the_weights_of_one_batch(tmp_path, data):
     def run_gpu(out, db):
         cfg = build_config("tiny-cpu", [f"max_steps={STEPS}", f"global_batch_size={BATCH}",
