@@ -188,8 +188,14 @@ def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike |
             if sols is not None and isinstance(sub, dict) and not problems:
                 from .score import score_submission
                 report["score"] = score_submission(sub, sols)
-        log_lines = log_path.read_text(errors="replace").splitlines()
-        report["log_tail"] = log_lines[-25:]
+        # what to show when it went wrong: the notebook's warnings and errors, then the solver's last lines
+        log_lines = [ln for ln in log_path.read_text(errors="replace").splitlines()
+                     if " WARNING " in ln or " ERROR " in ln or "Error" in ln]
+        solve_log = root / "working" / "arcsolver-solve.log"
+        if solve_log.is_file():
+            lines = solve_log.read_text(errors="replace").replace("\r", "\n").splitlines()
+            log_lines += ["--- solver log (last lines):"] + [ln for ln in lines if ln.strip()][-12:]
+        report["log_tail"] = log_lines[-30:]
         summary = read_json(summary_path) if summary_path.is_file() else {}
         report["run_summary"] = summary
         report["kept"] = str(base) if keep is not None else None
@@ -256,7 +262,7 @@ def format_report(r: dict) -> str:
     if left:
         lines.append(f"  left to the fallback: {len(left)} task(s), e.g. {next(iter(left.values()))}")
     if not r.get("valid") or s.get("outcome") != "solved" or r["exit_code"] != 0:
-        lines.append("  notebook log (last lines):")
+        lines.append("  notebook warnings/errors and the solver's last lines:")
         lines += [f"    | {ln}" for ln in r.get("log_tail") or []]
     return "\n".join(lines)
 

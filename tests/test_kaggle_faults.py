@@ -278,7 +278,7 @@ def test_fault_image_missing_a_dependency(tmp_path, packaged30):
     ("--num-augs 300", "No such option '--num-augs'"),
     ("--num-aug lots", "'lots' is not a valid integer"),
     ("--set no_such_field=1", "unknown field 'no_such_field'"),
-    ("--set lr=fast", "lr expects float"),
+    ("--set lr=fast", "lr: expected a number, got 'fast'"),
     ("--out /tmp/elsewhere", "--out is set by the notebook itself"),
     ("--num-aug '300", "cannot split"),
 ])

@@ -72,7 +72,7 @@ def test_oom_halves_the_micro_batch_and_the_run_continues(tmp_path, data, monkey
     real = microbatch.accumulate
     calls = {"oom": 0}
 
-    def flaky(forward, carry, batch, local_batch, device_batch, noise, no_sync=None):
+    def flaky(forward, carry, batch, local_batch, device_batch, noise, no_sync=None, backward=None):
         seen = {"n": 0}
 
         def fwd(c, b, n):
@@ -81,7 +81,7 @@ def test_oom_halves_the_micro_batch_and_the_run_continues(tmp_path, data, monkey
                 calls["oom"] += 1
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
             return forward(c, b, n)
-        return real(fwd, carry, batch, local_batch, device_batch, noise, no_sync)
+        return real(fwd, carry, batch, local_batch, device_batch, noise, no_sync, backward)
 
     monkeypatch.setattr(microbatch, "accumulate", flaky)
     res, w, _ = run(data, tmp_path / "oom", BATCH)
