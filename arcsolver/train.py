@@ -10,7 +10,8 @@ embedding table that the batch touched (gathered across processes so every rank 
 LR: linear warm-up, then cosine to lr*lr_min_ratio, same shape for both; as in the reference the step is counted
 before its LR is computed, so step 1 runs at lr/warmup (not 0) and step `warmup` at the full LR. EMA of the weights is
 kept and used for evaluation and exported with every checkpoint. Evaluation reports token and exact accuracy on the
-test split; on ARC data it also votes over the augmented versions (as `predict --vote`) and reports voted pass@1/pass@2 per task.
+test split; on ARC data it also votes over the augmented versions (as `predict --vote`) and reports voted
+pass@1/pass@2 per task.
 
 Exact resume: a checkpoint stores optimizer and EMA state, the step, the loader position, RNG states and the carry,
 so N steps straight and N/2 + kill + resume N/2 give bit-identical weights on CPU.
