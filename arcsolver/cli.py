@@ -6,6 +6,7 @@ leave as one line on stderr with exit code 2 (no traceback, nothing half-written
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,21 +16,24 @@ _STARTED = time.time()  # process start, near enough: time budgets count from he
 import click
 
 from .errors import InputError
+from .interrupts import EXIT_CTRL_C, ctrl_c_exits_quietly
 
 
 class _Group(click.Group):
     """Turns InputError and OSError (disk full, read-only folder, no permission) anywhere below into one line
-    `error: ...` and exit 2. Outputs are written atomically, so such an error leaves nothing half-written."""
+    `error: ...` and exit 2, and Ctrl-C into one line and exit 130. Outputs are written atomically, so such an error
+    or an interrupt leaves nothing half-written."""
 
     def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except InputError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-        except OSError as e:
-            click.echo(f"error: {os_error_line(e)}", err=True)
-            sys.exit(2)
+        with ctrl_c_exits_quietly():
+            try:
+                return super().invoke(ctx)
+            except InputError as e:
+                click.echo(f"error: {e}", err=True)
+                sys.exit(2)
+            except OSError as e:
+                click.echo(f"error: {os_error_line(e)}", err=True)
+                sys.exit(2)
 
 
 def os_error_line(e: OSError) -> str:
@@ -37,6 +41,16 @@ def os_error_line(e: OSError) -> str:
     reason = e.strerror or (str(e).splitlines() or [type(e).__name__])[0]
     files = [str(f) for f in (e.filename, e.filename2) if f]
     return f"{' -> '.join(files)}: {reason}" if files else str(reason)
+
+
+def _exit_if_interrupted(signal_name: str | None, steps: int, ckpt, resume_hint: str) -> None:
+    """After a run stopped by a signal: one line saying where its checkpoint is; exit 130 after Ctrl-C."""
+    if signal_name is None:
+        return
+    what = "interrupted (Ctrl-C)" if signal_name == "SIGINT" else "stopped by SIGTERM"
+    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch` every process stops; the first one says so
+        click.echo(f"{what} after step {steps}: checkpoint {ckpt}{resume_hint}", err=True)
+    sys.exit(EXIT_CTRL_C if signal_name == "SIGINT" else 0)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -225,6 +239,8 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
     # A preset's or --set time_budget_s counts from process start too (one clock for the whole command).
     budget = check_seconds(cfg.time_budget_s, "time_budget_s") if cfg.time_budget_s else None
     res = train(cfg, resume=resume, cpu=cpu, deadline=_deadline(deadline_at, budget))
+    _exit_if_interrupted(res.signal, res.steps, res.checkpoint,
+                         f" (continue: arcsolver train --resume {cfg.out} with the same options)")
     ev = res.eval_metrics
     click.echo(f"stopped after {res.steps} steps ({res.stopped_by}), {res.seconds:.0f} s; checkpoint {res.checkpoint}")
     if ev:
@@ -244,12 +260,15 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
               help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
 @click.option("--max-versions", default=0, show_default=True, help="Use at most N versions per task (0: all).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights instead of the EMA copy.")
-@click.option("--flush-every", default=4, show_default=True,
-              help="Write the (complete, valid) submission every N batches; also on SIGTERM and at the deadline.")
+@click.option("--flush-every", default=0, show_default=True,
+              help="Write the (complete, valid) submission every N batches (0: every 4, fewer when writing costs "
+              "> 5% of the time); also on SIGTERM and at the deadline.")
 @_deadline_options("Stop by itself before this long, keeping every answer voted so far (exit 0).")
+@click.option("--forward-dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+              show_default=True, help="auto: bfloat16 on GPUs with compute capability >= 8.0, else float32.")
 @click.option("--cpu", is_flag=True, default=None)
 def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, flush_every, time_budget,
-                deadline_at, cpu) -> None:
+                deadline_at, forward_dtype, cpu) -> None:
     """Predict test outputs with augmentation voting and write a Kaggle submission.json (+ candidates JSON).
 
     \b
@@ -260,9 +279,11 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
     from .predict import predict
     deadline = _deadline(deadline_at, _budget(time_budget) or None)
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
-                  ema=not no_ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every)
+                  ema=not no_ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every,
+                  forward_dtype=forward_dtype)
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
-               f"predictions voted, {res.seconds:.1f} s" + (f"; candidates in {res.candidates}" if res.candidates else ""))
+               f"predictions voted, {res.seconds:.1f} s"
+               + (f"; candidates in {res.candidates}" if res.candidates else ""))
     if res.stopped_by != "done":
         why = "SIGTERM" if res.stopped_by == "signal" else "the deadline"
         click.echo(f"stopped by {why}: {res.tasks_complete}/{res.tasks} tasks have all their votes; tasks without "
@@ -301,6 +322,9 @@ def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_
     s = finetune(ckpt, tasks, out, deadline=deadline, predict_after=predict_after,
                  num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
                  overrides=list(overrides), cpu=cpu, embed_steps=embed_steps, full_steps=full_steps, seed=seed)
+    if s.get("interrupted"):
+        _exit_if_interrupted(s["interrupted"], s["embed_steps"] + s["full_steps"], s["checkpoint"],
+                             " (no prediction made)")
     how = "predicted with the mean embedding (no time to train)" if s["mean_embedding_only"] else \
         f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps"
     click.echo(f"{how} in {s['train_seconds']:.0f} s; checkpoint {s['checkpoint']}"

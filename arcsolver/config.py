@@ -47,7 +47,8 @@ class TrainConfig:
     eval_batch_size: int = 0  # 0: global_batch_size
     eval_steps: int = 0  # supervision steps at evaluation (and predict's default); 0: the model's halt_max_steps
     loss_type: str = "stablemax_cross_entropy"
-    compile: bool = False
+    compile: bool | str = "auto"  # "auto": on for CUDA, off for CPU (compilation.py); true / false force it
+    forward_dtype: str = "auto"  # "auto": per device (precision.py); float32 / bfloat16 / float16 force it
     time_budget_s: float = 0.0  # > 0: stop (with a checkpoint) before this many seconds
     log_every: int = 10
     tensorboard: bool = False

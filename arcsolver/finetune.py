@@ -26,7 +26,7 @@ from . import arc_dataset, checkpoint
 from .arc_tasks import load_tasks
 from .deadline import Deadline
 from .errors import InputError
-from .finetune_plan import decide, measure_costs
+from .finetune_plan import CUT_ORDER, decide, measure_costs
 from .jsonio import read_json, write_json
 
 
@@ -84,7 +84,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
         decision = decide(costs, deadline.remaining(), n_tasks=len(task_list), n_test_inputs=n_tests,
                           num_aug=num_aug, predict=predict_after, embed_fraction=embed_fraction, reserves=margin)
         decision = _same_on_every_process(state, decision)
-        num_aug = decision.num_aug
+        asked, num_aug = num_aug, decision.num_aug
     data_dir = out / "data"
     with state.main_process_first():
         if state.is_main_process:
@@ -99,6 +99,8 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
                           num_aug=num_aug, predict=predict_after, embed_fraction=embed_fraction, prepared=True,
                           versions_per_task=per_task, reserves=margin)
         decision = _same_on_every_process(state, decision)
+        decision.cuts = [c for c in CUT_ORDER if c in decision.cuts or (c == "augmentations" and num_aug < asked)]
+        decision.plan.choices["cut"] = "+".join(decision.cuts) or "nothing"
         decision.plan.deadline_in_s = deadline.remaining()
         decision.plan.phases = {"planning (done)": planning_s, "prepare (done)": prepare_s - planning_s,
                                 **decision.plan.phases}
@@ -128,18 +130,18 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
         e_deadline = Deadline(min(train_end.at, clock.now() + embed_fraction * max(0.0, train_end.remaining())),
                               clock)
         prior_e, prior_f = costs.train_step_s(embed_only=True), costs.train_step_s()
-    w1, n1, final = weights, 0, None
-    if e_steps:
+    w1, n1, final, interrupted = weights, 0, None, None
+    if e_steps and e_deadline.remaining() > 0:
         res1 = train(dataclasses.replace(cfg, out=str(out / "embed"), max_steps=e_steps), cpu=cpu,
                      init_weights=weights, freeze_model=True, quiet=quiet, final_eval=False, extra_config=extra,
                      deadline=e_deadline, prior_step_s=prior_e)
         w1, n1 = checkpoint.load_weights(res1.checkpoint or checkpoint.resolve(out / "embed"), ema=False), res1.steps
-        final = checkpoint.resolve(out / "embed")
+        final, interrupted = checkpoint.resolve(out / "embed"), res1.signal
     n2 = 0
-    if f_steps:
+    if f_steps and train_end.remaining() > 0 and not interrupted:  # a signal stops the whole command
         res2 = train(dataclasses.replace(cfg, out=str(out / "full"), max_steps=f_steps), cpu=cpu, init_weights=w1,
                      quiet=quiet, final_eval=False, extra_config=extra, deadline=train_end, prior_step_s=prior_f)
-        n2, final = res2.steps, checkpoint.resolve(out / "full")
+        n2, final, interrupted = res2.steps, checkpoint.resolve(out / "full"), res2.signal
     if final is None:
         # No time to train: a checkpoint of the mean-embedding model, so that prediction has something to load.
         train(dataclasses.replace(cfg, out=str(out / "mean"), max_steps=1), cpu=cpu, init_weights=weights,
@@ -148,15 +150,16 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     summary = {"checkpoint": str(final), "data": str(data_dir),
                "plan": decision.plan.to_dict() if decision else {"fixed": [embed_steps or 0, full_steps or 0]},
                "embed_steps": n1, "full_steps": n2, "train_seconds": clock.now() - t0,
-               "mean_embedding_only": n1 + n2 == 0, "planning_seconds": planning_s if decision else 0.0}
+               "mean_embedding_only": n1 + n2 == 0, "planning_seconds": planning_s if decision else 0.0,
+               "interrupted": interrupted}
 
-    # 4. predict, against the deadline itself
-    if predict_after:
+    # 4. predict, against the deadline itself (not after SIGINT/SIGTERM: the user or the scheduler asked to stop)
+    if predict_after and not interrupted:
         from .predict import predict
         t_pred = clock.now()
         res = predict(final, out / "submission.json", data=str(data_dir), cpu=cpu, quiet=quiet,
                       batch_size=predict_batch_size, deadline=deadline.earlier_by(sum(margin.values())),
-                      max_versions=decision.versions if decision else 0)
+                      max_versions=decision.versions if decision else 0, forward_dtype=cfg.forward_dtype)
         summary.update(submission=str(res.submission), predict_seconds=clock.now() - t_pred,
                        predict_estimate_s=pred_reserve if decision else None, predict_stopped_by=res.stopped_by,
                        tasks_complete=res.tasks_complete)

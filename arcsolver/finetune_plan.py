@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from .deadline import Plan
 
+CUT_ORDER = ("steps", "augmentations", "versions", "training")
 MIN_STEPS = 10  # fewer training steps than this are not worth the two phases' start-up: cut elsewhere first
 AUG_FLOOR = 8
 TRAIN_OVERHEAD = 0.9  # measured: see the module docstring
@@ -201,6 +202,8 @@ def measure_costs(ckpt, device, *, n_rows: int, predict_batch: int, train_batch:
     ck_s = checkpoint_seconds(model, has_ema=True, has_opt=True)
     p_steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or int(mc.get("halt_max_steps", 16))
     del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the training phases that follow want that memory
     return Costs(sup_step_s=sup, predict_batch=b, predict_steps=p_steps, train_batch=train_batch,
                  h_cycles=int(mc.get("H_cycles", 3)), load_s=load_s + PREDICT_START_S, checkpoint_s=ck_s,
                  phase_start_s=load_s + 1.0, gpu=device.type == "cuda")

@@ -18,9 +18,9 @@
    thread (in smoke mode the solver gets the smoke budget and is stopped at 2 x that + start-up, so a solver that
    ignores its deadline cannot burn a commit run's GPU quota). The default solve runs `arcsolver finetune --deadline
    ... --predict` as a subprocess (through `accelerate launch` on several GPUs); prediction flushes its submission as
-   it goes and on SIGTERM, so a solver stopped at the deadline still hands over every answer it voted. Any exception, non-zero
-   exit, overrun or missing checkpoint keeps the fallback; nothing here raises past `run()` except a missing or
-   unreadable challenges file, for which no valid submission can exist.
+   it goes and on SIGTERM, so a solver stopped at the deadline (or exiting non-zero) still hands over every answer
+   it voted. Any exception, a missing file or checkpoint keeps the fallback; nothing here raises past `run()` except
+   a missing or unreadable challenges file, for which no valid submission can exist.
 6. Validate the solver's file entry by entry: each test input it answered with a valid entry replaces the fallback
    entry; then write `submission.json` atomically and validated, plus `arcsolver-run-summary.json` beside it.
 

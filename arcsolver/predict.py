@@ -20,6 +20,7 @@ A long prediction never throws away what it has voted (the Kaggle run is killed 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import sys
@@ -58,16 +59,18 @@ class PredictResult:
     flushes: int = 0
 
 
-def load_model(ckpt: str | Path, device: torch.device, *, ema: bool = True, batch_size: int | None = None):
-    """The ACT model (not the loss head) with checkpoint weights (EMA by default), on `device`, in eval mode."""
-    from .train import build_model
+def load_model(ckpt: str | Path, device: torch.device, *, ema: bool = True, batch_size: int | None = None,
+               forward_dtype: str = "auto", announce_precision: bool = False):
+    """The ACT model (not the loss head) with checkpoint weights (EMA by default), on `device`, in eval mode.
+    Its forward dtype is chosen for `device` as training chooses it (the checkpoint's dtype is a preference)."""
+    from .train import build_model, run_precision
     from .trm import TRMConfig
     cfg = checkpoint.load_config(ckpt)
     mc = dict(cfg["model"])
     if batch_size:
         mc["batch_size"] = batch_size
-    if device.type == "cpu" and mc.get("forward_dtype") == "bfloat16":
-        mc["forward_dtype"] = "float32"
+    mc["forward_dtype"] = run_precision(forward_dtype, mc.get("forward_dtype", "float32"), device,
+                                        announce_it=announce_precision).dtype
     mcfg = TRMConfig(**mc)
     head = build_model(mcfg, cfg.get("train", {}).get("loss_type", "stablemax_cross_entropy"))
     state = checkpoint.load_weights(ckpt, ema=ema)
@@ -124,22 +127,23 @@ def _check_inputs(ckpt: str | Path, data: str | None, out: Path) -> tuple[Path, 
 def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str | None = None, vote: bool = True,
             batch_size: int = 256, steps: int | None = None, ema: bool = True, cpu: bool | None = None,
             candidates: bool = True, max_versions: int = 0, quiet: bool = False, deadline: Deadline | None = None,
-            flush_every: int = 4, on_flush=None) -> PredictResult:
+            flush_every: int = 0, on_flush=None, forward_dtype: str = "auto") -> PredictResult:
     """Vote and write `out` (see the module docstring). `deadline`: stop before it with the answers so far.
-    `flush_every`: batches between flushes (grows when flushing gets expensive). `on_flush(info)` is called after
-    every flush with a dict (flush number, items and tasks done, test inputs voted): a hook for tests and logs."""
+    `flush_every`: batches between flushes; 0 = automatic (every 4, doubled while a flush costs more than 5% of
+    the time since the previous one). `on_flush(info)` is called after every flush with a dict (flush number,
+    items and tasks done, test inputs voted): a hook for tests and logs."""
     stop = {"why": None}
     restore = _on_sigterm(lambda: stop.update(why="signal"))
     try:
         return _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidates, max_versions, quiet,
-                        deadline or Deadline(), flush_every, on_flush, stop)
+                        deadline or Deadline(), flush_every, on_flush, stop, forward_dtype)
     finally:
         restore()
 
 
 def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidates, max_versions, quiet,
-             deadline: Deadline, flush_every, on_flush, stop: dict) -> PredictResult:
-    from accelerate import Accelerator
+             deadline: Deadline, flush_every, on_flush, stop: dict, forward_dtype: str = "auto") -> PredictResult:
+    from .train import make_accelerator
     clock = deadline.clock
     t0 = clock.now()
     ckpt, cfg, data = _check_inputs(ckpt, data, out)
@@ -165,7 +169,7 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
 
     if cpu is None:
         cpu = not torch.cuda.is_available()
-    acc = Accelerator(cpu=cpu)
+    acc = make_accelerator(cpu)
 
     # Restrict the test items: chosen tasks, and (without --vote) version 0 only.
     ver_all, ex_all = source.test_items()
@@ -185,51 +189,67 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     task_done_at = _task_completion_points(a["ver_task"][ver_sel])  # items done -> whole tasks done
 
     book = VoteBook(label=str(ckpt))
-    progress = None
-    if acc.is_main_process and not quiet:
-        from tqdm import tqdm
-        progress = tqdm(total=n_items, desc="predict", dynamic_ncols=True, mininterval=bar_interval())
-    say = None
-    if acc.is_main_process and not quiet:  # flush lines on their own lines, not glued to the bar's
-        say = ((lambda m: progress.write(m, file=sys.stderr)) if progress is not None
-               else (lambda m: print(m, file=sys.stderr, flush=True)))
-    flusher = _Flusher(Path(out), task_list, book, clock, flush_every, on_flush, say)
+    bar: dict = {"progress": None}  # created after the first flush and the model load (errors there stay one line)
+
+    def say(message: str) -> None:  # flush lines on their own lines, not glued to the bar's
+        if bar["progress"] is not None:
+            bar["progress"].write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+    flusher = _Flusher(Path(out), task_list, book, clock, flush_every, on_flush,
+                       say if acc.is_main_process and not quiet else None)
     items_done = 0
     if acc.is_main_process:
         flusher.flush(0, int(np.searchsorted(task_done_at, 0, side="right")))  # a complete file before any batch
-    model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes)
+    model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes,
+                          forward_dtype=forward_dtype, announce_precision=acc.is_main_process and not quiet)
     steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or None  # as the run evaluated itself
-    batch_times: list[float] = []
-    for batch in loader.test_batches():
-        why = stop["why"] or _deadline_stop(deadline, batch_times, flusher)
-        if acc.num_processes > 1:  # every process stops at the same batch, or the gathers would hang
-            flag = torch.tensor([0.0 if why is None else (2.0 if why == "signal" else 1.0)], device=acc.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            worst = float(flag)
-            why = None if worst == 0 else ("signal" if worst == 2 else "deadline")
-        if why:
-            stop["why"] = why
-            break
-        tb = clock.now()
-        if acc.num_processes == 1 and not bool((batch["index"] >= 0).all()):
-            # The last batch is padded to full size; alone, there are no shapes to keep in step with: drop padding.
-            keep = batch["index"] >= 0
-            batch = {k: v[keep] for k, v in batch.items()}
-        b = batch_to(batch, acc.device)
-        preds, q = rollout(model, b, steps)
-        rows = torch.cat([b["index"][:, None].to(torch.float64), q[:, None].to(torch.float64)], 1)
-        if acc.num_processes > 1:
-            rows = acc.gather(rows)
-            preds = acc.gather(preds.contiguous())
-        items_done = min(n_items, items_done + batch_size)
-        batch_times.append(clock.now() - tb)
-        if not acc.is_main_process:
-            continue
-        n = add_to_book(book, source, ver_sel, ex_sel, rows[:, 0], preds, rows[:, 1])
+    progress = None
+    if acc.is_main_process and not quiet:
+        from tqdm import tqdm
+        progress = bar["progress"] = tqdm(total=n_items, desc="predict", dynamic_ncols=True,
+                                          mininterval=bar_interval())
+    row_times: list[float] = []  # seconds per row of each batch, on the deadline's clock
+    try:
+        for batch in loader.test_batches():
+            why = stop["why"] or _deadline_stop(deadline, row_times, min(batch_size, n_items - items_done), flusher)
+            if acc.num_processes > 1:  # every process stops at the same batch, or the gathers would hang
+                flag = torch.tensor([0.0 if why is None else (2.0 if why == "signal" else 1.0)], device=acc.device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                worst = float(flag)
+                why = None if worst == 0 else ("signal" if worst == 2 else "deadline")
+            if why:
+                stop["why"] = why
+                break
+            tb = clock.now()
+            if acc.num_processes == 1 and not bool((batch["index"] >= 0).all()):
+                # The last batch is padded to full size; alone, there are no shapes to keep in step with: drop padding.
+                keep = batch["index"] >= 0
+                batch = {k: v[keep] for k, v in batch.items()}
+            b = batch_to(batch, acc.device)
+            preds, q = rollout(model, b, steps)
+            rows = torch.cat([b["index"][:, None].to(torch.float64), q[:, None].to(torch.float64)], 1)
+            if acc.num_processes > 1:
+                rows = acc.gather(rows)
+                preds = acc.gather(preds.contiguous())
+            rows_here = min(batch_size, n_items - items_done)
+            items_done += rows_here
+            row_times.append((clock.now() - tb) / max(1, rows_here))
+            if not acc.is_main_process:
+                continue
+            n = add_to_book(book, source, ver_sel, ex_sel, rows[:, 0], preds, rows[:, 1])
+            if progress is not None:
+                progress.update(n)
+            if flusher.due():
+                flusher.flush(items_done, int(np.searchsorted(task_done_at, items_done, side="right")))
+    except BaseException:
+        # An error or Ctrl-C mid-prediction: the votes so far still go to disk (the error itself is not hidden).
         if progress is not None:
-            progress.update(n)
-        if flusher.due():
-            flusher.flush(items_done, int(np.searchsorted(task_done_at, items_done, side="right")))
+            progress.close()
+        if acc.is_main_process:
+            with contextlib.suppress(Exception):
+                flusher.flush(items_done, int(np.searchsorted(task_done_at, items_done, side="right")), final=True)
+        raise
     if progress is not None:
         progress.close()
 
@@ -274,24 +294,27 @@ def _on_sigterm(callback):
     return lambda: signal.signal(signal.SIGTERM, prev)
 
 
-def _deadline_stop(deadline: Deadline, batch_times: list[float], flusher: "_Flusher") -> str | None:
-    """"deadline" when the next batch, plus the final write, would not end before the deadline."""
+def _deadline_stop(deadline: Deadline, row_times: list[float], next_rows: int, flusher: "_Flusher") -> str | None:
+    """"deadline" when the next batch (`next_rows` rows, at the per-row time of the batches so far, the slower of
+    their median and the last one's, +25%), plus the final write, would not end before the deadline."""
     if not deadline.limited:
         return None
-    timed = batch_times[1:] or batch_times  # the first batch warms up
-    batch_s = sorted(timed)[len(timed) // 2] if timed else 0.0
-    last = max(timed[-3:]) if timed else 0.0
-    need = 1.5 * max(batch_s, last) + 2 * flusher.cost_s + 1.0
+    timed = row_times[1:] or row_times  # the first batch warms up
+    row_s = max(sorted(timed)[len(timed) // 2], timed[-1]) if timed else 0.0
+    need = 1.25 * row_s * next_rows + 2 * flusher.cost_s + 1.0
     return "deadline" if deadline.remaining() < need else None
 
 
 class _Flusher:
-    """Writes the complete submission atomically; decides when (every `every` batches, doubled while a flush costs
-    more than 5% of the time since the previous one)."""
+    """Writes the complete submission atomically; decides when (every `every` batches; automatic when `every` is 0:
+    every 4, doubled while a flush costs more than 5% of the time since the previous one)."""
+
+    AUTO_EVERY = 4
 
     def __init__(self, out: Path, tasks: list[Task], book: VoteBook, clock, every: int, on_flush, say):
         self.out, self.tasks, self.book, self.clock = out, tasks, book, clock
-        self.every, self.on_flush, self.say = max(1, int(every)), on_flush, say
+        self.adaptive = int(every) <= 0
+        self.every, self.on_flush, self.say = int(every) if every > 0 else self.AUTO_EVERY, on_flush, say
         self.count = 0
         self.batches = 0
         self.cost_s = 0.0
@@ -307,7 +330,7 @@ class _Flusher:
         write_submission(self.out, sub, self.tasks)
         now = self.clock.now()
         self.cost_s = now - t
-        if self.count and self.cost_s > 0.05 * max(1e-9, t - self.last_t):
+        if self.adaptive and self.count and self.cost_s > 0.05 * max(1e-9, t - self.last_t):
             self.every *= 2
         self.last_t, self.batches = now, 0
         info = {"flush": self.count, "items_done": items_done, "tasks_complete": tasks_complete,

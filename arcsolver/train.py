@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +30,15 @@ from accelerate.utils import DistributedDataParallelKwargs
 
 from . import checkpoint
 from .config import TrainConfig
+from .compilation import compile_enabled, compile_with_fallback
 from .deadline import Deadline, Plan, StepPlanner
 from .errors import InputError
 from .inference import batch_to, evaluate_split, finish_metrics
 from .jsonio import read_json
 from .loader import ArcSource, PuzzleLoader, open_source
+from .interrupts import StopRequests, stop_code, stop_reason
 from .metrics_log import MetricsLog, bar_interval
+from .precision import LossScaling, Precision, accelerator_kwargs, announce, choose_precision, device_info
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -80,6 +81,7 @@ class TrainResult:
     seconds: float
     stopped_by: str  # "steps" | "time" | "signal"
     step_seconds: list[float] = dataclasses.field(default_factory=list)
+    signal: str | None = None  # "SIGINT" | "SIGTERM" when stopped_by == "signal"
     plan: dict | None = None  # the last deadline plan (None without a deadline)
 
 
@@ -111,7 +113,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
                          field="--deadline")
     if cpu is None:
         cpu = not torch.cuda.is_available()
-    acc = Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+    acc = make_accelerator(cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
     rank, world = acc.process_index, acc.num_processes
     if cfg.global_batch_size % world:
         raise InputError(f"global batch {cfg.global_batch_size} is not divisible by {world} processes",
@@ -125,21 +127,19 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
                           world_size=world)
     total_steps, eval_every, ckpt_every = _plan(cfg, source.epoch_len)
 
-    mcfg = model_config(cfg.arch, meta, local_batch)
+    mcfg = model_config(cfg.arch, meta, local_batch)  # its forward_dtype is a preference; checkpoints keep it
     resume_state = _check_resume(resume, mcfg, cfg.loss_type) if resume else None
-    if acc.device.type == "cpu" and mcfg.forward_dtype == "bfloat16" and os.environ.get("ARCSOLVER_CPU_BF16") != "1":
-        mcfg = dataclasses.replace(mcfg, forward_dtype="float32")  # bf16 matmuls are slow on most CPUs
-    model = build_model(mcfg, cfg.loss_type)
+    precision = run_precision(cfg.forward_dtype, mcfg.forward_dtype, acc.device, announce_it=acc.is_main_process
+                              and not quiet)
+    model = build_model(dataclasses.replace(mcfg, forward_dtype=precision.dtype), cfg.loss_type)
     if init_weights is not None:
         missing, unexpected = model.load_state_dict(init_weights, strict=False)
         bad = [k for k in missing if "puzzle_emb" not in k]
         if bad or unexpected:
             raise InputError(f"weights do not fit the model (missing {bad[:3]}, unexpected {unexpected[:3]})")
     model.to(acc.device)
-    if cfg.compile:
-        # In place (Module.compile), so parameter names and checkpoints are unchanged. Off by default: on CPU the
-        # compile time is not won back in short runs.
-        model.model.inner.compile(dynamic=False)
+    if compile_enabled(cfg.compile, acc.device):
+        compile_with_fallback(model.model.inner)
     torch.manual_seed(cfg.seed + rank)  # per-rank randomness from here on (halting exploration), as the reference
 
     from .adam_atan2 import AdamAtan2
@@ -155,6 +155,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     emb_opt = SignSGDSparse(inner.puzzle_emb, lr=0.0, weight_decay=cfg.puzzle_emb_weight_decay) \
         if mcfg.puzzle_emb_ndim > 0 else None
     ema = EMA(model, cfg.ema_rate) if cfg.ema and params else None
+    scaling = LossScaling(precision.loss_scaling, acc.device.type)
 
     ddp_model = acc.prepare(model) if world > 1 and params else model
 
@@ -170,6 +171,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             emb_opt.load_state_dict(st["emb_opt"])
         if ema is not None and st.get("ema") is not None:
             ema.load_state_dict(st["ema"])
+        scaling.load_state_dict(st.get("loss_scaling"))
         loader.load_state_dict(st["loader"][rank] if isinstance(st["loader"], list) else st["loader"])
         step = int(st["step"])
         torch.set_rng_state(st["rng"][rank] if isinstance(st["rng"], list) else st["rng"])
@@ -181,17 +183,16 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
 
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=acc.is_main_process, tensorboard=cfg.tensorboard,
                      wandb=cfg.wandb, config=cfg.to_dict(), resumed_at=step if resume else None)
-    stop = {"why": None}
-
-    def on_signal(signum, frame):  # finish the step, checkpoint, exit
-        stop["why"] = "signal"
-    prev = signal.signal(signal.SIGTERM, on_signal) if acc.is_main_process else None
+    stop = {"why": None, "signal": None}
+    stop_requests = StopRequests().install()  # every rank: finish the step, agree, checkpoint, exit
 
     def full_config() -> dict:
         return {"train": cfg.to_dict(), "model": dataclasses.asdict(mcfg),
                 "data": {"path": str(Path(cfg.data).resolve()), "kind": meta["kind"], "seq_len": meta["seq_len"],
                          "vocab_size": meta["vocab_size"], "num_puzzle_identifiers": meta["num_puzzle_identifiers"],
-                         "canvas": meta.get("canvas")}, "step": step, **(extra_config or {})}
+                         "canvas": meta.get("canvas")}, "step": step,
+                "precision": {"dtype": precision.dtype, "loss_scaling": precision.loss_scaling,
+                              "reason": precision.reason}, **(extra_config or {})}
 
     def save() -> Path | None:
         states = acc.gather_for_metrics([_rank_state(loader, carry)], use_gather_object=True) if world > 1 \
@@ -200,7 +201,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         if acc.is_main_process:
             ts = {"step": step, "opt": opt.state_dict() if opt else None,
                   "emb_opt": emb_opt.state_dict() if emb_opt else None,
-                  "ema": ema.state_dict() if ema else None,
+                  "ema": ema.state_dict() if ema else None, "loss_scaling": scaling.state_dict(),
                   "loader": [s["loader"] for s in states], "rng": [s["rng"] for s in states],
                   "cuda_rng": [s["cuda_rng"] for s in states], "carry": [s["carry"] for s in states]}
             path = checkpoint.save(run_dir, step, model_state=model.state_dict(),
@@ -246,7 +247,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     planner = StepPlanner(deadline, {"checkpoint": checkpoint_seconds(model, has_ema=ema is not None,
                                                                       has_opt=opt is not None)},
                           prior_step_s=prior_step_s)
-    eval_factor = _eval_cost_in_steps(cfg, source, mcfg, local_batch, world) if final_eval else 0.0
+    eval_factor = _eval_cost_in_steps(cfg, source, mcfg, local_batch, world) if final_eval or eval_every else 0.0
     sched = _Schedule(cfg.lr_warmup_steps, total_steps, total_steps)  # (warm-up, cosine end, planned end)
     plan = None
     replan_at = step + 2  # the first plan after two timed steps of this run
@@ -259,8 +260,9 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     progress = None
     if acc.is_main_process and not quiet:
         from tqdm import tqdm
-        progress = tqdm(total=total_steps, initial=step, dynamic_ncols=True, mininterval=bar_interval(),
-                        desc=_bar_label(deadline, t_start))
+        # Under a deadline the total is unknown until the first plan (two steps in): no bar towards max_steps.
+        progress = tqdm(total=None if deadline.limited else total_steps, initial=step, dynamic_ncols=True,
+                        mininterval=bar_interval(), desc=_bar_label(deadline, t_start))
     model.train()
     if _any_rank(acc, world, planner.should_stop()):  # not even one step fits (a caller's estimate says so)
         stop["why"] = "time"
@@ -272,17 +274,18 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         if carry is None:
             carry = model.model.initial_carry(batch)
         carry, loss, metrics, _, _ = ddp_model(carry=carry, batch=batch, return_keys=())
-        (loss / local_batch).backward()
+        scaling.backward(loss / local_batch)
         step += 1  # counted before the LR is computed, as the reference: the first step runs at lr/warmup, not 0
         lr = lr_at(step, cfg.lr, sched.warmup, sched.total, cfg.lr_min_ratio)
         if opt is not None:
             for g in opt.param_groups:
                 g["lr"] = lr
-            opt.step()
-            opt.zero_grad(set_to_none=True)
         if emb_opt is not None:
             emb_opt.set_lr(lr_at(step, cfg.puzzle_emb_lr, sched.warmup, sched.total, cfg.lr_min_ratio))
-            emb_opt.step()
+        scaling.step(opt, emb_opt)  # both optimizers (float16: unscaled, skipped together on overflow)
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+        if emb_opt is not None:
             emb_opt.zero_grad()
         if ema is not None:
             ema.update(model)
@@ -292,7 +295,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         if deadline.limited and step >= replan_at:
             first = plan is None
             sched, plan, replan_at, final_eval = _replan(planner, step, total_steps, cfg, eval_factor, final_eval,
-                                                         acc, world, first)
+                                                         acc, world, first, eval_every, ckpt_every)
             log.write(step, "plan", plan.to_dict())
             if progress is not None:
                 progress.total = sched.end
@@ -332,10 +335,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             stop["why"] = "time"
         if stop_after_steps is not None and steps_this_run >= stop_after_steps:
             stop["why"] = "steps"
-        if world > 1:
-            flag = torch.tensor([1.0 if stop["why"] else 0.0], device=acc.device)
-            if float(acc.reduce(flag, reduction="sum")) > 0 and stop["why"] is None:
-                stop["why"] = "signal"
+        stop["why"], stop["signal"] = agree_on_stop(acc, world, stop["why"], stop_requests.received)
         if stop["why"]:
             break
     if progress is not None:
@@ -355,10 +355,10 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         fps = acc.gather(fp).tolist()
         log.write(step, "sync", {"rank_fingerprints": fps, "in_sync": len(set(fps)) == 1})
     log.close()
-    if prev is not None:
-        signal.signal(signal.SIGTERM, prev)
+    stop_requests.restore()
     return TrainResult(step, ckpt_path, last_metrics, eval_metrics, clock.now() - t_start,
-                       stop["why"] or "steps", step_times, plan.to_dict() if plan is not None else None)
+                       stop["why"] or "steps", step_times, plan=plan.to_dict() if plan is not None else None,
+                       signal=stop["signal"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -425,10 +425,13 @@ def _any_rank(acc: Accelerator, world: int, flag: bool) -> bool:
 
 
 def _replan(planner: StepPlanner, step: int, max_steps: int, cfg: TrainConfig, eval_factor: float,
-            final_eval: bool, acc: Accelerator, world: int, first: bool):
-    """Re-estimate the steps that fit; returns (schedule, plan, next re-plan step, final_eval). Rank 0 decides and
-    broadcasts, so every process keeps the same LR (their step timings differ)."""
+            final_eval: bool, acc: Accelerator, world: int, first: bool, eval_every: int = 0, ckpt_every: int = 0):
+    """Re-estimate the steps that fit; returns (schedule, plan, next re-plan step, final_eval). Periodic evaluations
+    and checkpoints count as a share of every step. Rank 0 decides and broadcasts, so every process keeps the same
+    LR (their step timings differ)."""
     s = planner.step_s() or 0.0
+    planner.overhead_per_step = ((eval_factor * s / eval_every if eval_every else 0.0)
+                                 + (planner.reserves["checkpoint"] / ckpt_every if ckpt_every else 0.0))
     keep_eval = final_eval
     if final_eval:
         need = eval_factor * s
@@ -442,15 +445,41 @@ def _replan(planner: StepPlanner, step: int, max_steps: int, cfg: TrainConfig, e
         t = broadcast(torch.tensor([float(end), float(keep_eval)], dtype=torch.float64, device=acc.device), 0)
         end, keep_eval = int(t[0]), bool(t[1])
     new = size_schedule(cfg.lr_warmup_steps, max_steps, end)
-    plan = Plan("train", planner.deadline.remaining(), {f"{new.end - step} more steps x {s:.3g} s": (new.end - step) * s},
-                dict(planner.reserves), {"planned_steps": new.end, "max_steps": max_steps, "warmup": new.warmup,
-                                         "final_eval": keep_eval})
+    phases = {f"{new.end - step} more steps x {s:.3g} s": (new.end - step) * s}
+    plan = Plan("train", planner.deadline.remaining(), phases, dict(planner.reserves),
+                {"planned_steps": new.end, "max_steps": max_steps, "warmup": new.warmup, "final_eval": keep_eval})
     return new, plan, step + max(5, (new.end - step) // 8), keep_eval
 
 
 def _bar_label(deadline: Deadline, t_start: float) -> str:
     from .units import format_seconds
     return f"train [budget {format_seconds(deadline.at - t_start)}]" if deadline.limited else "train"
+def make_accelerator(cpu: bool, **kwargs) -> Accelerator:
+    """The Accelerator with its maths pinned in code (no mixed precision, no dynamo), whatever a user's saved
+    `accelerate config` or `accelerate launch` flags say (precision.accelerator_kwargs)."""
+    return Accelerator(cpu=cpu, **accelerator_kwargs(), **kwargs)
+
+
+def run_precision(setting: str, preference: str, device: torch.device, *, announce_it: bool) -> Precision:
+    """The forward dtype for this device (precision.choose_precision), printed once per process."""
+    precision = choose_precision(setting, preference, device_info(device))
+    announce(precision, announce_it)
+    return precision
+
+
+def agree_on_stop(acc: Accelerator, world: int, why: str | None, received: str | None) -> tuple[str | None, str | None]:
+    """(why, signal) this step, the same on every process: a signal received by any rank stops all of them.
+    `why` is this rank's own reason ("steps", "time"); a received signal outranks it. One all-reduce (MAX)."""
+    code = stop_code(received) if received else stop_code(why)
+    if world > 1:
+        t = torch.tensor([code], dtype=torch.int32, device=acc.device)
+        code = int(acc.reduce(t, reduction="max"))
+    reason = stop_reason(code)
+    if reason in ("SIGINT", "SIGTERM"):
+        return "signal", reason
+    return reason, None
+
+
 
 
 def _check_inputs(cfg: TrainConfig) -> None:

@@ -60,8 +60,9 @@ TRAIN_RULES: dict[str, Any] = {
     "puzzle_emb_lr": (_FLOAT, 0, True, None), "puzzle_emb_weight_decay": (_FLOAT, 0, True, None), "ema": _BOOL,
     "ema_rate": (_FLOAT, 0, True, 1.0), "seed": (_INT, 0, True, None), "eval_max_batches": (_INT, 0, True, None),
     "eval_batch_size": (_INT, 0, True, None), "eval_steps": (_INT, 0, True, None), "loss_type": LOSS_TYPES,
-    "compile": _BOOL, "time_budget_s": (_FLOAT, 0, True, None), "log_every": (_INT, 1, True, None),
-    "tensorboard": _BOOL, "wandb": _BOOL,
+    "compile": ("auto", True, False), "forward_dtype": ("auto",) + FORWARD_DTYPES,
+    "time_budget_s": (_FLOAT, 0, True, None), "log_every": (_INT, 1, True, None), "tensorboard": _BOOL,
+    "wandb": _BOOL,
 }
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
@@ -69,8 +70,8 @@ _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str:
 def _check(rule: Any, value: Any, fail) -> Any:
     """Check one value against its rule; return it (ints widened to float for float fields)."""
     if isinstance(rule, tuple) and rule and isinstance(rule[0], str):  # an enumeration
-        if value not in rule:
-            fail(f"expected one of {', '.join(rule)}, got {value!r}")
+        if not any(type(value) is type(v) and value == v for v in rule):  # 1 is not true, "1" is not 1
+            fail(f"expected one of {', '.join(_word(v) for v in rule)}, got {value!r}")
         return value
     kind, lo, lo_incl, hi = rule if isinstance(rule, tuple) else (rule, None, True, None)
     if kind is bool or kind is str:
@@ -88,6 +89,10 @@ def _check(rule: Any, value: Any, fail) -> Any:
     if hi is not None and value > hi:
         fail(f"expected <= {hi}, got {value!r}")
     return value
+
+
+def _word(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
 
 
 def check_train_field(key: str, value: Any, *, file: str | None = None) -> Any:

@@ -82,6 +82,13 @@ def test_step_planner_plans_from_timed_steps_and_stops_before_the_reserves():
         p.observe(2.0)
         steps += 1
     assert steps == 44 and clock.now() + 4.0 <= 100.0  # the reserve is intact
+    # periodic evaluations/checkpoints amortized over the steps shorten the plan
+    r = StepPlanner(Deadline(100.0, ManualClock(0.0)))
+    r.observe(2.0)
+    r.observe(2.0)
+    assert r.fit(0) == 49
+    r.overhead_per_step = 2.0  # e.g. a 20 s evaluation every 10 steps
+    assert r.fit(0) == 24
     # a prior (throughput) estimate is used before any step is timed
     q = StepPlanner(Deadline(10.0, ManualClock(0.0)), {"checkpoint": 4.0}, prior_step_s=5.0)
     assert q.should_stop()  # 6 s usable < 1.5 steps of 5 s

@@ -144,3 +144,67 @@ def test_sigkill_after_a_flush_leaves_a_valid_complete_file(run, tmp_path, share
     sub = json.loads(out.read_text())
     check_submission(sub, load_tasks(BUNDLED))
     assert _same_as_full(sub, full) >= done_at_k
+
+
+def test_automatic_flushing_backs_off_when_writing_is_expensive(run, tmp_path, monkeypatch):
+    """flush_every=0: every 4 batches, doubled while a flush costs > 5% of the time since the previous one (batches
+    of 1 s and writes of 0.5 s, simulated)."""
+    tmp, ck, full, ref = run
+    clock = ManualClock(0.0)
+    real_rollout, real_write = predict_mod.rollout, predict_mod.write_submission
+
+    def rollout(model, batch, steps=None):
+        clock.advance(1.0)
+        return real_rollout(model, batch, steps)
+
+    def write(*a, **k):
+        clock.advance(0.5)
+        return real_write(*a, **k)
+    monkeypatch.setattr(predict_mod, "rollout", rollout)
+    monkeypatch.setattr(predict_mod, "write_submission", write)
+    seen = []
+    res = predict(ck, tmp_path / "s.json", quiet=True, cpu=True, batch_size=BATCH, deadline=Deadline(None, clock),
+                  on_flush=seen.append)
+    batches = [-(-f["items_done"] // BATCH) for f in seen if not f["final"]]
+    gaps = [b - a for a, b in zip(batches, batches[1:])]
+    assert gaps[0] == 4 and gaps == sorted(gaps) and gaps[-1] > 4  # 4, then 8, ...
+    assert res.stopped_by == "done" and seen[-1]["final"]
+
+
+def test_an_error_mid_prediction_still_leaves_every_vote_on_disk(run, tmp_path, monkeypatch):
+    tmp, ck, full, ref = run
+    real = predict_mod.rollout
+    calls = {"n": 0}
+
+    def failing(model, batch, steps=None):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(model, batch, steps)
+    monkeypatch.setattr(predict_mod, "rollout", failing)
+    seen = []
+    out = tmp_path / "s.json"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        predict(ck, out, quiet=True, cpu=True, batch_size=BATCH, flush_every=100, on_flush=seen.append)
+    assert seen[-1]["final"] and seen[-1]["items_done"] == 5 * BATCH  # flushed on the way out, 5 batches voted
+    sub = json.loads(out.read_text())
+    check_submission(sub, load_tasks(BUNDLED))
+    assert _same_as_full(sub, full) >= seen[-1]["tasks_complete"] >= 1
+
+
+def test_two_processes_stop_and_flush_together(run, tmp_path):
+    """Under `accelerate launch` every process takes the same stop decision each batch (a collective): with a
+    deadline far away and a flush per batch the run completes, and the main process's file is complete."""
+    from pathlib import Path
+    tmp, ck, full, ref = run
+    out = tmp_path / "s.json"
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29523",
+           "-m", "arcsolver.cli", "predict", "--checkpoint", str(ck), "--out", str(out), "--cpu", "--batch-size",
+           str(BATCH), "--flush-every", "1", "--time-budget", "10m"]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    flushes = [line for line in r.stderr.replace("\r", "\n").splitlines() if "predict: flush " in line]
+    assert len(flushes) >= ref.predictions // BATCH and "12/12 tasks complete" in flushes[-1]
+    check_submission(json.loads(out.read_text()), load_tasks(BUNDLED))
