@@ -7,9 +7,11 @@ DDP averages gradients over processes, which equals the reference's sum over ran
 
 Two optimizers: Adam-atan2 (plain PyTorch) on the network's parameters and sign-SGD on the rows of the puzzle
 embedding table that the batch touched (gathered across processes so every rank applies the same update).
-LR: linear warm-up, then cosine to lr*lr_min_ratio, same shape for both. EMA of the weights is kept and used for
-evaluation and exported with every checkpoint. Evaluation reports token and exact accuracy on the test split; on ARC
-data it also votes over the augmented versions (as `predict --vote`) and reports voted pass@1/pass@2 per task.
+LR: linear warm-up, then cosine to lr*lr_min_ratio, same shape for both; as in the reference the step is counted
+before its LR is computed, so step 1 runs at lr/warmup (not 0) and step `warmup` at the full LR. EMA of the weights is
+kept and used for evaluation and exported with every checkpoint. Evaluation reports token and exact accuracy on the
+test split; on ARC data it also votes over the augmented versions (as `predict --vote`) and reports voted
+pass@1/pass@2 per task.
 
 Exact resume: a checkpoint stores optimizer and EMA state, the step, the loader position, RNG states and the carry,
 so N steps straight and N/2 + kill + resume N/2 give bit-identical weights on CPU.

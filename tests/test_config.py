@@ -1,6 +1,7 @@
 import pytest
 
-from arcsolver.config import PRESETS, build_config, load_preset
+from arcsolver.config import PRESETS, TrainConfig, build_config, load_preset
+from arcsolver.validate_inputs import check_arch_field
 from arcsolver.errors import InputError
 from arcsolver.units import parse_duration
 
@@ -61,3 +62,14 @@ def test_values_are_checked_where_they_come_from(tmp_path):
     p.write_text("[train]\nglobal_batch_size = true\n")
     with pytest.raises(InputError, match=r"x.toml: global_batch_size: expected an integer, got True"):
         build_config(str(p))
+
+
+def test_every_field_has_a_validation_rule():
+    """A field added to TrainConfig or TRMConfig needs its rule in validate_inputs (else every run would refuse it)."""
+    import dataclasses
+    from arcsolver.trm import TRMConfig
+    from arcsolver.validate_inputs import ARCH_RULES, TRAIN_RULES
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - {"arch"} == set(TRAIN_RULES)
+    assert {f.name for f in dataclasses.fields(TRMConfig)} == set(ARCH_RULES)
+    for f in dataclasses.fields(TRMConfig):  # the defaults themselves pass
+        check_arch_field(f.name, getattr(TRMConfig(), f.name))
