@@ -21,6 +21,22 @@ from .errors import InputError
 PRESETS = Path(__file__).resolve().parent / "presets"
 
 
+@dataclass(frozen=True)
+class FinetuneDefaults:
+    """`arcsolver finetune`'s recipe defaults, written once (the CLI and `finetune()` both read them).
+
+    Chosen by measurement: benchmarks/ttt_cpu.py (runs/ttt-cpu.sh, README "Test-time training") compares the
+    variants side by side; see runs/results/ttt-cpu.md for the table these come from."""
+    num_aug: int = 100
+    embed_fraction: float = 0.2
+    lr_scale: float = 2.0
+    ema: bool | None = None  # None: as the checkpoint was trained (EMA kept); False: raw weights during fine-tuning
+    per_task: bool = False  # False: all new tasks fine-tuned jointly in one model
+
+
+FINETUNE = FinetuneDefaults()
+
+
 @dataclass
 class TrainConfig:
     data: str = ""

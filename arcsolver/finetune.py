@@ -23,7 +23,7 @@ import torch
 
 from . import arc_dataset, checkpoint
 from .arc_tasks import load_tasks
-from .config import TrainConfig
+from .config import FINETUNE, TrainConfig
 from .errors import InputError
 from .jsonio import read_json, write_json
 
@@ -50,15 +50,17 @@ def _mean_table(old: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def finetune(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, predict_after: bool = False,
-             num_aug: int = 100, embed_fraction: float = 0.2, lr_scale: float = 2.0, batch_size: int | None = None,
+             num_aug: int = FINETUNE.num_aug, embed_fraction: float = FINETUNE.embed_fraction,
+             lr_scale: float = FINETUNE.lr_scale, batch_size: int | None = None,
              overrides: list[str] = (), seed: int = 0, cpu: bool | None = None, quiet: bool = False,
              started_at: float | None = None, embed_steps: int | None = None,
-             full_steps: int | None = None) -> dict:
+             full_steps: int | None = None, ema: bool | None = FINETUNE.ema) -> dict:
     """Fine-tune `ckpt` on the tasks of `tasks`; returns a summary dict (and writes OUT/finetune.json).
 
     The budget counts from `started_at` (the CLI passes its process start, so imports count too).
     `embed_steps` and `full_steps` fix the length of the two phases instead of planning them from the budget
-    (reproducible runs: the same steps give the same weights on the same machine); the budget still caps them."""
+    (reproducible runs: the same steps give the same weights on the same machine); the budget still caps them.
+    `ema`: None keeps the checkpoint's EMA setting during fine-tuning, False/True force it off/on."""
     from accelerate import PartialState
     from .config import build_config
     from .train import train
@@ -93,7 +95,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, p
         global_batch_size=batch_size or tb["global_batch_size"], lr=tb["lr"] * lr_scale,
         puzzle_emb_lr=tb["puzzle_emb_lr"] * lr_scale, weight_decay=tb["weight_decay"],
         puzzle_emb_weight_decay=tb["puzzle_emb_weight_decay"], lr_warmup_steps=min(tb["lr_warmup_steps"], 100),
-        lr_min_ratio=1.0, ema=tb["ema"], ema_rate=tb["ema_rate"], eval_interval_steps=0, eval_interval_epochs=0,
+        lr_min_ratio=1.0, ema=_finetune_ema(tb, ema), ema_rate=tb["ema_rate"], eval_interval_steps=0, eval_interval_epochs=0,
         checkpoint_interval_steps=0, seed=seed, log_every=10, loss_type=tb.get("loss_type", cfg.loss_type))
     for item in overrides:  # explicit --set wins over the derived recipe
         k, v = item.split("=", 1)
@@ -147,6 +149,51 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, p
     summary["seconds"] = time.time() - t0
     if state.is_main_process:
         write_json(out / "finetune.json", summary, indent=True)
+    return summary
+
+
+def _finetune_ema(base_train: dict, ema: bool | None) -> bool:
+    """EMA during fine-tuning: the checkpoint's setting unless forced. With EMA on, prediction reads the average,
+    which after a few hundred steps at rate 0.999 is still mostly the pretrained network."""
+    return bool(base_train["ema"]) if ema is None else bool(ema)
+
+
+def finetune_per_task(ckpt: str | Path, tasks: str, out: Path, *, time_budget_s: float, predict_after: bool = False,
+                      started_at: float | None = None, quiet: bool = False, **kwargs) -> dict:
+    """Fine-tune a separate copy of the model for every task (instead of all tasks jointly in one model).
+
+    Each task is written to OUT/per-task/tasks/<id>.json and fine-tuned into OUT/per-task/<id> with the same
+    options (`embed_steps`/`full_steps` are per task); the time left is shared equally among the tasks still to do.
+    With `predict_after` the tasks' submissions are merged into OUT/submission.json, checked complete."""
+    from .submission import check_submission
+    t0 = started_at or time.time()
+    out = Path(out)
+    task_list = load_tasks(tasks)
+    folder = out / "per-task" / "tasks"
+    runs = []
+    for t in task_list:
+        write_json(folder / f"{t.id}.json", t.to_json())
+    merged: dict = {}
+    for i, t in enumerate(task_list):
+        left = t0 + time_budget_s - time.time()
+        share = left / (len(task_list) - i)
+        if share <= 0:
+            raise InputError(f"time budget {time_budget_s:.0f} s ran out after {i} of {len(task_list)} tasks",
+                             field="--time-budget")
+        s = finetune(ckpt, str(folder / f"{t.id}.json"), out / "per-task" / t.id, time_budget_s=share,
+                     predict_after=predict_after, started_at=time.time(), quiet=quiet, **kwargs)
+        runs.append({"task": t.id, **{k: s[k] for k in ("checkpoint", "embed_steps", "full_steps", "seconds")}})
+        if predict_after:
+            merged.update(read_json(s["submission"]))
+    summary = {"per_task": runs, "embed_steps": sum(r["embed_steps"] for r in runs),
+               "full_steps": sum(r["full_steps"] for r in runs), "train_seconds": time.time() - t0,
+               "checkpoint": str(out / "per-task")}
+    if predict_after:
+        check_submission(merged, task_list)
+        write_json(out / "submission.json", merged)
+        summary["submission"] = str(out / "submission.json")
+    summary["seconds"] = time.time() - t0
+    write_json(out / "finetune.json", summary, indent=True)
     return summary
 
 
