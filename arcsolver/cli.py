@@ -43,6 +43,34 @@ def main() -> None:
     """
 
 
+def _deadline_options(budget_help: str):
+    """`--deadline` and `--time-budget`, the same on every command that runs against the clock."""
+    def wrap(f):
+        f = click.option("--time-budget", "time_budget", default=None, metavar="DURATION",
+                         help=budget_help + " Sugar for --deadline now+DURATION (counted from process start); "
+                         "'none' for no limit.")(f)
+        return click.option("--deadline", "deadline_at", default=None, metavar="TIME",
+                            help="Absolute deadline: epoch seconds (`date +%s`) or ISO time (UTC unless a zone "
+                            "is given); the earlier of this and --time-budget wins.")(f)
+    return wrap
+
+
+def _deadline(deadline_at: str | None, budget_s: float | None):
+    """The one Deadline of this process, anchored at process start."""
+    from .deadline import Deadline
+    from .units import parse_deadline
+    return Deadline.resolve(parse_deadline(deadline_at) if deadline_at else None, budget_s, _STARTED)
+
+
+def _budget(time_budget: str | None) -> float | None:
+    """--time-budget in seconds: None when not given, 0.0 for `none` (no limit), else > 0."""
+    from .units import parse_duration
+    if time_budget is None:
+        return None
+    s = parse_duration(time_budget, "--time-budget")
+    return 0.0 if s is None else s
+
+
 # ---------------------------------------------------------------------------------------------------------------
 @main.group(cls=_Group)
 def prepare() -> None:
@@ -164,9 +192,11 @@ def generate_cmd(families, tasks_per_family, max_size, seed, out, list_) -> None
 @click.option("--steps", "max_steps", type=int, default=None, help="Shorthand for --set max_steps=N.")
 @click.option("--batch-size", "global_batch_size", type=int, default=None, help="Global batch size.")
 @click.option("--resume", default=None, metavar="CKPT", help="Continue exactly from a checkpoint or run folder.")
-@click.option("--time-budget", "time_budget", default=None, help="Stop cleanly before this long (e.g. 15m, 2h, 90s).")
+@_deadline_options("Stop cleanly (checkpoint + evaluation) before this long, e.g. 15m, 2h, 90s; the LR schedule "
+                   "spans the steps that fit.")
 @click.option("--cpu", is_flag=True, default=None, help="Force CPU even if a GPU is present.")
-def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume, time_budget, cpu) -> None:
+def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume, time_budget, deadline_at,
+              cpu) -> None:
     """Train a TRM. Runs on CPU, one GPU, or N GPUs with `accelerate launch`.
 
     \b
@@ -179,11 +209,12 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
     """
     from .config import build_config
     from .train import train
-    from .units import parse_duration
+    from .units import check_seconds
     cfg = build_config(preset, list(overrides), data=data, out=out, max_steps=max_steps,
-                       global_batch_size=global_batch_size,
-                       time_budget_s=parse_duration(time_budget) if time_budget else None)
-    res = train(cfg, resume=resume, cpu=cpu)
+                       global_batch_size=global_batch_size, time_budget_s=_budget(time_budget))
+    # A preset's or --set time_budget_s counts from process start too (one clock for the whole command).
+    budget = check_seconds(cfg.time_budget_s, "time_budget_s") if cfg.time_budget_s else None
+    res = train(cfg, resume=resume, cpu=cpu, deadline=_deadline(deadline_at, budget))
     ev = res.eval_metrics
     click.echo(f"stopped after {res.steps} steps ({res.stopped_by}), {res.seconds:.0f} s; checkpoint {res.checkpoint}")
     if ev:

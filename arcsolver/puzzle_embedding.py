@@ -5,7 +5,9 @@ out of the parameter count, of Adam and of EMA, and a gradient never materialise
 ~1.8 GB). In training (module in train mode, autograd on) the forward copies the batch's rows into a fresh leaf
 tensor that requires grad and remembers (ids, leaf); `SignSGDSparse.step` then updates only those rows:
     p[id] <- p[id] * (1 - lr * wd) - lr * sign(sum of the gradients of every occurrence of id)
-Rows of the batch whose gradient is zero still get the weight decay, as in the reference.
+Rows of the batch whose gradient is zero still get the weight decay, as in the reference; rows handed out by a
+forward whose leaf received no gradient at all (it never reached a backward) are left untouched, as the reference
+skips its step when its leaf has no gradient.
 Data parallel: when a torch.distributed process group is initialised, every process all-gathers the (ids, grads) of
 all processes first, so all ranks apply the identical update and their tables stay equal without ever
 broadcasting the table (ranks may hold different numbers of rows).
@@ -73,10 +75,12 @@ class SignSGDSparse:
     @torch.no_grad()
     def step(self) -> None:
         emb = self.emb
-        if emb.local_weights:
-            grads = torch.cat([w.grad if w.grad is not None else torch.zeros_like(w) for w in emb.local_weights])
-            ids = torch.cat(emb.local_ids)
-        else:  # this rank saw no rows, but its peers may have: it still takes part in the gather
+        # Only leaves that received a gradient take part: a missing gradient means "no step", not "decay only".
+        used = [(w.grad, i) for w, i in zip(emb.local_weights or (), emb.local_ids or ()) if w.grad is not None]
+        if used:
+            grads = torch.cat([g for g, _ in used])
+            ids = torch.cat([i for _, i in used])
+        else:  # this rank has no rows with a gradient, but its peers may: it still takes part in the gather
             grads = emb.weights.new_zeros((0, emb.weights.shape[1]))
             ids = torch.zeros(0, dtype=torch.long, device=emb.weights.device)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

@@ -32,6 +32,7 @@ from accelerate.utils import DistributedDataParallelKwargs
 
 from . import checkpoint
 from .config import TrainConfig
+from .deadline import Deadline, Plan, StepPlanner
 from .errors import InputError
 from .inference import batch_to, evaluate_split, finish_metrics
 from .jsonio import read_json
@@ -79,6 +80,7 @@ class TrainResult:
     seconds: float
     stopped_by: str  # "steps" | "time" | "signal"
     step_seconds: list[float] = dataclasses.field(default_factory=list)
+    plan: dict | None = None  # the last deadline plan (None without a deadline)
 
 
 def _plan(cfg: TrainConfig, epoch_len: int) -> tuple[int, int, int]:
@@ -92,11 +94,20 @@ def _plan(cfg: TrainConfig, epoch_len: int) -> tuple[int, int, int]:
 def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = None,
           init_weights: dict[str, torch.Tensor] | None = None, freeze_model: bool = False,
           stop_after_steps: int | None = None, quiet: bool = False, final_eval: bool = True,
-          extra_config: dict | None = None) -> TrainResult:
+          extra_config: dict | None = None, deadline: Deadline | None = None,
+          prior_step_s: float | None = None) -> TrainResult:
     """Train per `cfg`. `resume`: a checkpoint/run folder to continue exactly. `init_weights`: a state dict to start
     from (fine-tuning; the puzzle table may be absent). `freeze_model`: train only the puzzle embedding.
-    `stop_after_steps`: stop (with a checkpoint) after this many steps of this invocation (used by tests)."""
-    t_start = time.time()
+    `stop_after_steps`: stop (with a checkpoint) after this many steps of this invocation (used by tests).
+    `deadline`: stop (with a checkpoint, and the final evaluation when it fits) before it; the steps that fit are
+    planned from the first timed steps (or `prior_step_s` before any) and the LR schedule spans them
+    (`cfg.time_budget_s` > 0 is sugar for a deadline that many seconds from now; the earlier one wins)."""
+    deadline = _run_deadline(cfg, deadline)
+    clock = deadline.clock
+    t_start = clock.now()
+    if deadline.passed():
+        raise InputError(f"the deadline passed {-deadline.remaining():.0f} s ago: no time to train",
+                         field="--deadline")
     if not cfg.data:
         raise InputError("no dataset given (--data DIR from `arcsolver prepare`)", field="--data")
     if not (Path(cfg.data) / "meta.json").is_file():
@@ -234,6 +245,12 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         return out
 
     it = iter(loader)
+    planner = StepPlanner(deadline, {"checkpoint": _checkpoint_seconds(model, ema is not None, opt is not None)},
+                          prior_step_s=prior_step_s)
+    eval_factor = _eval_cost_in_steps(cfg, source, mcfg, local_batch, world) if final_eval else 0.0
+    sched = _Schedule(cfg.lr_warmup_steps, total_steps, total_steps)  # (warm-up, cosine end, planned end)
+    plan = None
+    replan_at = step + 2  # the first plan after two timed steps of this run
     last_metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
     ckpt_path = None
@@ -243,35 +260,48 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     progress = None
     if acc.is_main_process and not quiet:
         from tqdm import tqdm
-        progress = tqdm(total=total_steps, initial=step, dynamic_ncols=True, desc="train",
-                        mininterval=bar_interval())
+        progress = tqdm(total=total_steps, initial=step, dynamic_ncols=True, mininterval=bar_interval(),
+                        desc=_bar_label(deadline, t_start))
     model.train()
-    while step < total_steps:
-        t0 = time.time()
+    if _any_rank(acc, world, planner.should_stop()):  # not even one step fits (a caller's estimate says so)
+        stop["why"] = "time"
+    while step < sched.end and not stop["why"]:
+        t0 = clock.now()
         batch = batch_to(next(it), acc.device)
         if carry is None:
             carry = model.model.initial_carry(batch)
         carry, loss, metrics, _, _ = ddp_model(carry=carry, batch=batch, return_keys=())
         (loss / local_batch).backward()
-        lr = lr_at(step, cfg.lr, cfg.lr_warmup_steps, total_steps, cfg.lr_min_ratio)
+        step += 1  # counted before the LR is computed, as the reference: the first step runs at lr/warmup, not 0
+        lr = lr_at(step, cfg.lr, sched.warmup, sched.total, cfg.lr_min_ratio)
         if opt is not None:
             for g in opt.param_groups:
                 g["lr"] = lr
             opt.step()
             opt.zero_grad(set_to_none=True)
         if emb_opt is not None:
-            emb_opt.set_lr(lr_at(step, cfg.puzzle_emb_lr, cfg.lr_warmup_steps, total_steps, cfg.lr_min_ratio))
+            emb_opt.set_lr(lr_at(step, cfg.puzzle_emb_lr, sched.warmup, sched.total, cfg.lr_min_ratio))
             emb_opt.step()
             emb_opt.zero_grad()
         if ema is not None:
             ema.update(model)
-        step += 1
         steps_this_run += 1
-        step_times.append(time.time() - t0)
+        step_times.append(clock.now() - t0)
+        planner.observe(step_times[-1])
+        if deadline.limited and step >= replan_at:
+            first = plan is None
+            sched, plan, replan_at, final_eval = _replan(planner, step, total_steps, cfg, eval_factor, final_eval,
+                                                         acc, world, first)
+            log.write(step, "plan", plan.to_dict())
+            if progress is not None:
+                progress.total = sched.end
+                progress.refresh()
+                if first:
+                    progress.write(plan.describe())
         # Metrics count only rows that halted at a step; sum them over the logging window so a window always has some.
         window = {k: v.detach() + window.get(k, 0) for k, v in metrics.items()}
 
-        if step % cfg.log_every == 0 or step == total_steps:
+        if step % cfg.log_every == 0 or step == sched.end:
             m = _reduce_metrics(acc, window, world)
             window = {}
             m.update(lr=lr, loss_per_sample=float(loss.detach()) / local_batch,
@@ -285,7 +315,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         if progress is not None:
             progress.update(1)
 
-        if eval_every and step % eval_every == 0 and step < total_steps:
+        if eval_every and step % eval_every == 0 and step < sched.end:
             eval_metrics = evaluate()
             log.write(step, "eval", eval_metrics)
             if progress is not None:
@@ -293,14 +323,12 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
                          if "vote_pass@1" in eval_metrics else "")
                 progress.write(f"step {step}: eval exact {eval_metrics['exact_accuracy']:.4f} "
                                f"token {eval_metrics['token_accuracy']:.4f} ({eval_metrics['count']} examples){voted}")
-        if ckpt_every and step % ckpt_every == 0 and step < total_steps:
+        if ckpt_every and step % ckpt_every == 0 and step < sched.end:
             ckpt_path = save()
 
-        # Stop before the budget with room for one more step and a checkpoint.
-        if cfg.time_budget_s > 0:
-            mean = sum(step_times[-20:]) / len(step_times[-20:])
-            if time.time() - t_start + 2 * mean > cfg.time_budget_s:
-                stop["why"] = "time"
+        # Stop before a step that would end inside the reserves (checkpoint, final evaluation).
+        if planner.should_stop():
+            stop["why"] = "time"
         if stop_after_steps is not None and steps_this_run >= stop_after_steps:
             stop["why"] = "steps"
         if world > 1:
@@ -313,8 +341,10 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         progress.close()
     # A run cut by its time budget still reports where it ended (the evaluation runs after the budget).
     # (Not again when the periodic evaluation just ran at this step: same weights, same numbers.)
+    if step >= sched.end and sched.end < total_steps and stop["why"] is None:
+        stop["why"] = "time"  # ended at the planned step count: the deadline's plan, not max_steps
     if final_eval and (step >= total_steps or stop["why"] in (None, "steps", "time")):
-        if step >= total_steps or (eval_every and step % eval_every):
+        if step >= total_steps or (eval_every and step % eval_every) or not eval_every:
             eval_metrics = evaluate()
             log.write(step, "eval", eval_metrics)
     ckpt_path = save()
@@ -326,8 +356,100 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     log.close()
     if prev is not None:
         signal.signal(signal.SIGTERM, prev)
-    return TrainResult(step, ckpt_path, last_metrics, eval_metrics, time.time() - t_start,
-                       stop["why"] or "steps", step_times)
+    return TrainResult(step, ckpt_path, last_metrics, eval_metrics, clock.now() - t_start,
+                       stop["why"] or "steps", step_times, plan.to_dict() if plan is not None else None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the deadline: which steps fit, and the LR schedule sized to them
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    warmup: int  # LR warm-up steps
+    total: int  # the step at which the cosine reaches lr * lr_min_ratio
+    end: int  # the step at which this run stops (<= max_steps; the deadline's plan)
+
+
+WARMUP_SHARE = 0.1  # under a deadline, warm-up keeps its configured length up to this share of the planned steps
+
+
+def size_schedule(warmup: int, max_steps: int, planned_end: int | None) -> _Schedule:
+    """The LR schedule for a run that ends at `planned_end` (None: at `max_steps`): the cosine spans the steps that
+    will run, not the configured maximum, and a configured warm-up longer than 10% of them is cut to 10%."""
+    if planned_end is None or planned_end >= max_steps:
+        return _Schedule(warmup, max_steps, max_steps)
+    end = max(1, planned_end)
+    return _Schedule(min(warmup, max(1, math.ceil(WARMUP_SHARE * end))), end, end)
+
+
+def _run_deadline(cfg: TrainConfig, deadline: Deadline | None) -> Deadline:
+    from .units import check_seconds
+    deadline = deadline or Deadline()
+    if cfg.time_budget_s:
+        budget = check_seconds(cfg.time_budget_s, "time_budget_s")
+        deadline = deadline.min(deadline.now() + budget)
+    return deadline
+
+
+def _checkpoint_seconds(model: torch.nn.Module, has_ema: bool, has_opt: bool) -> float:
+    """Reserve for the final checkpoint: weights (+ EMA copy, + two Adam moments) at a conservative 100 MB/s, plus
+    a second for the rest (gathering loader/RNG state, the rename)."""
+    n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    return 1.0 + n_bytes * (1 + has_ema + 2 * has_opt) / 100e6
+
+
+def _eval_cost_in_steps(cfg: TrainConfig, source, mcfg, local_batch: int, world: int) -> float:
+    """The final evaluation's cost in training steps, from counting forward passes: a training step is one
+    supervision step of `local_batch` rows with a backward pass through the last of H cycles (~2x its forward), an
+    evaluation is `eval_steps` forward supervision steps per test row of this rank."""
+    try:
+        rows = PuzzleLoader(source, "test", global_batch_size=cfg.eval_batch_size or cfg.global_batch_size).test_size()
+    except Exception:  # noqa: BLE001 - a dataset without a test split evaluates nothing
+        return 0.0
+    eb = cfg.eval_batch_size or cfg.global_batch_size
+    if cfg.eval_max_batches:
+        rows = min(rows, cfg.eval_max_batches * eb)
+    rows = math.ceil(rows / eb) * eb / world  # padded batches
+    steps = cfg.eval_steps or int(getattr(mcfg, "halt_max_steps", 1))
+    train_units = local_batch * (1 + 2 / max(1, int(getattr(mcfg, "H_cycles", 1))))
+    return rows * steps / train_units
+
+
+def _any_rank(acc: Accelerator, world: int, flag: bool) -> bool:
+    if world == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=acc.device)
+    return float(acc.reduce(t, reduction="sum")) > 0
+
+
+def _replan(planner: StepPlanner, step: int, max_steps: int, cfg: TrainConfig, eval_factor: float,
+            final_eval: bool, acc: Accelerator, world: int, first: bool):
+    """Re-estimate the steps that fit; returns (schedule, plan, next re-plan step, final_eval). Rank 0 decides and
+    broadcasts, so every process keeps the same LR (their step timings differ)."""
+    s = planner.step_s() or 0.0
+    keep_eval = final_eval
+    if final_eval:
+        need = eval_factor * s
+        # An evaluation that would eat more than a third of the time left is not worth the steps: skip it.
+        keep_eval = need <= planner.usable_s() / 3
+        planner.reserves["final evaluation"] = need if keep_eval else 0.0
+    end = planner.fit(step)
+    end = max_steps if end is None else max(step, min(end, max_steps))
+    if world > 1:
+        from accelerate.utils import broadcast
+        t = broadcast(torch.tensor([float(end), float(keep_eval)], dtype=torch.float64, device=acc.device), 0)
+        end, keep_eval = int(t[0]), bool(t[1])
+    new = size_schedule(cfg.lr_warmup_steps, max_steps, end)
+    plan = Plan("train", planner.deadline.remaining(), {f"{new.end - step} more steps x {s:.3g} s": (new.end - step) * s},
+                dict(planner.reserves), {"planned_steps": new.end, "max_steps": max_steps, "warmup": new.warmup,
+                                         "final_eval": keep_eval})
+    return new, plan, step + max(5, (new.end - step) // 8), keep_eval
+
+
+def _bar_label(deadline: Deadline, t_start: float) -> str:
+    from .units import format_seconds
+    return f"train [budget {format_seconds(deadline.at - t_start)}]" if deadline.limited else "train"
 
 
 def _fingerprint(model: torch.nn.Module) -> float:

@@ -138,6 +138,28 @@ def test_sign_sgd_touches_only_batch_rows_with_the_formula():
     assert emb.local_weights is None and emb.local_ids is None
 
 
+def test_sign_sgd_leaves_rows_without_a_gradient_untouched():
+    """A forward whose leaf never reached a backward hands out rows with no gradient at all: the reference skips its
+    step for them, so they get neither the sign step nor the weight decay (unlike rows with a zero gradient)."""
+    emb = SparsePuzzleEmbedding(8, 3).train()
+    with torch.no_grad():
+        emb.weights.copy_(torch.arange(24.0).view(8, 3) + 1)
+    before = emb.weights.clone()
+    opt = SignSGDSparse(emb, lr=0.5, weight_decay=0.2)
+    (emb(torch.tensor([2, 4])) * torch.tensor([[1.0, -1.0, 2.0], [0.0, 0.0, 0.0]])).sum().backward()
+    emb(torch.tensor([6, 7, 4]))  # looked up, never backpropagated: no gradient
+    opt.step()
+    opt.zero_grad()
+    assert torch.equal(emb.weights[[0, 1, 3, 5, 6, 7]], before[[0, 1, 3, 5, 6, 7]])
+    assert torch.allclose(emb.weights[2], before[2] * 0.9 - 0.5 * torch.tensor([1.0, -1.0, 1.0]))
+    assert torch.allclose(emb.weights[4], before[4] * 0.9)  # zero gradient: decay only, as the reference
+    # only gradient-less rows in the batch: nothing changes at all
+    emb(torch.tensor([1, 5]))
+    after_first = emb.weights.clone()
+    opt.step()
+    assert torch.equal(emb.weights, after_first)
+
+
 def test_sign_sgd_accumulates_several_forwards_and_takes_tensor_lr():
     emb = SparsePuzzleEmbedding(5, 2).train()
     opt = SignSGDSparse(emb, lr=torch.tensor(0.0))

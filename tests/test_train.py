@@ -82,6 +82,34 @@ def test_two_process_accelerate_run_keeps_ranks_identical(tmp_path, data):
     assert (out / "step_0000006" / "model.safetensors").is_file()
 
 
+def test_first_three_steps_use_the_reference_learning_rates(tmp_path, data, monkeypatch):
+    """The step is counted before its LR is computed (reference pretrain.py train_batch): with a 4-step warm-up the
+    optimizers step at 1/4, 2/4, 3/4 of their base LR -- the first step is not at lr 0."""
+    from arcsolver.adam_atan2 import AdamAtan2
+    from arcsolver.config import build_config
+    from arcsolver.puzzle_embedding import SignSGDSparse
+    from arcsolver.train import train
+    seen: dict[str, list[float]] = {"adam": [], "sign": []}
+    adam_step, sign_step = AdamAtan2.step, SignSGDSparse.step
+
+    def record_adam(self, *a, **kw):
+        seen["adam"].append(float(self.param_groups[0]["lr"]))
+        return adam_step(self, *a, **kw)
+
+    def record_sign(self):
+        seen["sign"].append(float(self.lr))
+        return sign_step(self)
+    monkeypatch.setattr(AdamAtan2, "step", record_adam)
+    monkeypatch.setattr(SignSGDSparse, "step", record_sign)
+    cfg = build_config("tiny-cpu", ["max_steps=3", "lr=1e-3", "puzzle_emb_lr=1e-2", "lr_warmup_steps=4",
+                                    "lr_min_ratio=0.1", "log_every=1"], data=str(data), out=str(tmp_path / "r"))
+    train(cfg, cpu=True, quiet=True, final_eval=False)
+    assert seen["adam"] == pytest.approx([2.5e-4, 5e-4, 7.5e-4], rel=1e-12)
+    assert seen["sign"] == pytest.approx([2.5e-3, 5e-3, 7.5e-3], rel=1e-12)
+    logged = [read_json_line(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["lr"] for x in logged if x["split"] == "train"] == pytest.approx([2.5e-4, 5e-4, 7.5e-4], rel=1e-12)
+
+
 def read_json_line(line: str) -> dict:
     import orjson
     return orjson.loads(line)
