@@ -4,6 +4,13 @@ At evaluation the reference always runs every supervision step (halting is a tra
 argmax of the last step's logits; sigmoid(q_halt) of the last step is the model's confidence, used by voting to
 break ties. `rollout` does exactly that under `torch.inference_mode`; `evaluate_split` scores a whole test split
 (token and exact accuracy over non-ignored labels) and is shared by `train` and `predict`.
+
+`Rollout` gives the same answers as stepping the model (bit for bit; tests/test_model.py) with less work: the input
+embedding x is computed once, not once per step; the latents stay in the recursion's internal layout between
+steps (no transposed copies of x, z_H and z_L at every step with `mlp_t`); the output heads run after the last step
+only. The network itself (fused in-place kernels without autograd, layers.py) is unchanged: it is the cost, and on
+CPU it runs close to the plain matrix-product rate (benchmarks/bench_model.py prints both), so fp32 answers leave
+little else to gain.
 """
 
 from __future__ import annotations
@@ -15,31 +22,50 @@ import torch
 IGNORE_LABEL = -100
 
 
+class Rollout:
+    """One batch's evaluation recursion, one supervision step per `step()`; `result()` reads off the answer.
+
+    `model` is the ACT model (trm.TRM, or a DDP wrapper of it). Train/eval mode does not matter here: the inner
+    network has no mode-dependent layers, and without autograd the puzzle embedding is a plain lookup.
+    """
+
+    @torch.inference_mode()
+    def __init__(self, model, batch: dict[str, torch.Tensor]):
+        inner = getattr(model, "module", model).inner
+        self.inner = inner
+        B, dev = batch["inputs"].shape[0], batch["inputs"].device
+        start = inner.reset_carry(torch.ones(B, dtype=torch.bool, device=dev), inner.empty_carry(B, dev))
+        self.z_H, self.z_L = inner.to_internal(start.z_H), inner.to_internal(start.z_L)
+        self.x = inner.to_internal(inner.input_embeddings(batch["inputs"], batch["puzzle_identifiers"]))
+        self.cos_sin = inner.cos_sin()
+        self.steps = 0
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        self.z_H, self.z_L = self.inner.recurse(self.z_H, self.z_L, self.x, self.cos_sin)
+        self.steps += 1
+
+    @torch.inference_mode()
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(preds int [B, L], q_halt_logits float [B]) of the last step."""
+        logits, q = self.inner.heads(self.z_H)
+        return logits.argmax(-1), q[..., 0].float()
+
+
 @torch.inference_mode()
 def rollout(model, batch: dict[str, torch.Tensor], steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(preds int [B, L], q_halt_logits float [B]) after `steps` (default: halt_max_steps) supervision steps.
 
-    More steps than the model trained with are allowed: the recursion simply continues from its carry.
-
-    `model` is the ACT model (trm.TRM); it is put in eval mode for the rollout and restored afterwards.
+    More steps than the model trained with are allowed: the recursion simply continues from its carry. (It drives
+    the inner network directly rather than the ACT wrapper: at evaluation every row runs every step anyway, and the
+    wrapper would restart rows after halt_max_steps, so `steps` beyond the training limit would silently recompute
+    the same answer instead of refining it further.)
     """
     model = getattr(model, "module", model)  # a DDP-wrapped model from accelerate
-    was_training = model.training
-    model.eval()
-    try:
-        steps = steps or model.config.halt_max_steps
-        # Drive the inner network directly rather than the ACT wrapper: at evaluation every row runs every step
-        # anyway, and the wrapper would restart rows after halt_max_steps, so `steps` beyond the training limit
-        # would silently recompute the same answer instead of refining it further.
-        inner = model.inner
-        B = batch["inputs"].shape[0]
-        carry = inner.reset_carry(torch.ones(B, dtype=torch.bool, device=batch["inputs"].device),
-                                  inner.empty_carry(B, batch["inputs"].device))
-        for _ in range(steps):
-            carry, logits, (q_halt, _) = inner(carry, batch)
-        return logits.argmax(-1), q_halt.float()
-    finally:
-        model.train(was_training)
+    run = Rollout(model, batch)
+    for _ in range(steps or model.config.halt_max_steps):
+        run.step()
+    return run.result()
 
 
 def batch_to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

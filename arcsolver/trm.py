@@ -209,28 +209,36 @@ class TRMInner(nn.Module):
         z_H = self.L_level(z_H, z_L, cs)
         return z_H, z_L
 
+    # The recursion runs in an internal layout: sequence-first [S, B, D] with `mlp_t` (see layers.TokenMixer),
+    # batch-first otherwise. The carry and the inputs are batch-first; these convert (copies only with mlp_t).
+    def to_internal(self, t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(0, 1).contiguous() if self.config.mlp_t else t
+
+    def from_internal(self, t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(0, 1).contiguous() if self.config.mlp_t else t
+
+    def recurse(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor,
+                cs: CosSin | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The latents after one supervision step (internal layout): H_cycles-1 cycles without autograd, then one
+        with it when autograd is on (full backprop through that cycle)."""
+        with torch.no_grad():  # (torch.inference_mode measured no faster here, and torch.compile rejects it)
+            for _ in range(self.config.H_cycles - 1):
+                z_H, z_L = self._cycle(z_H, z_L, x, cs)
+        return self._cycle(z_H, z_L, x, cs)
+
+    def heads(self, z_H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits [B, seq_len, V] without the prefix, Q logits [B, 2] in fp32) from z_H in the internal layout."""
+        if self.config.mlp_t:
+            return self.lm_head(z_H[self.prefix:]).transpose(0, 1), self.q_head(z_H[0]).to(torch.float32)
+        return self.lm_head(z_H[:, self.prefix:]), self.q_head(z_H[:, 0]).to(torch.float32)
+
     def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor]
                 ) -> tuple[InnerCarry, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """(new carry (detached), logits [B, seq_len, V], (q_halt [B], q_continue [B]) in fp32)."""
-        cfg = self.config
-        cs = self.cos_sin()
-        x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"])
-        z_H, z_L = carry.z_H, carry.z_L
-        seq_first = cfg.mlp_t
-        if seq_first:  # [S, B, D] for the whole recursion; the carry stays batch-first
-            x, z_H, z_L = (t.transpose(0, 1).contiguous() for t in (x, z_H, z_L))
-        with torch.no_grad():  # (torch.inference_mode measured no faster here, and torch.compile rejects it)
-            for _ in range(cfg.H_cycles - 1):
-                z_H, z_L = self._cycle(z_H, z_L, x, cs)
-        z_H, z_L = self._cycle(z_H, z_L, x, cs)  # with autograd when enabled: full backprop through this cycle
-        if seq_first:
-            logits = self.lm_head(z_H[self.prefix:]).transpose(0, 1)
-            q = self.q_head(z_H[0]).to(torch.float32)
-            z_H, z_L = z_H.detach().transpose(0, 1).contiguous(), z_L.detach().transpose(0, 1).contiguous()
-        else:
-            logits = self.lm_head(z_H[:, self.prefix:])
-            q = self.q_head(z_H[:, 0]).to(torch.float32)
-            z_H, z_L = z_H.detach(), z_L.detach()
+        x = self.to_internal(self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"]))
+        z_H, z_L = self.recurse(self.to_internal(carry.z_H), self.to_internal(carry.z_L), x, self.cos_sin())
+        logits, q = self.heads(z_H)
+        z_H, z_L = self.from_internal(z_H.detach()), self.from_internal(z_L.detach())
         return InnerCarry(z_H, z_L), logits, (q[..., 0], q[..., 1])
 
 
@@ -253,7 +261,11 @@ class TRM(nn.Module):
                      torch.ones(B, dtype=torch.bool, device=dev),
                      {k: torch.zeros_like(v) for k, v in batch.items()})
 
-    def forward(self, carry: Carry, batch: dict[str, torch.Tensor]) -> tuple[Carry, dict[str, torch.Tensor]]:
+    def forward(self, carry: Carry, batch: dict[str, torch.Tensor],
+                halt_noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[Carry, dict[str, torch.Tensor]]:
+        """`halt_noise`: the exploration draws (uniform [B] fp32, minimum steps [B] int32) made by the caller, so a
+        batch split into micro-batches explores exactly as the whole batch (microbatch.draw_halt_noise); drawn here
+        otherwise, in the same order."""
         cfg = self.config
         halted = carry.halted
         # Halted rows restart: initial latents, step 0, and the incoming batch's row as their data.
@@ -273,8 +285,10 @@ class TRM(nn.Module):
                 else:
                     new_halted = new_halted | (q_halt > q_cont)
                 # Exploration: with probability p a row gets a minimum number of steps, uniform in [2, max].
-                explore = torch.rand_like(q_halt) < cfg.halt_exploration_prob
-                min_steps = explore * torch.randint_like(steps, low=2, high=cfg.halt_max_steps + 1)
+                if halt_noise is None:
+                    halt_noise = (torch.rand_like(q_halt), torch.randint_like(steps, low=2, high=cfg.halt_max_steps + 1))
+                explore = halt_noise[0] < cfg.halt_exploration_prob
+                min_steps = explore * halt_noise[1]
                 new_halted = new_halted & (steps >= min_steps)
                 if not cfg.no_ACT_continue:
                     # HRM-style bootstrapped Q-continue target from one more inner step (the reference's intent;

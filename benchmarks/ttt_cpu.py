@@ -107,7 +107,7 @@ def stamp(argv: list[str]) -> dict:
         pass
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "command": " ".join(shlex.quote(a) for a in argv), "cpu": cpu, "cores": os.cpu_count(),
-            "load_at_start": os.getloadavg(), "python": platform.python_version(),
+            "load_at_start": [round(x, 1) for x in os.getloadavg()], "python": platform.python_version(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
 
 
@@ -170,7 +170,7 @@ def run_variant(v: Variant, scale: Scale, ckpt: str, tasks: Path, out: Path, see
     kwargs = dict(time_budget_s=10 ** 6, predict_after=True, num_aug=scale.aug_more if v.more_aug else scale.aug,
                   embed_steps=e, full_steps=f, ema=v.ema, seed=seed, cpu=True, quiet=True)
     if not v.learn:
-        kwargs["lr_scale"] = 0.0
+        kwargs["overrides"] = ["lr=0.0", "puzzle_emb_lr=0.0"]  # the whole pipeline, nothing learns
     if v.ema is None:
         kwargs["overrides"] = ["ema_rate=0.999"]  # as the paper's checkpoints: what "kept" means in practice
     t = time.time()

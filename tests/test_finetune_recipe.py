@@ -36,7 +36,7 @@ def _ft_config(run: Path) -> dict:
     return checkpoint.load_config(checkpoint.resolve(run))["train"]
 
 
-def test_ema_off_during_fine_tuning_and_kept_by_default(pretrained, tmp_path):
+def test_ema_off_during_fine_tuning_or_kept_as_the_checkpoint(pretrained, tmp_path):
     root, ckpt = pretrained
     common = dict(time_budget_s=600, num_aug=1, embed_steps=1, full_steps=2, cpu=True, quiet=True)
     finetune(ckpt, str(root / "new"), tmp_path / "off", ema=False, **common)
@@ -71,7 +71,7 @@ def test_lr_zero_is_the_no_learning_baseline(pretrained, tmp_path):
     """The benchmark's "before" row: with lr 0 the network and the new rows stay what they were (rows at the mean)."""
     root, ckpt = pretrained
     finetune(ckpt, str(root / "new"), tmp_path / "b", time_budget_s=600, num_aug=1, embed_steps=1, full_steps=1,
-             lr_scale=0.0, ema=False, cpu=True, quiet=True)
+             overrides=["lr=0.0", "puzzle_emb_lr=0.0"], ema=False, cpu=True, quiet=True)
     w0 = checkpoint.load_weights(ckpt, ema=True)
     w1 = checkpoint.load_weights(checkpoint.resolve(tmp_path / "b" / "full"), ema=False)
     table = w1["model.inner.puzzle_emb.weights"]

@@ -345,9 +345,13 @@ def test_eval_always_runs_halt_max_steps():
             assert bool(carry.halted.all()) == (step == 5) and bool(carry.halted.any()) == (step == 5)
 
 
-def test_rollout_equals_the_act_wrapper_and_can_run_past_halt_max_steps():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rollout_equals_the_act_wrapper_and_can_run_past_halt_max_steps(variant):
+    """The faster rollout (x once, internal layout kept between steps, heads at the end only) gives bit-identical
+    predictions and Q logits to the plain loop: the ACT wrapper in eval mode (the reference's evaluation loop) and
+    the inner step repeated past halt_max_steps."""
     from arcsolver.inference import rollout
-    cfg = tiny(halt_max_steps=3)
+    cfg = tiny(halt_max_steps=3, **VARIANTS[variant])
     m = model(cfg).train()
     with torch.no_grad():
         m.inner.q_head.weight.normal_()  # (zero at init) so the halting logit tells the steps apart
