@@ -15,6 +15,7 @@ _STARTED = time.time()  # process start, near enough: time budgets count from he
 
 import click
 
+from .config import FINETUNE
 from .errors import InputError
 from .interrupts import EXIT_CTRL_C, ctrl_c_exits_quietly
 
@@ -303,9 +304,14 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
 @_deadline_options("Total time, e.g. 2h, 90m, 300s (or give --deadline).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("finetune-out"), show_default=True)
 @click.option("--predict", "predict_after", is_flag=True, help="Then predict --vote and write OUT/submission.json.")
-@click.option("--num-aug", default=100, show_default=True, help="Augmented versions per new task.")
-@click.option("--embed-fraction", default=0.2, show_default=True, help="Share of the budget for embeddings only.")
-@click.option("--lr-scale", default=2.0, show_default=True, help="Fine-tune LRs = checkpoint LRs x this.")
+@click.option("--num-aug", default=FINETUNE.num_aug, show_default=True, help="Augmented versions per new task.")
+@click.option("--embed-fraction", default=FINETUNE.embed_fraction, show_default=True,
+              help="Share of the budget for embeddings only.")
+@click.option("--lr-scale", default=FINETUNE.lr_scale, show_default=True, help="Fine-tune LRs = checkpoint LRs x this.")
+@click.option("--ema/--no-ema", "ema", default=FINETUNE.ema, show_default=True,
+              help="EMA of the weights during fine-tuning (off: prediction reads the fine-tuned weights).")
+@click.option("--per-task/--joint", "per_task", default=FINETUNE.per_task, show_default=True,
+              help="One model per task, or all tasks jointly in one (steps are per task with --per-task).")
 @click.option("--batch-size", type=int, default=None, help="Global batch (default: the checkpoint's).")
 @click.option("--embed-steps", type=int, default=None,
               help="Fixed embeddings-only steps instead of a budget plan (reproducible runs).")
@@ -316,8 +322,8 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
               help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
                    "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
 @click.option("--cpu", is_flag=True, default=None)
-def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_aug, embed_fraction, lr_scale,
-                 batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, cpu) -> None:
+def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_aug, embed_fraction, lr_scale, ema,
+                 per_task, batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, cpu) -> None:
     """Fine-tune a checkpoint on tasks it never saw (test-time training), within a time budget.
 
     \b
@@ -327,12 +333,13 @@ def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_
           --tasks arc-agi_test_challenges.json --time-budget 10h --predict --out /kaggle/working/ft
       arcsolver finetune --from runs/demo --tasks new_tasks/ --time-budget 10m --embed-steps 50 --full-steps 200
     """
-    from .finetune import finetune
+    from .finetune import finetune, finetune_per_task
     deadline = _deadline(deadline_at, _budget(time_budget) or None)
-    s = finetune(ckpt, tasks, out, deadline=deadline, predict_after=predict_after,
-                 num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
-                 overrides=list(overrides), cpu=cpu, embed_steps=embed_steps, full_steps=full_steps, seed=seed,
-                 device_batch_size=device_batch_size)
+    run = finetune_per_task if per_task else finetune
+    s = run(ckpt, tasks, out, deadline=deadline, predict_after=predict_after,
+            num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
+            overrides=list(overrides), cpu=cpu, embed_steps=embed_steps, full_steps=full_steps, seed=seed,
+            device_batch_size=device_batch_size, ema=ema)
     if s.get("interrupted"):
         _exit_if_interrupted(s["interrupted"], s["embed_steps"] + s["full_steps"], s["checkpoint"],
                              " (no prediction made)")

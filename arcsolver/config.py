@@ -29,6 +29,22 @@ except ModuleNotFoundError:  # Python 3.10 (Kaggle's image may be older than our
 PRESETS = Path(__file__).resolve().parent / "presets"
 
 
+@dataclass(frozen=True)
+class FinetuneDefaults:
+    """`arcsolver finetune`'s recipe defaults, written once (the CLI and `finetune()` both read them).
+
+    Chosen by measurement: benchmarks/ttt_cpu.py (runs/ttt-cpu.sh, README "Test-time training") compares the
+    variants side by side; see runs/results/ttt-cpu.md for the table these come from."""
+    num_aug: int = 8  # 8 beat 32 at the same steps (both seeds); was 100, unmeasured
+    embed_fraction: float = 0.25  # embeddings-then-full (40 + 120 steps) beat embeddings-only and full
+    lr_scale: float = 2.0  # not varied by the benchmark
+    ema: bool | None = False  # off: 14/48 vs kept at 0.999: 13/48 (None: as the checkpoint was trained)
+    per_task: bool = False  # joint: one model per task at the same total steps learned nothing
+
+
+FINETUNE = FinetuneDefaults()
+
+
 @dataclass
 class TrainConfig:
     data: str = ""

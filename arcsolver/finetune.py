@@ -24,6 +24,7 @@ import torch
 
 from . import arc_dataset, checkpoint
 from .arc_tasks import load_tasks
+from .config import FINETUNE
 from .deadline import Deadline
 from .errors import InputError
 from .finetune_plan import CUT_ORDER, decide, measure_costs
@@ -36,18 +37,20 @@ def _mean_table(old: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | None = None,
-             time_budget_s: float | None = None, predict_after: bool = False, num_aug: int = 100,
-             embed_fraction: float = 0.2, lr_scale: float = 2.0, batch_size: int | None = None,
-             overrides: list[str] = (), seed: int = 0, cpu: bool | None = None, quiet: bool = False,
-             started_at: float | None = None, embed_steps: int | None = None, full_steps: int | None = None,
-             predict_batch_size: int = 256, device_batch_size: int | None = None) -> dict:
+             time_budget_s: float | None = None, predict_after: bool = False, num_aug: int = FINETUNE.num_aug,
+             embed_fraction: float = FINETUNE.embed_fraction, lr_scale: float = FINETUNE.lr_scale,
+             batch_size: int | None = None, overrides: list[str] = (), seed: int = 0, cpu: bool | None = None,
+             quiet: bool = False, started_at: float | None = None, embed_steps: int | None = None,
+             full_steps: int | None = None, predict_batch_size: int = 256, device_batch_size: int | None = None,
+             ema: bool | None = FINETUNE.ema) -> dict:
     """Fine-tune `ckpt` on the tasks of `tasks`; returns a summary dict (and writes OUT/finetune.json).
 
     `deadline` (or `time_budget_s` seconds after `started_at`, default now; the earlier wins). `embed_steps` and
     `full_steps` fix the length of the two phases instead of planning them (reproducible runs: the same steps give
     the same weights on the same machine); a deadline still caps them, and only they allow no deadline at all.
     `device_batch_size`: rows per forward in training and prediction (gradient accumulation keeps the global
-    batch); default from the free device memory (memory_model)."""
+    batch); default from the free device memory (memory_model).
+    `ema`: None keeps the checkpoint's EMA setting during fine-tuning, False/True force it off/on."""
     from accelerate import PartialState
     from .train import train
     deadline = (deadline or Deadline()).min(
@@ -69,7 +72,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     canvas = int(base["data"].get("canvas") or 30)
     state = PartialState(cpu=bool(cpu) if cpu is not None else not torch.cuda.is_available())
     task_list = load_tasks(tasks)
-    cfg = _finetune_config(base, overrides, batch_size, lr_scale, seed)
+    cfg = _finetune_config(base, overrides, batch_size, lr_scale, seed, ema)
     if device_batch_size is not None:
         cfg.device_batch_size = device_batch_size
     say = (lambda m: print(m, flush=True)) if state.is_main_process and not quiet else (lambda m: None)
@@ -174,6 +177,56 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     return summary
 
 
+def _finetune_ema(base_train: dict, ema: bool | None) -> bool:
+    """EMA during fine-tuning: the checkpoint's setting unless forced. With EMA on, prediction reads the average,
+    which after a few hundred steps at rate 0.999 is still mostly the pretrained network."""
+    return bool(base_train["ema"]) if ema is None else bool(ema)
+
+
+def finetune_per_task(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | None = None,
+                      time_budget_s: float | None = None, predict_after: bool = False,
+                      started_at: float | None = None, quiet: bool = False, **kwargs) -> dict:
+    """Fine-tune a separate copy of the model for every task (instead of all tasks jointly in one model).
+
+    Each task is written to OUT/per-task/tasks/<id>.json and fine-tuned into OUT/per-task/<id> with the same
+    options (`embed_steps`/`full_steps` are per task); under a deadline the time left is shared equally among the
+    tasks still to do. With `predict_after` the tasks' submissions are merged into OUT/submission.json, checked
+    complete. A signal stops after the task it interrupted (the finished tasks' folders stay)."""
+    from .submission import check_submission
+    deadline = (deadline or Deadline()).min(
+        None if time_budget_s is None else (started_at if started_at is not None else time.time()) + time_budget_s)
+    clock = deadline.clock
+    t0 = clock.now()
+    out = Path(out)
+    task_list = load_tasks(tasks)
+    folder = out / "per-task" / "tasks"
+    for t in task_list:
+        write_json(folder / f"{t.id}.json", t.to_json())
+    runs, merged, interrupted = [], {}, None
+    for i, t in enumerate(task_list):
+        share = Deadline(clock.now() + deadline.remaining() / (len(task_list) - i), clock) if deadline.limited \
+            else None
+        s = finetune(ckpt, str(folder / f"{t.id}.json"), out / "per-task" / t.id, deadline=share,
+                     predict_after=predict_after, quiet=quiet, **kwargs)
+        runs.append({"task": t.id, **{k: s[k] for k in ("checkpoint", "embed_steps", "full_steps", "seconds")}})
+        interrupted = s.get("interrupted")
+        if interrupted:
+            break
+        if predict_after:
+            merged.update(read_json(s["submission"]))
+    summary = {"per_task": runs, "embed_steps": sum(r["embed_steps"] for r in runs),
+               "full_steps": sum(r["full_steps"] for r in runs), "train_seconds": clock.now() - t0,
+               "checkpoint": str(out / "per-task"), "interrupted": interrupted,
+               "mean_embedding_only": all(r["embed_steps"] + r["full_steps"] == 0 for r in runs)}
+    if predict_after and not interrupted:
+        check_submission(merged, task_list)
+        write_json(out / "submission.json", merged)
+        summary["submission"] = str(out / "submission.json")
+    summary["seconds"] = clock.now() - t0
+    write_json(out / "finetune.json", summary, indent=True)
+    return summary
+
+
 def _check_inputs(ckpt: str | Path, out: Path, *, batch_size: int | None, lr_scale: float) -> tuple[Path, dict]:
     """The checkpoint (complete, readable, matching its config), the options and the output folder, checked before
     anything is written (validate_inputs). Returns (checkpoint folder, its config)."""
@@ -191,7 +244,8 @@ def _check_inputs(ckpt: str | Path, out: Path, *, batch_size: int | None, lr_sca
     return ck, base
 
 
-def _finetune_config(base: dict, overrides: list[str], batch_size: int | None, lr_scale: float, seed: int):
+def _finetune_config(base: dict, overrides: list[str], batch_size: int | None, lr_scale: float, seed: int,
+                     ema: bool | None = FINETUNE.ema):
     """The checkpoint's recipe for fine-tuning: its architecture and optimizer settings, LRs x `lr_scale`, no
     evaluation or periodic checkpoints; explicit --set values win."""
     from .config import build_config
@@ -203,7 +257,8 @@ def _finetune_config(base: dict, overrides: list[str], batch_size: int | None, l
         global_batch_size=batch_size or tb["global_batch_size"], lr=tb["lr"] * lr_scale,
         puzzle_emb_lr=tb["puzzle_emb_lr"] * lr_scale, weight_decay=tb["weight_decay"],
         puzzle_emb_weight_decay=tb["puzzle_emb_weight_decay"], lr_warmup_steps=min(tb["lr_warmup_steps"], 100),
-        lr_min_ratio=1.0, ema=tb["ema"], ema_rate=tb["ema_rate"], eval_interval_steps=0, eval_interval_epochs=0,
+        lr_min_ratio=1.0, ema=_finetune_ema(tb, ema), ema_rate=tb["ema_rate"], eval_interval_steps=0,
+        eval_interval_epochs=0,
         checkpoint_interval_steps=0, seed=seed, log_every=10, loss_type=tb.get("loss_type", cfg.loss_type),
         time_budget_s=0.0)
     for item in overrides:  # explicit --set wins over the derived recipe

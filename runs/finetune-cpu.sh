@@ -22,7 +22,7 @@ for t in flip-ud gravity-left rotate-90 fill-boxes invert extend-down; do cp "ta
 
 echo "== before fine-tuning: B's rows at the mean of the trained rows, no learning (lr 0)"
 "$BIN/arcsolver" finetune --from "$OUT/pre" --tasks "$OUT/B" --time-budget "$BUDGET" --embed-steps 1 \
-    --full-steps 0 --lr-scale 0 --num-aug 8 --predict --out "$OUT/before"
+    --full-steps 0 --set lr=0 --set puzzle_emb_lr=0 --num-aug 8 --predict --out "$OUT/before"
 "$BIN/arcsolver" score "$OUT/before/submission.json" --solutions "$OUT/B"
 
 echo "== after fine-tuning for $BUDGET (fine-tune + predict)"
