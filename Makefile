@@ -18,8 +18,13 @@ install: $(BIN)/python
 demo: install
 	bash runs/demo.sh
 
+# One thread per worker: torch, numba and BLAS each start a thread per core by default, and the suite's processes
+# (pytest plus the train/predict subprocesses it launches) then fight each other for 2 cores: measured 401-654 s
+# with default threads vs 94 s with one. Exported, so every subprocess the tests start inherits it.
+THREADS_1 := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1
+
 test: install
-	$(BIN)/python -m pytest tests
+	$(THREADS_1) $(BIN)/python -m pytest tests
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

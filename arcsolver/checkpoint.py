@@ -81,7 +81,13 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
     f = ck / "train_state.pt"
     if not f.is_file():
         raise InputError("checkpoint has no training state (exported weights cannot be resumed)", file=str(ck))
-    return torch.load(f, map_location="cpu", weights_only=False)
+    try:
+        st = torch.load(f, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - truncated or garbage pickle: one line, not torch's advice
+        raise InputError(f"training state unreadable ({type(e).__name__})", file=str(f)) from None
+    if not isinstance(st, dict) or not {"step", "loader", "rng", "carry"} <= set(st):
+        raise InputError("training state incomplete (expected step, loader, rng, carry)", file=str(f))
+    return st
 
 
 def load_ema(path: str | Path) -> dict[str, torch.Tensor] | None:

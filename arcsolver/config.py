@@ -11,12 +11,20 @@ formula); evaluation every `eval_interval_steps`, or every `eval_interval_epochs
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (Kaggle's image may be older than ours): tomli is the same parser
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        tomllib = None
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 
@@ -27,6 +35,7 @@ class TrainConfig:
     out: str = "runs/default"
     arch: dict[str, Any] = field(default_factory=dict)
     global_batch_size: int = 768
+    device_batch_size: int = 0  # rows per forward/backward (gradient accumulation); 0: from free memory (memory_model)
     epochs: int = 1
     max_steps: int = 0  # > 0 overrides epochs
     eval_interval_epochs: int = 0
@@ -47,7 +56,8 @@ class TrainConfig:
     eval_batch_size: int = 0  # 0: global_batch_size
     eval_steps: int = 0  # supervision steps at evaluation (and predict's default); 0: the model's halt_max_steps
     loss_type: str = "stablemax_cross_entropy"
-    compile: bool = False
+    compile: bool | str = "auto"  # "auto": on for CUDA, off for CPU (compilation.py); true / false force it
+    forward_dtype: str = "auto"  # "auto": per device (precision.py); float32 / bfloat16 / float16 force it
     time_budget_s: float = 0.0  # > 0: stop (with a checkpoint) before this many seconds
     log_every: int = 10
     tensorboard: bool = False
@@ -59,54 +69,69 @@ class TrainConfig:
 
 
 def _parse_value(text: str) -> Any:
+    if tomllib is None:  # no TOML parser (Python 3.10 without tomli): scalars read as JSON, the rest as a string
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text[1:-1] if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"" else text
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text  # a bare string
 
 
-def load_preset(name: str) -> dict:
+def _preset_path(name: str) -> Path:
     path = Path(name)
-    if not path.suffix:
-        path = PRESETS / f"{name}.toml"
+    return PRESETS / f"{name}.toml" if not path.suffix else path
+
+
+def load_preset(name: str) -> dict:
+    path = _preset_path(name)
     if not path.is_file():
         avail = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
         raise InputError(f"unknown preset (available: {avail}, or a path to a .toml file)", file=name)
+    if tomllib is None:
+        raise InputError("reading a preset needs Python >= 3.11 or the tomli package", file=str(path))
     try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"not valid TOML ({e})", file=str(path)) from None
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"not valid TOML ({str(e).splitlines()[0]})", file=str(path)) from None
+    for table in raw:
+        if table not in ("arch", "train") or not isinstance(raw[table], dict):
+            raise InputError("expected only the tables [arch] and [train]", file=str(path), field=table)
+    return raw
 
 
 def build_config(preset: str | None, overrides: list[str] = (), **direct: Any) -> TrainConfig:
-    """Preset, then `key=value` overrides, then non-None keyword arguments (the CLI's own flags)."""
+    """Preset, then `key=value` overrides, then non-None keyword arguments (the CLI's own flags).
+
+    Every value is checked where it comes from (validate_inputs: the preset file, `--set`, the flag), and the
+    relations between model fields once all are in, so a bad value stops here with one line, before any work."""
+    from .validate_inputs import check_arch_field, check_arch_relations, check_train_field
     cfg = TrainConfig()
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
     if preset:
         raw = load_preset(preset)
         cfg.preset = preset
-        cfg.arch.update(raw.get("arch", {}))
+        src = str(_preset_path(preset))
+        for k, v in raw.get("arch", {}).items():
+            cfg.arch[k] = check_arch_field(k, v, file=src)
         for k, v in raw.get("train", {}).items():
-            if k not in known:
-                raise InputError(f"unknown training field '{k}'", file=preset, field="train")
-            setattr(cfg, k, v)
+            if k == "arch":
+                raise InputError("model fields belong in the [arch] table", file=src, field="train.arch")
+            setattr(cfg, k, check_train_field(k, v, file=src))
     for item in overrides:
         if "=" not in item:
             raise InputError(f"expected key=value, got {item!r}", field="--set")
         key, text = item.split("=", 1)
         key, value = key.strip(), _parse_value(text.strip())
         if key.startswith("arch."):
-            cfg.arch[key[5:]] = value
-        elif key in known and key != "arch":
-            cur = getattr(cfg, key)
-            if isinstance(cur, float) and isinstance(value, int):
-                value = float(value)
-            if type(cur) is not type(value) and not (cur == "" and isinstance(value, str)):
-                raise InputError(f"{key} expects {type(cur).__name__}, got {value!r}", field="--set")
-            setattr(cfg, key, value)
+            cfg.arch[key[5:]] = check_arch_field(key[5:], value, file="--set")
+        elif key == "arch":
+            raise InputError("set model fields one by one: arch.<field>=VALUE", file="--set", field="arch")
         else:
-            raise InputError(f"unknown field '{key}' (training fields or arch.<field>)", field="--set")
+            setattr(cfg, key, check_train_field(key, value, file="--set"))
     for k, v in direct.items():
         if v is not None:
-            setattr(cfg, k, v)
+            setattr(cfg, k, check_train_field(k, v))
+    check_arch_relations(cfg.arch)
     return cfg

@@ -160,6 +160,7 @@ class StepPlanner:
         self.reserves = dict(reserves or {})
         self.prior_step_s = prior_step_s
         self.margin_steps = margin_steps
+        self.overhead_per_step = 0.0  # periodic work between steps (evaluations, checkpoints), amortized
         self.times: list[float] = []
 
     def observe(self, seconds: float) -> None:
@@ -190,7 +191,7 @@ class StepPlanner:
         if not self.deadline.limited or not s:
             return None
         room = self.usable_s() - self.margin_steps * s
-        return step + max(0, int(room // s))
+        return step + max(0, int(room // (s + self.overhead_per_step)))
 
     def should_stop(self) -> bool:
         s = self.step_s()

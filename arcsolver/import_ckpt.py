@@ -41,8 +41,12 @@ def read_reference_state(path: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError("file not found", file=str(path)) from None
-    except Exception as e:
-        raise InputError(f"not a torch checkpoint ({type(e).__name__}: {e})", file=str(path)) from None
+    except IsADirectoryError:
+        raise InputError("is a folder; expected the reference's checkpoint file (e.g. step_518071)",
+                         file=str(path)) from None
+    except Exception as e:  # noqa: BLE001 - torch's messages run to several lines of advice: keep the first
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]
+        raise InputError(f"not a readable torch checkpoint ({type(e).__name__}: {first})", file=str(path)) from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -104,6 +108,8 @@ def import_checkpoint(path: str | Path, identifiers: str | Path, tasks: list[str
     (OUT/data). Tasks from `eval_tasks` have their test inputs in the test split (what predict answers)."""
     out = Path(out)
     file = str(path)
+    _check_import_options(out, seq_len=seq_len, num_heads=num_heads, H_cycles=H_cycles, L_cycles=L_cycles,
+                          puzzle_emb_len=puzzle_emb_len, halt_max_steps=halt_max_steps)
     state = read_reference_state(path)
     cfg = infer_config(state, seq_len=seq_len, num_heads=num_heads, H_cycles=H_cycles, L_cycles=L_cycles,
                        puzzle_emb_len=puzzle_emb_len, halt_max_steps=halt_max_steps, pos_encodings=pos_encodings,
@@ -159,10 +165,23 @@ def import_checkpoint(path: str | Path, identifiers: str | Path, tasks: list[str
     return checkpoint.save(out / "run", 0, model_state=state, ema_state=None, train_state=None, config=config)
 
 
+def _check_import_options(out: Path, **options: int) -> None:
+    """The architecture options (what shapes cannot tell) and the output folder, checked before reading anything
+    big or writing anything (validate_inputs)."""
+    from .validate_inputs import check_arch_field, check_writable
+    for k, v in options.items():
+        check_arch_field(k, v, file=f"--{k.replace('_', '-')}")
+    side = int(round(options["seq_len"] ** 0.5))
+    if side * side != options["seq_len"]:
+        raise InputError(f"expected a square canvas (900 for 30x30), got {options['seq_len']}", field="--seq-len")
+    check_writable(out, folder=True)
+
+
 def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     """Our checkpoint -> OUT/checkpoint (reference state dict, EMA weights) + OUT/identifiers.json + OUT/arch.json."""
-    ck = checkpoint.resolve(ckpt)
-    cfg = checkpoint.load_config(ck)
+    from .validate_inputs import check_checkpoint, check_writable
+    ck, cfg = check_checkpoint(ckpt)
+    check_writable(out, folder=True)
     state = checkpoint.load_weights(ck, ema=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ from typing import Any, Mapping, Sequence
 from .checkpoint import resolve as resolve_checkpoint
 from .errors import InputError
 from .jsonio import atomic_dir, atomic_write_bytes, read_json, write_json
-from .kaggle_runner import DEFAULT_MARGIN_S, MARKER_NAME, RUN_LIMIT_S, WEIGHTS_NAME
+from .kaggle_runner import DEFAULT_MARGIN_S, MARKER_NAME, RUN_LIMIT_S, WEIGHTS_NAME, checkpoint_problem
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "submission" / "notebook_template.py"
@@ -56,6 +56,11 @@ KERNEL_METADATA = "kernel-metadata.json"
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILES = (WEIGHTS_NAME, "ema.safetensors", "config.json")  # what inference needs; no train_state.pt
 REQUIRED_CHECKPOINT_FILES = (WEIGHTS_NAME, "config.json")
+
+# Every third-party module `arcsolver finetune --predict` imports (measured by tests/test_kaggle_faults.py, which
+# runs that path and compares): the notebook checks each one after the offline install and names the missing ones.
+SOLVE_MODULES = ("numpy", "numba", "llvmlite", "orjson", "click", "torch", "accelerate", "safetensors", "tqdm", "yaml",
+                 "packaging", "typing_extensions", "sympy", "mpmath", "psutil", "huggingface_hub")
 
 DEFAULT_COMPETITION = "arc-prize-2025"
 DEFAULT_KERNEL_SLUG = "arcsolver-trm-submission"
@@ -349,6 +354,26 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def check_checkpoint(ck: Path, competition: str, allow_small_canvas: bool = False) -> dict:
+    """The checkpoint's config, after checking what the notebook will need: config.json and the weights' headers
+    readable (a truncated upload is one line here, not a traceback on Kaggle), and for an ARC competition a canvas
+    that holds the largest grids (30x30): on a smaller one every task with a larger grid can only fall back."""
+    for name in REQUIRED_CHECKPOINT_FILES:
+        if not (ck / name).is_file():
+            raise InputError(f"checkpoint has no {name}", file=str(ck))
+    problem = checkpoint_problem(ck)
+    if problem:
+        raise InputError(problem + "; re-copy the checkpoint")
+    config = read_json(ck / "config.json")
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    canvas = data.get("canvas") or 30
+    if competition.startswith("arc-prize") and isinstance(canvas, int) and canvas < 30 and not allow_small_canvas:
+        raise InputError(f"trained on a {canvas}x{canvas} canvas: the competition's grids go up to 30x30, so every "
+                         f"task with a larger grid would get only the fallback (pass --allow-small-canvas to "
+                         f"package it anyway)", file=str(ck / "config.json"), field="data.canvas")
+    return config
+
+
 def copy_checkpoint(checkpoint: Path, dest: Path) -> list[str]:
     """Copy what inference needs from a checkpoint folder (or a run folder's latest) into `dest`."""
     ck = resolve_checkpoint(checkpoint)
@@ -437,14 +462,16 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
             machine_shape: str | None = None, margin_s: float = DEFAULT_MARGIN_S, limit_s: float = RUN_LIMIT_S,
             wheel: str | os.PathLike | None = None, extra_wheels: Sequence[str | os.PathLike] = (),
             license_name: str = DEFAULT_LICENSE, full_commit_run: bool = False,
-            finetune_args: Sequence[str] = ()) -> Path:
+            finetune_args: Sequence[str] = (), allow_small_canvas: bool = False) -> Path:
     """Write the ready-to-push folder `out` (see the module docstring) and return it.
 
     `title` is the notebook's title (default: from `kernel_slug`); the kernel slug defaults to the title's slug.
     `margin_s` is kept free before Kaggle's `limit_s` (12 h); the notebook's deadline is `limit_s - margin_s` after
     it starts. `wheel` skips the build (a prebuilt arcsolver wheel); `extra_wheels` are shipped in `wheels/` and
     installed offline before arcsolver. `full_commit_run` makes commit runs solve every task (default: smoke).
-    `finetune_args` are appended to the notebook's `arcsolver finetune` command (e.g. `--num-aug 300`).
+    `finetune_args` are appended to the notebook's `arcsolver finetune` command (e.g. `--num-aug 300`; the CLI
+    checks them with finetune's parser first). The checkpoint must be readable, and for an ARC competition trained
+    on the full 30x30 canvas unless `allow_small_canvas`.
     `out` is replaced atomically, and only if it is empty, absent, or an earlier package.
     """
     out = Path(out)
@@ -464,6 +491,8 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
         raise InputError(f"exists and is not an arcsolver package folder ({PACKAGE_MARKER} missing); "
                          f"choose another --out", file=str(out))
     ck = resolve_checkpoint(checkpoint)
+    _check_weights_files(ck)
+    check_checkpoint(ck, competition, allow_small_canvas)
     extra = [Path(w) for w in extra_wheels]
     for w in extra:
         if not w.is_file() or not w.name.endswith(".whl"):
@@ -535,6 +564,7 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
             "margin_s": float(margin_s),
             "smoke": False if full_commit_run else None,
             "finetune_args": [str(a) for a in finetune_args],
+            "required_modules": list(SOLVE_MODULES),
             "arcsolver_version": version,
             "packaged_at": created,
         }
@@ -551,13 +581,34 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
     return out
 
 
+def wheels_in(folder: Path) -> list[Path]:
+    """The *.whl files of `--extra-wheels DIR` (InputError when there are none)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("not a folder", file=str(folder), field="--extra-wheels")
+    wheels = sorted(folder.glob("*.whl"))
+    if not wheels:
+        raise InputError("no *.whl files in this folder", file=str(folder), field="--extra-wheels")
+    return wheels
+
+
+def _check_weights_files(ck: Path) -> None:
+    """Weights files complete and readable (safetensors header vs file size) before the copy and the wheel build:
+    a truncated checkpoint would otherwise only fail on Kaggle, hours later."""
+    from .validate_inputs import safetensors_shapes
+    for name in ("model.safetensors", "ema.safetensors"):
+        if name == "model.safetensors" or (ck / name).is_file():
+            safetensors_shapes(ck / name)
+
+
 def package_cmd(checkpoint: Path, out: Path, competition: str, owner: str | None, dataset_slug: str | None,
                 kernel_slug: str | None, gpu: bool, machine_shape: str | None, margin_minutes: float,
-                finetune_args: Sequence[str] = ()) -> str:
+                finetune_args: Sequence[str] = (), *, extra_wheels: Sequence[Path] = (),
+                allow_small_canvas: bool = False) -> str:
     """CLI face of `package`: build the folder, return a short report with the next steps."""
     out = package(checkpoint, out, competition=competition, owner=owner, dataset_slug=dataset_slug,
                   kernel_slug=kernel_slug, gpu=gpu, machine_shape=machine_shape, margin_s=margin_minutes * 60,
-                  finetune_args=finetune_args)
+                  finetune_args=finetune_args, extra_wheels=extra_wheels, allow_small_canvas=allow_small_canvas)
     ds_meta = read_json(out / "dataset" / DATASET_METADATA)
     kn_meta = read_json(out / "kernel" / KERNEL_METADATA)
     marker = read_json(out / "dataset" / MARKER_NAME)
@@ -572,7 +623,7 @@ def package_cmd(checkpoint: Path, out: Path, competition: str, owner: str | None
         f"competition {competition}",
         f"  deadline {hours:.2f} h after the notebook starts (margin {margin_minutes:g} min); commit runs are smoke "
         f"runs, the scoring rerun runs in full",
-        "next: upload it (kaggle_upload; try --dry-run first), or by hand:",
+        f"next: upload it (arcsolver kaggle upload {out}; try --dry-run first), or by hand:",
         f"  kaggle datasets create -p {out / 'dataset'} --dir-mode zip   "
         f"(later: kaggle datasets version -p {out / 'dataset'} -m MSG --dir-mode zip)",
         f"  kaggle kernels push -p {out / 'kernel'}",

@@ -72,8 +72,8 @@ class ACTLossHead(nn.Module):
     def initial_carry(self, batch: dict[str, torch.Tensor]):
         return self.model.initial_carry(batch)
 
-    def forward(self, carry, batch: dict[str, torch.Tensor], return_keys: Sequence[str] = ()):
-        new_carry, out = self.model(carry, batch)
+    def forward(self, carry, batch: dict[str, torch.Tensor], return_keys: Sequence[str] = (), halt_noise=None):
+        new_carry, out = self.model(carry, batch, halt_noise=halt_noise)
         labels = new_carry.current_data["labels"]
         logits = out["logits"]
         q_halt = out["q_halt_logits"]

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +32,15 @@ from accelerate.utils import DistributedDataParallelKwargs
 
 from . import checkpoint
 from .config import TrainConfig
+from .compilation import compile_enabled, compile_with_fallback
 from .deadline import Deadline, Plan, StepPlanner
 from .errors import InputError
 from .inference import batch_to, evaluate_split, finish_metrics
 from .jsonio import read_json
 from .loader import ArcSource, PuzzleLoader, open_source
+from .interrupts import StopRequests, stop_code, stop_reason
 from .metrics_log import MetricsLog, bar_interval
+from .precision import LossScaling, Precision, accelerator_kwargs, announce, choose_precision, device_info
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -82,7 +83,9 @@ class TrainResult:
     seconds: float
     stopped_by: str  # "steps" | "time" | "signal"
     step_seconds: list[float] = dataclasses.field(default_factory=list)
+    signal: str | None = None  # "SIGINT" | "SIGTERM" when stopped_by == "signal"
     plan: dict | None = None  # the last deadline plan (None without a deadline)
+    device_batch: int = 0  # rows per micro-batch at the end (after any halving on out-of-memory)
 
 
 def _plan(cfg: TrainConfig, epoch_len: int) -> tuple[int, int, int]:
@@ -104,19 +107,16 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     `deadline`: stop (with a checkpoint, and the final evaluation when it fits) before it; the steps that fit are
     planned from the first timed steps (or `prior_step_s` before any) and the LR schedule spans them
     (`cfg.time_budget_s` > 0 is sugar for a deadline that many seconds from now; the earlier one wins)."""
+    _check_inputs(cfg)
     deadline = _run_deadline(cfg, deadline)
     clock = deadline.clock
     t_start = clock.now()
     if deadline.passed():
         raise InputError(f"the deadline passed {-deadline.remaining():.0f} s ago: no time to train",
                          field="--deadline")
-    if not cfg.data:
-        raise InputError("no dataset given (--data DIR from `arcsolver prepare`)", field="--data")
-    if not (Path(cfg.data) / "meta.json").is_file():
-        raise InputError("not a prepared dataset (no meta.json)", file=cfg.data)
     if cpu is None:
         cpu = not torch.cuda.is_available()
-    acc = Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+    acc = make_accelerator(cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
     rank, world = acc.process_index, acc.num_processes
     if cfg.global_batch_size % world:
         raise InputError(f"global batch {cfg.global_batch_size} is not divisible by {world} processes",
@@ -130,20 +130,21 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
                           world_size=world)
     total_steps, eval_every, ckpt_every = _plan(cfg, source.epoch_len)
 
-    mcfg = model_config(cfg.arch, meta, local_batch)
-    if acc.device.type == "cpu" and mcfg.forward_dtype == "bfloat16" and os.environ.get("ARCSOLVER_CPU_BF16") != "1":
-        mcfg = dataclasses.replace(mcfg, forward_dtype="float32")  # bf16 matmuls are slow on most CPUs
-    model = build_model(mcfg, cfg.loss_type)
+    mcfg = model_config(cfg.arch, meta, local_batch)  # its forward_dtype is a preference; checkpoints keep it
+    resume_state = _check_resume(resume, mcfg, cfg.loss_type) if resume else None
+    precision = run_precision(cfg.forward_dtype, mcfg.forward_dtype, acc.device, announce_it=acc.is_main_process
+                              and not quiet)
+    device_batch = _initial_device_batch(cfg, dataclasses.replace(mcfg, forward_dtype=precision.dtype), local_batch,
+                                         acc.device)
+    model = build_model(dataclasses.replace(mcfg, forward_dtype=precision.dtype), cfg.loss_type)
     if init_weights is not None:
         missing, unexpected = model.load_state_dict(init_weights, strict=False)
         bad = [k for k in missing if "puzzle_emb" not in k]
         if bad or unexpected:
             raise InputError(f"weights do not fit the model (missing {bad[:3]}, unexpected {unexpected[:3]})")
     model.to(acc.device)
-    if cfg.compile:
-        # In place (Module.compile), so parameter names and checkpoints are unchanged. Off by default: on CPU the
-        # compile time is not won back in short runs.
-        model.model.inner.compile(dynamic=False)
+    if compile_enabled(cfg.compile, acc.device):
+        compile_with_fallback(model.model.inner)
     torch.manual_seed(cfg.seed + rank)  # per-rank randomness from here on (halting exploration), as the reference
 
     from .adam_atan2 import AdamAtan2
@@ -159,6 +160,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     emb_opt = SignSGDSparse(inner.puzzle_emb, lr=0.0, weight_decay=cfg.puzzle_emb_weight_decay) \
         if mcfg.puzzle_emb_ndim > 0 else None
     ema = EMA(model, cfg.ema_rate) if cfg.ema and params else None
+    scaling = LossScaling(precision.loss_scaling, acc.device.type)
 
     ddp_model = acc.prepare(model) if world > 1 and params else model
 
@@ -166,7 +168,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     step = 0
     carry = None
     if resume:
-        st = checkpoint.load_train_state(resume)
+        st = resume_state
         model.load_state_dict(checkpoint.load_raw(resume))
         if opt is not None and st.get("opt") is not None:
             opt.load_state_dict(st["opt"])
@@ -174,6 +176,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             emb_opt.load_state_dict(st["emb_opt"])
         if ema is not None and st.get("ema") is not None:
             ema.load_state_dict(st["ema"])
+        scaling.load_state_dict(st.get("loss_scaling"))
         loader.load_state_dict(st["loader"][rank] if isinstance(st["loader"], list) else st["loader"])
         step = int(st["step"])
         torch.set_rng_state(st["rng"][rank] if isinstance(st["rng"], list) else st["rng"])
@@ -182,20 +185,21 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         carry = st["carry"][rank] if isinstance(st["carry"], list) else st["carry"]
         if carry is not None:
             carry = _carry_to(carry, acc.device)
+        if cfg.device_batch_size <= 0 and st.get("device_batch"):
+            device_batch = min(local_batch, int(st["device_batch"]))  # the split the run had: same rounding
 
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=acc.is_main_process, tensorboard=cfg.tensorboard,
-                     wandb=cfg.wandb, config=cfg.to_dict())
-    stop = {"why": None}
-
-    def on_signal(signum, frame):  # finish the step, checkpoint, exit
-        stop["why"] = "signal"
-    prev = signal.signal(signal.SIGTERM, on_signal) if acc.is_main_process else None
+                     wandb=cfg.wandb, config=cfg.to_dict(), resumed_at=step if resume else None)
+    stop = {"why": None, "signal": None}
+    stop_requests = StopRequests().install()  # every rank: finish the step, agree, checkpoint, exit
 
     def full_config() -> dict:
         return {"train": cfg.to_dict(), "model": dataclasses.asdict(mcfg),
                 "data": {"path": str(Path(cfg.data).resolve()), "kind": meta["kind"], "seq_len": meta["seq_len"],
                          "vocab_size": meta["vocab_size"], "num_puzzle_identifiers": meta["num_puzzle_identifiers"],
-                         "canvas": meta.get("canvas")}, "step": step, **(extra_config or {})}
+                         "canvas": meta.get("canvas")}, "step": step,
+                "precision": {"dtype": precision.dtype, "loss_scaling": precision.loss_scaling,
+                              "reason": precision.reason}, **(extra_config or {})}
 
     def save() -> Path | None:
         states = acc.gather_for_metrics([_rank_state(loader, carry)], use_gather_object=True) if world > 1 \
@@ -204,9 +208,10 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         if acc.is_main_process:
             ts = {"step": step, "opt": opt.state_dict() if opt else None,
                   "emb_opt": emb_opt.state_dict() if emb_opt else None,
-                  "ema": ema.state_dict() if ema else None,
+                  "ema": ema.state_dict() if ema else None, "loss_scaling": scaling.state_dict(),
                   "loader": [s["loader"] for s in states], "rng": [s["rng"] for s in states],
-                  "cuda_rng": [s["cuda_rng"] for s in states], "carry": [s["carry"] for s in states]}
+                  "cuda_rng": [s["cuda_rng"] for s in states], "carry": [s["carry"] for s in states],
+                  "device_batch": device_batch}
             path = checkpoint.save(run_dir, step, model_state=model.state_dict(),
                                    ema_state=ema.shadow_state() if ema else None, train_state=ts,
                                    config=full_config())
@@ -247,9 +252,10 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         return out
 
     it = iter(loader)
-    planner = StepPlanner(deadline, {"checkpoint": _checkpoint_seconds(model, ema is not None, opt is not None)},
+    planner = StepPlanner(deadline, {"checkpoint": checkpoint_seconds(model, has_ema=ema is not None,
+                                                                      has_opt=opt is not None)},
                           prior_step_s=prior_step_s)
-    eval_factor = _eval_cost_in_steps(cfg, source, mcfg, local_batch, world) if final_eval else 0.0
+    eval_factor = _eval_cost_in_steps(cfg, source, mcfg, local_batch, world) if final_eval or eval_every else 0.0
     sched = _Schedule(cfg.lr_warmup_steps, total_steps, total_steps)  # (warm-up, cosine end, planned end)
     plan = None
     replan_at = step + 2  # the first plan after two timed steps of this run
@@ -262,28 +268,32 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     progress = None
     if acc.is_main_process and not quiet:
         from tqdm import tqdm
-        progress = tqdm(total=total_steps, initial=step, dynamic_ncols=True, mininterval=bar_interval(),
-                        desc=_bar_label(deadline, t_start))
+        # Under a deadline the total is unknown until the first plan (two steps in): no bar towards max_steps.
+        progress = tqdm(total=None if deadline.limited else total_steps, initial=step, dynamic_ncols=True,
+                        mininterval=bar_interval(), desc=_bar_label(deadline, t_start))
     model.train()
     if _any_rank(acc, world, planner.should_stop()):  # not even one step fits (a caller's estimate says so)
         stop["why"] = "time"
+    if stop_after_steps == 0:  # a checkpoint of the initial state (fine-tuning with no time to train)
+        stop["why"] = "steps"
     while step < sched.end and not stop["why"]:
         t0 = clock.now()
         batch = batch_to(next(it), acc.device)
         if carry is None:
             carry = model.model.initial_carry(batch)
-        carry, loss, metrics, _, _ = ddp_model(carry=carry, batch=batch, return_keys=())
-        (loss / local_batch).backward()
+        carry, loss, metrics, device_batch = _forward_backward(ddp_model, model, acc, carry, batch, local_batch,
+                                                               device_batch, opt, emb_opt, scaling.backward)
         step += 1  # counted before the LR is computed, as the reference: the first step runs at lr/warmup, not 0
         lr = lr_at(step, cfg.lr, sched.warmup, sched.total, cfg.lr_min_ratio)
         if opt is not None:
             for g in opt.param_groups:
                 g["lr"] = lr
-            opt.step()
-            opt.zero_grad(set_to_none=True)
         if emb_opt is not None:
             emb_opt.set_lr(lr_at(step, cfg.puzzle_emb_lr, sched.warmup, sched.total, cfg.lr_min_ratio))
-            emb_opt.step()
+        scaling.step(opt, emb_opt)  # both optimizers (float16: unscaled, skipped together on overflow)
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+        if emb_opt is not None:
             emb_opt.zero_grad()
         if ema is not None:
             ema.update(model)
@@ -293,7 +303,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         if deadline.limited and step >= replan_at:
             first = plan is None
             sched, plan, replan_at, final_eval = _replan(planner, step, total_steps, cfg, eval_factor, final_eval,
-                                                         acc, world, first)
+                                                         acc, world, first, eval_every, ckpt_every)
             log.write(step, "plan", plan.to_dict())
             if progress is not None:
                 progress.total = sched.end
@@ -324,7 +334,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
                 voted = (f", voted pass@1 {eval_metrics['vote_pass@1']:.3f} pass@2 {eval_metrics['vote_pass@2']:.3f}"
                          if "vote_pass@1" in eval_metrics else "")
                 progress.write(f"step {step}: eval exact {eval_metrics['exact_accuracy']:.4f} "
-                               f"token {eval_metrics['token_accuracy']:.4f} ({eval_metrics['count']} examples){voted}")
+                               f"token {eval_metrics['token_accuracy']:.4f} ({int(eval_metrics['count'])} examples){voted}")
         if ckpt_every and step % ckpt_every == 0 and step < sched.end:
             ckpt_path = save()
 
@@ -333,10 +343,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             stop["why"] = "time"
         if stop_after_steps is not None and steps_this_run >= stop_after_steps:
             stop["why"] = "steps"
-        if world > 1:
-            flag = torch.tensor([1.0 if stop["why"] else 0.0], device=acc.device)
-            if float(acc.reduce(flag, reduction="sum")) > 0 and stop["why"] is None:
-                stop["why"] = "signal"
+        stop["why"], stop["signal"] = agree_on_stop(acc, world, stop["why"], stop_requests.received)
         if stop["why"]:
             break
     if progress is not None:
@@ -356,10 +363,10 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         fps = acc.gather(fp).tolist()
         log.write(step, "sync", {"rank_fingerprints": fps, "in_sync": len(set(fps)) == 1})
     log.close()
-    if prev is not None:
-        signal.signal(signal.SIGTERM, prev)
+    stop_requests.restore()
     return TrainResult(step, ckpt_path, last_metrics, eval_metrics, clock.now() - t_start,
-                       stop["why"] or "steps", step_times, plan.to_dict() if plan is not None else None)
+                       stop["why"] or "steps", step_times, plan=plan.to_dict() if plan is not None else None,
+                       signal=stop["signal"], device_batch=device_batch)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -394,7 +401,7 @@ def _run_deadline(cfg: TrainConfig, deadline: Deadline | None) -> Deadline:
     return deadline
 
 
-def _checkpoint_seconds(model: torch.nn.Module, has_ema: bool, has_opt: bool) -> float:
+def checkpoint_seconds(model: torch.nn.Module, *, has_ema: bool, has_opt: bool) -> float:
     """Reserve for the final checkpoint: weights (+ EMA copy, + two Adam moments) at a conservative 100 MB/s, plus
     a second for the rest (gathering loader/RNG state, the rename)."""
     n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -426,10 +433,13 @@ def _any_rank(acc: Accelerator, world: int, flag: bool) -> bool:
 
 
 def _replan(planner: StepPlanner, step: int, max_steps: int, cfg: TrainConfig, eval_factor: float,
-            final_eval: bool, acc: Accelerator, world: int, first: bool):
-    """Re-estimate the steps that fit; returns (schedule, plan, next re-plan step, final_eval). Rank 0 decides and
-    broadcasts, so every process keeps the same LR (their step timings differ)."""
+            final_eval: bool, acc: Accelerator, world: int, first: bool, eval_every: int = 0, ckpt_every: int = 0):
+    """Re-estimate the steps that fit; returns (schedule, plan, next re-plan step, final_eval). Periodic evaluations
+    and checkpoints count as a share of every step. Rank 0 decides and broadcasts, so every process keeps the same
+    LR (their step timings differ)."""
     s = planner.step_s() or 0.0
+    planner.overhead_per_step = ((eval_factor * s / eval_every if eval_every else 0.0)
+                                 + (planner.reserves["checkpoint"] / ckpt_every if ckpt_every else 0.0))
     keep_eval = final_eval
     if final_eval:
         need = eval_factor * s
@@ -443,15 +453,97 @@ def _replan(planner: StepPlanner, step: int, max_steps: int, cfg: TrainConfig, e
         t = broadcast(torch.tensor([float(end), float(keep_eval)], dtype=torch.float64, device=acc.device), 0)
         end, keep_eval = int(t[0]), bool(t[1])
     new = size_schedule(cfg.lr_warmup_steps, max_steps, end)
-    plan = Plan("train", planner.deadline.remaining(), {f"{new.end - step} more steps x {s:.3g} s": (new.end - step) * s},
-                dict(planner.reserves), {"planned_steps": new.end, "max_steps": max_steps, "warmup": new.warmup,
-                                         "final_eval": keep_eval})
+    phases = {f"{new.end - step} more steps x {s:.3g} s": (new.end - step) * s}
+    plan = Plan("train", planner.deadline.remaining(), phases, dict(planner.reserves),
+                {"planned_steps": new.end, "max_steps": max_steps, "warmup": new.warmup, "final_eval": keep_eval})
     return new, plan, step + max(5, (new.end - step) // 8), keep_eval
 
 
 def _bar_label(deadline: Deadline, t_start: float) -> str:
     from .units import format_seconds
     return f"train [budget {format_seconds(deadline.at - t_start)}]" if deadline.limited else "train"
+def make_accelerator(cpu: bool, **kwargs) -> Accelerator:
+    """The Accelerator with its maths pinned in code (no mixed precision, no dynamo), whatever a user's saved
+    `accelerate config` or `accelerate launch` flags say (precision.accelerator_kwargs)."""
+    return Accelerator(cpu=cpu, **accelerator_kwargs(), **kwargs)
+
+
+def run_precision(setting: str, preference: str, device: torch.device, *, announce_it: bool) -> Precision:
+    """The forward dtype for this device (precision.choose_precision), printed once per process."""
+    precision = choose_precision(setting, preference, device_info(device))
+    announce(precision, announce_it)
+    return precision
+
+
+def agree_on_stop(acc: Accelerator, world: int, why: str | None, received: str | None) -> tuple[str | None, str | None]:
+    """(why, signal) this step, the same on every process: a signal received by any rank stops all of them.
+    `why` is this rank's own reason ("steps", "time"); a received signal outranks it. One all-reduce (MAX)."""
+    code = stop_code(received) if received else stop_code(why)
+    if world > 1:
+        t = torch.tensor([code], dtype=torch.int32, device=acc.device)
+        code = int(acc.reduce(t, reduction="max"))
+    reason = stop_reason(code)
+    if reason in ("SIGINT", "SIGTERM"):
+        return "signal", reason
+    return reason, None
+
+
+
+
+def _check_inputs(cfg: TrainConfig) -> None:
+    """Everything a run reads and where it writes, checked before the first write (validate_inputs)."""
+    from .validate_inputs import check_config, check_dataset, check_writable
+    if not cfg.data:
+        raise InputError("no dataset given (--data DIR from `arcsolver prepare`)", field="--data")
+    check_config(cfg)
+    check_dataset(cfg.data)
+    check_writable(cfg.out, folder=True)
+
+
+def _check_resume(resume: str, mcfg, loss_type: str) -> dict:
+    """The checkpoint to resume: valid, of this run's architecture; returns its training state."""
+    from .validate_inputs import check_resume
+    return check_resume(resume, mcfg, loss_type)[1]
+
+
+def _initial_device_batch(cfg: TrainConfig, mcfg, local_batch: int, device: torch.device) -> int:
+    """Rows per micro-batch: `device_batch_size` when set, else what the memory model fits in the free memory
+    (the whole local batch on CPU; see memory_model)."""
+    if cfg.device_batch_size < 0:
+        raise InputError(f"must be >= 0 (0: automatic), got {cfg.device_batch_size}", field="device_batch_size")
+    if cfg.device_batch_size > 0:
+        return min(cfg.device_batch_size, local_batch)
+    from .memory_model import choose_device_batch, free_device_bytes, training_memory
+    return choose_device_batch(lambda rows: training_memory(mcfg, rows, local_batch), local_batch,
+                               free_device_bytes(device))
+
+
+def _forward_backward(ddp_model, model, acc: Accelerator, carry, batch: dict[str, torch.Tensor], local_batch: int,
+                      device_batch: int, opt, emb_opt, backward=None):
+    """One step's forward + backward over the local batch in micro-batches (microbatch.accumulate), halving the
+    micro-batch on out-of-memory. `backward(loss)`: the loss scaling's (float16), else plain. Returns (carry,
+    summed loss, summed metrics, micro-batch used)."""
+    from . import microbatch
+    noise = microbatch.draw_halt_noise(model.model.config, batch["inputs"].shape[0], acc.device) \
+        if model.training else None
+
+    def forward(c, b, n):
+        c, loss, metrics, _, _ = ddp_model(carry=c, batch=b, return_keys=(), halt_noise=n)
+        return c, loss, metrics
+
+    no_sync = (lambda: acc.no_sync(ddp_model)) if ddp_model is not model else None
+
+    def reset() -> None:  # a failed attempt leaves partial gradients and recorded embedding rows
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+        if emb_opt is not None:
+            emb_opt.zero_grad()
+
+    (carry, loss, metrics), device_batch = microbatch.run_halving_on_oom(
+        lambda db: microbatch.accumulate(forward, carry, batch, local_batch, db, noise, no_sync, backward),
+        device_batch,
+        reset, "training step")
+    return carry, loss, metrics, device_batch
 
 
 def _fingerprint(model: torch.nn.Module) -> float:

@@ -261,7 +261,11 @@ class TRM(nn.Module):
                      torch.ones(B, dtype=torch.bool, device=dev),
                      {k: torch.zeros_like(v) for k, v in batch.items()})
 
-    def forward(self, carry: Carry, batch: dict[str, torch.Tensor]) -> tuple[Carry, dict[str, torch.Tensor]]:
+    def forward(self, carry: Carry, batch: dict[str, torch.Tensor],
+                halt_noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[Carry, dict[str, torch.Tensor]]:
+        """`halt_noise`: the exploration draws (uniform [B] fp32, minimum steps [B] int32) made by the caller, so a
+        batch split into micro-batches explores exactly as the whole batch (microbatch.draw_halt_noise); drawn here
+        otherwise, in the same order."""
         cfg = self.config
         halted = carry.halted
         # Halted rows restart: initial latents, step 0, and the incoming batch's row as their data.
@@ -281,8 +285,10 @@ class TRM(nn.Module):
                 else:
                     new_halted = new_halted | (q_halt > q_cont)
                 # Exploration: with probability p a row gets a minimum number of steps, uniform in [2, max].
-                explore = torch.rand_like(q_halt) < cfg.halt_exploration_prob
-                min_steps = explore * torch.randint_like(steps, low=2, high=cfg.halt_max_steps + 1)
+                if halt_noise is None:
+                    halt_noise = (torch.rand_like(q_halt), torch.randint_like(steps, low=2, high=cfg.halt_max_steps + 1))
+                explore = halt_noise[0] < cfg.halt_exploration_prob
+                min_steps = explore * halt_noise[1]
                 new_halted = new_halted & (steps >= min_steps)
                 if not cfg.no_ACT_continue:
                     # HRM-style bootstrapped Q-continue target from one more inner step (the reference's intent;

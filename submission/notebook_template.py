@@ -59,15 +59,31 @@ def find_inputs(pattern: str, max_depth: int = 10) -> list:
 
 # %%
 # Safety net, standard library only: Kaggle rejects a run without a valid submission.json, so write one before the
-# install or any arcsolver import can fail. arcsolver's runner rewrites it (validated) right after.
+# install or any arcsolver import can fail. arcsolver's runner rewrites it (validated) right after. Every grid is
+# checked: a test input that is not a valid ARC grid is answered [[0]], a task without a test list gets one entry,
+# so one malformed task can never make the whole file invalid.
+def _valid_grid(g) -> bool:
+    return (isinstance(g, list) and 1 <= len(g) <= 30 and all(isinstance(r, list) for r in g)
+            and 1 <= len(g[0]) <= 30 and all(len(r) == len(g[0]) for r in g)
+            and all(type(x) is int and 0 <= x <= 9 for r in g for x in r))
+
+
+def _safety_entries(task) -> list:
+    tests = task.get("test") if isinstance(task, dict) else None
+    if not isinstance(tests, list):
+        return [{"attempt_1": [[0]], "attempt_2": [[0]]}]
+    grids = [t.get("input") if isinstance(t, dict) else None for t in tests]
+    return [{"attempt_1": g if _valid_grid(g) else [[0]], "attempt_2": g if _valid_grid(g) else [[0]]}
+            for g in grids]
+
+
 try:
     _competition = ARCSOLVER_CONFIG.get("competition") or ""
     _challenges = sorted(find_inputs("arc-agi_test_challenges.json"), key=lambda p: _competition not in p.parts)
     if not _challenges:
         raise FileNotFoundError(f"no arc-agi_test_challenges.json under {INPUT}: attach the competition data")
     _tasks = json.loads(_challenges[0].read_text())
-    _fallback = {tid: [{"attempt_1": t["input"], "attempt_2": t["input"]} for t in task["test"]]
-                 for tid, task in _tasks.items()}
+    _fallback = {tid: _safety_entries(task) for tid, task in _tasks.items()}
     _tmp = WORKING / ".submission.json.tmp"
     _tmp.write_text(json.dumps(_fallback))
     os.replace(_tmp, WORKING / "submission.json")  # atomic: never a half-written file
@@ -93,6 +109,13 @@ def _pip_install(*args: str) -> bool:
     return res.returncode == 0
 
 
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except Exception:  # a broken or blocked package counts as missing
+        return False
+
+
 def install_arcsolver() -> None:
     wanted = ARCSOLVER_CONFIG.get("wheel")
     wheels = sorted(find_inputs("arcsolver-*.whl"), key=lambda p: p.name != wanted)
@@ -101,8 +124,8 @@ def install_arcsolver() -> None:
         return
     wheel = wheels[0]
     version = wheel.name.split("-")[1]
-    try:
-        have = importlib.metadata.version("arcsolver")
+    try:  # installed *and* importable (a stale dist-info without the package does not count)
+        have = importlib.metadata.version("arcsolver") if _has_module("arcsolver") else None
     except importlib.metadata.PackageNotFoundError:
         have = None
     if os.environ.get("ARCSOLVER_KAGGLE_SKIP_INSTALL") or have == version:
@@ -115,8 +138,9 @@ def install_arcsolver() -> None:
         if _pip_install(str(wheel)):
             log.info("installed %s", wheel.name)
         importlib.invalidate_caches()
-    missing = [m for m in ("numpy", "numba", "orjson", "click", "torch", "accelerate", "safetensors")
-               if importlib.util.find_spec(m) is None]
+    needed = ARCSOLVER_CONFIG.get("required_modules") or ("numpy", "numba", "orjson", "click", "torch",
+                                                           "accelerate", "safetensors", "tqdm")
+    missing = [m for m in needed if not _has_module(m)]
     if missing:
         log.error("modules arcsolver needs are missing from this image: %s (ship their wheels in the dataset's "
                   "wheels/ folder: kaggle_package.package(extra_wheels=...))", ", ".join(missing))

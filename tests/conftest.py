@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,3 +27,34 @@ def random_task(rng: np.random.Generator, n_train=3, n_test=1, max_side=8, color
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GPU tests: marked `gpu` (registered in pyproject.toml), skipped -- never silently -- where no CUDA device is visible.
+
+
+def cuda_devices() -> int:
+    import torch
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def gpu_skip_reason(needed: int = 1) -> str | None:
+    """Why a test needing `needed` CUDA GPUs cannot run here (None when it can)."""
+    import torch
+    have = cuda_devices()
+    if have >= needed:
+        return None
+    if torch.version.cuda is None:
+        return (f"needs {needed} CUDA GPU(s): none visible (torch {torch.__version__} is a CPU-only build; "
+                "`make install TORCH=...` with a CUDA build)")
+    return f"needs {needed} CUDA GPU(s), {have} visible (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        marker = item.get_closest_marker("gpu")
+        if marker is None:
+            continue
+        reason = gpu_skip_reason(int(marker.kwargs.get("count", 1)))
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))

@@ -1,6 +1,7 @@
 import pytest
 
-from arcsolver.config import PRESETS, build_config, load_preset
+from arcsolver.config import PRESETS, TrainConfig, build_config, load_preset
+from arcsolver.validate_inputs import check_arch_field
 from arcsolver.errors import InputError
 from arcsolver.units import parse_duration
 
@@ -27,7 +28,7 @@ def test_overrides_and_errors():
     assert build_config(None, ["lr=1"]).lr == 1.0  # int accepted for a float field
     with pytest.raises(InputError, match="unknown field 'nope'"):
         build_config("arc-agi-1", ["nope=1"])
-    with pytest.raises(InputError, match="max_steps expects int"):
+    with pytest.raises(InputError, match="max_steps: expected an integer"):
         build_config("arc-agi-1", ["max_steps=abc"])
     with pytest.raises(InputError, match="expected key=value"):
         build_config("arc-agi-1", ["lr"])
@@ -43,3 +44,32 @@ def test_durations():
     assert parse_duration("45s") == 45
     with pytest.raises(InputError):
         parse_duration("soon")
+
+
+def test_every_preset_passes_the_validation_layer():
+    from arcsolver.config import PRESETS
+    for p in sorted(PRESETS.glob("*.toml")):
+        build_config(p.stem)  # raises on any bad field or relation
+
+
+def test_values_are_checked_where_they_come_from(tmp_path):
+    p = tmp_path / "x.toml"
+    p.write_text("[arch]\nnum_heads = 3\nhidden_size = 64\n")
+    with pytest.raises(InputError, match="not divisible by arch.num_heads 3"):
+        build_config(str(p))
+    assert build_config(str(p), ["arch.num_heads=4"]).arch["num_heads"] == 4  # --set repairs it
+    assert build_config(None, ["arch.mlp_t=true", "arch.hidden_size=30", "arch.num_heads=4"]).arch["mlp_t"]
+    p.write_text("[train]\nglobal_batch_size = true\n")
+    with pytest.raises(InputError, match=r"x.toml: global_batch_size: expected an integer, got True"):
+        build_config(str(p))
+
+
+def test_every_field_has_a_validation_rule():
+    """A field added to TrainConfig or TRMConfig needs its rule in validate_inputs (else every run would refuse it)."""
+    import dataclasses
+    from arcsolver.trm import TRMConfig
+    from arcsolver.validate_inputs import ARCH_RULES, TRAIN_RULES
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - {"arch"} == set(TRAIN_RULES)
+    assert {f.name for f in dataclasses.fields(TRMConfig)} == set(ARCH_RULES)
+    for f in dataclasses.fields(TRMConfig):  # the defaults themselves pass
+        check_arch_field(f.name, getattr(TRMConfig(), f.name))

@@ -333,7 +333,7 @@ def test_runner_smoke_on_commit_full_on_rerun(tmp_path, tasks_json, packaged, mo
         return good_solve(tp, ck, od, budget, smoke)
 
     out = run(root, solve=solve, smoke_tasks=2, smoke_budget_s=42)
-    assert seen[-1] == (2, 42, True)
+    assert seen[-1][0] == 2 and seen[-1][1] == pytest.approx(42, abs=0.01) and seen[-1][2] is True
     sub, fb = read(out), fallback_submission(load_tasks(root / "input/competitions/arc-prize-2025/"
                                                         "arc-agi_test_challenges.json"))
     ids = list(tasks_json)
@@ -466,15 +466,29 @@ def test_runner_without_challenges_raises(tmp_path):
         run(tmp_path, solve=good_solve)
 
 
+def test_solver_stops_come_in_order_from_one_deadline():
+    from arcsolver.kaggle_runner import solver_stops
+    now = 1_000_000.0
+    full = solver_stops(now + 11.5 * 3600, now)
+    assert full["solver"] < full["sigterm"] < full["sigkill"] < full["merge"] <= now + 11.5 * 3600
+    assert full["sigkill"] - full["sigterm"] == 30.0  # the grace period for the last flush
+    assert full["merge"] - full["solver"] == 45.0  # 5 s for the solver to end by itself + grace + kill wait
+    short = solver_stops(now + 20, now)  # a rehearsal or test: the margins shrink with the time left
+    assert short["solver"] - now > 17 and short["merge"] <= now + 20
+    smoke = solver_stops(now + 11.5 * 3600, now, smoke=True, smoke_budget_s=300)
+    assert smoke["solver"] == now + 300 and smoke["sigterm"] == now + 600 + 120
+    assert solver_stops(now - 5, now)["merge"] <= now  # a passed deadline: nothing left to give
+
+
 def test_finetune_command_single_and_multi_gpu(tmp_path):
-    one = finetune_command(tmp_path / "c.json", tmp_path / "ck", tmp_path / "o", 3600.7, 1)
+    one = finetune_command(tmp_path / "c.json", tmp_path / "ck", tmp_path / "o", 1796000000.7, 1)
     assert one[:3] == [sys.executable, "-m", "arcsolver.cli"]
     assert one[3:] == ["finetune", "--from", str(tmp_path / "ck"), "--tasks", str(tmp_path / "c.json"),
-                       "--time-budget", "3600s", "--predict", "--out", str(tmp_path / "o")]
-    four = finetune_command(tmp_path / "c.json", tmp_path / "ck", tmp_path / "o", 60, 4)
+                       "--deadline", "1796000000", "--predict", "--out", str(tmp_path / "o")]  # rounded down
+    four = finetune_command(tmp_path / "c.json", tmp_path / "ck", tmp_path / "o", 1796000060, 4)
     assert four[1:8] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4", "-m",
                          "arcsolver.cli"]
-    assert four[8:] == one[3:7] + [str(tmp_path / "c.json"), "--time-budget", "60s"] + one[10:]
+    assert four[8:] == one[3:7] + [str(tmp_path / "c.json"), "--deadline", "1796000060"] + one[10:]
 
 
 @pytest.mark.parametrize("script, outcome", [
@@ -483,15 +497,25 @@ def test_finetune_command_single_and_multi_gpu(tmp_path):
      "open(o+'/submission.json','w'))", "solved"),
     ("import sys; print('crash'); sys.exit(3)", "exited with code 3"),
     ("import time; time.sleep(30)", "TimeoutError"),
+    # writes its answers, then hangs and ignores SIGTERM: SIGKILL after the grace period, and its file is used
+    ("import json,sys,signal,time; o=sys.argv[sys.argv.index('--out')+1]; "
+     "t=json.load(open(sys.argv[sys.argv.index('--tasks')+1]));"
+     "json.dump({k:[{'attempt_1':[[5]],'attempt_2':[[6]]} for _ in v['test']] for k,v in t.items()},"
+     "open(o+'/submission.json','w')); signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)", "solved"),
 ])
 def test_default_cli_solve_subprocess(tmp_path, tasks_json, packaged, monkeypatch, script, outcome):
     """The default solve path end to end, with the finetune command swapped for a tiny script."""
     root = make_tree(tmp_path / "kaggle", tasks_json, packaged)
-    monkeypatch.setattr(kaggle_runner, "finetune_command",
-                        lambda tp, ck, od, b, n, extra=(): [sys.executable, "-c", script, "--tasks", str(tp), "--out", str(od)])
+    passed = []
+
+    def command(tp, ck, od, deadline_at, n, extra=()):
+        passed.append(deadline_at)
+        return [sys.executable, "-c", script, "--tasks", str(tp), "--out", str(od)]
+    monkeypatch.setattr(kaggle_runner, "finetune_command", command)
     t0 = time.time()
     out = run(root, smoke=False, deadline_s=8, margin_s=0)
     assert time.time() - t0 < 20
+    assert t0 < passed[0] < t0 + 8  # one absolute deadline, before the run's own, passed down
     summary = read(root / "working" / "arcsolver-run-summary.json")
     if outcome == "solved":
         assert summary["outcome"] == "solved"
@@ -766,10 +790,10 @@ def test_notebook_with_a_real_checkpoint_scores_as_the_cli(tmp_path, monkeypatch
     tasks = load_tasks(BUNDLED)[:4]
     data = tmp_path / "pre"
     build(data, [TaskSet("b", tasks, test_set=True)], num_aug=4, seed=0, canvas=10)
-    ck = train(build_config("tiny-cpu", ["max_steps=30"], data=str(data), out=str(tmp_path / "run")), cpu=True,
+    ck = train(build_config("tiny-cpu", ["max_steps=120"], data=str(data), out=str(tmp_path / "run")), cpu=True,
                quiet=True, final_eval=False).checkpoint
     ft_args = ["--embed-steps", "2", "--full-steps", "3", "--num-aug", "3", "--batch-size", "8", "--cpu"]
-    pkg = package(ck, tmp_path / "pkg", owner=OWNER, wheel=wheel, finetune_args=ft_args)
+    pkg = package(ck, tmp_path / "pkg", owner=OWNER, wheel=wheel, finetune_args=ft_args, allow_small_canvas=True)
     challenges = {t.id: {"train": t.to_json()["train"], "test": [{"input": p["input"]} for p in t.to_json()["test"]]}
                   for t in tasks}
     solutions = {t.id: [p["output"] for p in t.to_json()["test"]] for t in tasks}

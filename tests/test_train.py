@@ -42,11 +42,20 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return w
 
 
-def test_resume_after_sigkill_is_bit_exact(tmp_path, data):
-    steps = 12
-    straight = tmp_path / "straight"
-    r = cli("train", *COMMON, "--data", str(data), "--out", str(straight), "--steps", str(steps))
+STEPS = 12
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, data):
+    """The uninterrupted run the interrupted-and-resumed ones must equal bit for bit."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    r = cli("train", *COMMON, "--data", str(data), "--out", str(out), "--steps", str(STEPS))
     assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_resume_after_sigkill_is_bit_exact(tmp_path, data, straight):
+    steps = STEPS
     # Same run, killed with SIGKILL once the step-4 checkpoint exists, then resumed.
     killed = tmp_path / "killed"
     p = subprocess.Popen([PY, "-m", "arcsolver.cli", "train", *COMMON, "--data", str(data), "--out", str(killed),
@@ -68,18 +77,72 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path, data):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_two_process_accelerate_run_keeps_ranks_identical(tmp_path, data):
-    out = tmp_path / "ddp"
+def test_ctrl_c_checkpoints_exits_130_with_one_line_and_resumes_bit_exact(tmp_path, data, straight):
+    """SIGINT (Ctrl-C) finishes the step, writes a checkpoint, says where in one line, exits 130; resuming from it
+    gives the uninterrupted run's weights."""
+    run = tmp_path / "interrupted"
+    p = subprocess.Popen([PY, "-m", "arcsolver.cli", "train", *COMMON, "--data", str(data), "--out", str(run),
+                          "--steps", str(STEPS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (metrics.is_file() and '"train"' in metrics.read_text()):
+        assert p.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.005)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    at = (run / "latest").read_text().strip()
+    assert at != f"step_{STEPS:07d}", "the run finished before it could be interrupted"
+    lines = [x for x in err.splitlines() if x.startswith("interrupted")]
+    assert len(lines) == 1 and f"checkpoint {run / at}" in lines[0] and "--resume" in lines[0], err
+    assert "Traceback" not in err and "Aborted" not in err
+    r = cli("train", *COMMON, "--data", str(data), "--out", str(run), "--steps", str(STEPS), "--resume", str(run))
+    assert r.returncode == 0, r.stderr
+    a, b = weights(straight), weights(run)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _launch_two(data: Path, out: Path, port: int, hf_home: Path, steps: int = 6) -> subprocess.CompletedProcess:
+    """A 2-process gloo run through plain `accelerate launch`, no precision flags: the maths is pinned in code.
+    HF_HOME holds `accelerate config`'s saved file (an empty folder: no saved config)."""
     cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-           "-m", "arcsolver.cli", "train", *COMMON, "--data", str(data), "--out", str(out), "--steps", "6"]
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+           "--main_process_port", str(port), "-m", "arcsolver.cli", "train", *COMMON, "--data", str(data),
+           "--out", str(out), "--steps", str(steps),
+           "--time-budget", "10m"]  # a deadline far away: the plan is made and broadcast, max_steps still ends it
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", HF_HOME=str(hf_home))
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory, data):
+    tmp = tmp_path_factory.mktemp("ddp")
+    r = _launch_two(data, tmp / "ddp", 29517, tmp / "empty-hf")
     assert r.returncode == 0, r.stderr[-2000:]
+    return tmp / "ddp"
+
+
+def test_two_process_accelerate_run_keeps_ranks_identical(two_process_run):
+    out = two_process_run
     recs = [read_json_line(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["choices"]["planned_steps"] for x in recs if x["split"] == "plan"][-1] == 6
     sync = [x for x in recs if x["split"] == "sync"]
     assert sync and sync[-1]["in_sync"] and len(sync[-1]["rank_fingerprints"]) == 2
     assert (out / "step_0000006" / "model.safetensors").is_file()
+
+
+def test_a_hostile_accelerate_config_does_not_change_the_run(tmp_path, data, two_process_run):
+    """A saved `accelerate config` asking for fp16 and an inductor-compiled model gives the same weights as no
+    config (unpinned, this run compiles the DDP model for minutes and its weights differ in the 8th digit)."""
+    hostile = tmp_path / "hostile-hf"
+    (hostile / "accelerate").mkdir(parents=True)
+    (hostile / "accelerate" / "default_config.yaml").write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nmixed_precision: fp16\n"
+        "dynamo_config:\n  dynamo_backend: INDUCTOR\nnum_machines: 1\nnum_processes: 2\nmachine_rank: 0\n"
+        "use_cpu: true\n")
+    r = _launch_two(data, tmp_path / "hostile", 29518, hostile)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = weights(two_process_run), weights(tmp_path / "hostile")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_first_three_steps_use_the_reference_learning_rates(tmp_path, data, monkeypatch):
@@ -120,3 +183,27 @@ def test_train_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "not a prepared dataset" in r.stderr and "Traceback" not in r.stderr
     r = cli("train", "--preset", "nope", "--data", str(tmp_path))
     assert r.returncode == 2 and "unknown preset" in r.stderr
+
+
+def test_resume_from_an_earlier_checkpoint_logs_each_step_once(tmp_path, data):
+    from arcsolver.config import build_config
+    from arcsolver.train import train
+    out = tmp_path / "run"
+    cfg = build_config("tiny-cpu", ["checkpoint_interval_steps=2", "log_every=1", "eval_max_batches=1"],
+                       data=str(data), out=str(out), max_steps=4)
+    train(cfg, cpu=True, quiet=True)
+    # Resume from step 2 while the log already holds steps 3 and 4 (as after a crash past a checkpoint).
+    train(cfg, resume=str(out / "step_0000002"), cpu=True, quiet=True)
+    recs = [read_json_line(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in recs if r["split"] == "train"]
+    assert train_steps == [1, 2, 3, 4]
+    assert [r["step"] for r in recs if r["split"] == "eval"] == [4]
+
+
+def test_drop_after_keeps_lines_up_to_the_step_and_drops_a_torn_last_line(tmp_path):
+    from arcsolver.metrics_log import drop_after
+    p = tmp_path / "m.jsonl"
+    p.write_bytes(b'{"step": 1, "split": "train"}\n{"step": 2, "split": "eval"}\n{"step": 3, "split": "train"}\n{"st')
+    assert drop_after(p, 2) == 2
+    assert p.read_bytes() == b'{"step": 1, "split": "train"}\n{"step": 2, "split": "eval"}\n'
+    assert drop_after(p, 2) == 0
