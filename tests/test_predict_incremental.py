@@ -115,35 +115,54 @@ def test_cli_with_a_passed_deadline_writes_a_complete_file_and_exits_0(run, tmp_
     assert json.loads(out.read_text()) == fallback_submission(load_tasks(BUNDLED))
 
 
+# The SIGKILL child: predict with a flush per batch, one stdout line per flush (its info as JSON), and after its
+# final flush it waits (on stdin) to be killed, so it can never end on its own before the parent's kill, however the
+# two processes are scheduled. It exits if the parent goes away (stdin closes).
+_KILL_CHILD = """
+import json, sys
+from arcsolver.predict import predict
+
+def hook(info):
+    print(json.dumps(info), flush=True)
+    if info["final"]:
+        sys.stdin.read()
+
+predict(sys.argv[1], sys.argv[2], quiet=True, cpu=True, batch_size=int(sys.argv[3]), flush_every=1, on_flush=hook)
+"""
+
+
 @pytest.mark.parametrize("share", [0.3, 0.6, 0.9])
 def test_sigkill_after_a_flush_leaves_a_valid_complete_file(run, tmp_path, share):
-    """SIGKILL right after the child reports flush k (k = share of its batches): whatever it was doing then (a
-    batch, another flush), the file on disk is valid, complete and has every task finished by flush k."""
+    """SIGKILL right after the child reports flush k (k = share of its batches; with a flush per batch the run
+    makes exactly one flush before the first batch, one after each batch and a final one): whatever it was doing
+    then (a batch, another flush, or waiting after its last), the file on disk is valid, complete and has every task
+    finished by flush k."""
     tmp, ck, full, ref = run
     n_batches = -(-ref.predictions // BATCH)
     k = max(1, round(share * n_batches))
+    assert k < n_batches + 1  # a flush the run makes before its final one
     out = tmp_path / "s.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "arcsolver.cli", "predict", "--checkpoint", str(ck), "--out",
-                             str(out), "--cpu", "--batch-size", str(BATCH), "--flush-every", "1"],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-    done_at_k = None
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_CHILD, str(ck), str(out), str(BATCH)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env)
+    at_k = None
     try:
-        for line in proc.stderr:
-            if "predict: flush " in line:
-                words = line[line.index("predict: flush "):].split()
-                if int(words[2].rstrip(":")) == k:
-                    done_at_k = int(words[3].split("/")[0])
-                    alive = proc.poll() is None
-                    proc.send_signal(signal.SIGKILL)
-                    break
+        for line in proc.stdout:
+            info = json.loads(line)
+            if info["flush"] == k:
+                at_k = info
+                alive = proc.poll() is None
+                proc.send_signal(signal.SIGKILL)
+                break
     finally:
         proc.kill()
         proc.wait()
-    assert done_at_k is not None and alive, "the child ended before flush k"
+    assert at_k is not None and alive, "the child ended before flush k"
+    assert not at_k["final"] and at_k["items_done"] == min(k * BATCH, ref.predictions)
     sub = json.loads(out.read_text())
     check_submission(sub, load_tasks(BUNDLED))
-    assert _same_as_full(sub, full) >= done_at_k
+    assert _same_as_full(sub, full) >= at_k["tasks_complete"]
 
 
 def test_automatic_flushing_backs_off_when_writing_is_expensive(run, tmp_path, monkeypatch):
