@@ -366,7 +366,8 @@ def merge(tasks: list, base: dict, candidate: Any,
 
 def model_answers(produced: Path, candidate: Any, tasks: list) -> set[tuple[str, int]]:
     """The (task id, test index) entries of the solver's file that hold a model prediction: those with at least one
-    candidate in the `*.candidates.json` beside it (what `predict` writes), else, for solvers that write none, the
+    candidate in the `*.candidates.json` beside it (what `predict` flushes with every submission it writes, so a
+    solver killed mid-prediction still has its count), else, for solvers that write none, the
     entries that differ from the test input (the solvers' own fallback)."""
     from .jsonio import read_json
 

@@ -4,7 +4,7 @@ Every test input is run under every augmented version that has a puzzle id (batc
 all supervision steps, `torch.inference_mode`), each answer is undone (crop, inverse dihedral, inverse colours) and
 the answers are voted on (`vote.VoteBook`, one per checkpoint: no silent ensembling). The top two grids per test
 input become attempt_1/attempt_2 of a submission that is complete by construction and written atomically; a
-candidates JSON beside it keeps every candidate with its votes and confidence.
+candidates JSON beside it keeps every candidate with its votes and confidence (flushed with the submission).
 
 Processes: under `accelerate launch` each process rolls out its slice of every batch and the main process gathers
 (index, prediction, q) and votes. Without `--vote` only version 0 (the un-augmented task) is run.
@@ -12,7 +12,7 @@ Processes: under `accelerate launch` each process rolls out its slice of every b
 A long prediction never throws away what it has voted (the Kaggle run is killed at its deadline):
 * tasks are processed whole, cheapest first (fewest versions x test inputs), so many tasks are complete early;
 * the submission is flushed (complete and valid: fallback entries only where no vote exists yet; written to a temp
-  file and renamed) before the first batch, every few batches, on SIGTERM and at the deadline; a flush that costs
+  file and renamed, then its candidates file the same way) before the first batch, every few batches, on SIGTERM and at the deadline; a flush that costs
   more than 5% of the time since the last one doubles the interval, so flushing stays cheap on 240 tasks;
 * under a deadline it stops by itself before starting a batch that would not finish (with its final write) in time,
   judged from the batch times measured on the deadline's clock, and returns normally with the answers so far.
@@ -200,8 +200,9 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
             bar["progress"].write(message, file=sys.stderr)
         else:
             print(message, file=sys.stderr, flush=True)
+    cand_path = candidates_path(out) if candidates else None
     flusher = _Flusher(Path(out), task_list, book, clock, flush_every, on_flush,
-                       say if acc.is_main_process and not quiet else None)
+                       say if acc.is_main_process and not quiet else None, cand_path)
     items_done = 0
     if acc.is_main_process:
         flusher.flush(0, int(np.searchsorted(task_done_at, 0, side="right")))  # a complete file before any batch
@@ -258,16 +259,17 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     if progress is not None:
         progress.close()
 
-    cand_path = None
     tasks_complete = int(np.searchsorted(task_done_at, items_done, side="right"))
     if acc.is_main_process:
-        flusher.flush(items_done, tasks_complete, final=True)
-        if candidates:
-            cand_path = Path(out).with_name(Path(out).stem + ".candidates.json")
-            write_json(cand_path, candidates_json(book))
+        flusher.flush(items_done, tasks_complete, final=True)  # the submission and its candidates
     acc.wait_for_everyone()
-    return PredictResult(Path(out), cand_path, len(task_list), sum(len(t.test) for t in task_list), items_done,
+    return PredictResult(Path(out), cand_path if acc.is_main_process else None, len(task_list), sum(len(t.test) for t in task_list), items_done,
                          clock.now() - t0, book, stop["why"] or "done", items_done, tasks_complete, flusher.count)
+
+
+def candidates_path(out: str | Path) -> Path:
+    """Where the candidates of the submission `out` go: `<stem>.candidates.json` beside it."""
+    return Path(out).with_name(Path(out).stem + ".candidates.json")
 
 
 def cheapest_tasks_first(ver: np.ndarray, ex: np.ndarray, task: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -311,13 +313,17 @@ def _deadline_stop(deadline: Deadline, row_times: list[float], next_rows: int, f
 
 
 class _Flusher:
-    """Writes the complete submission atomically; decides when (every `every` batches; automatic when `every` is 0:
-    every 4, doubled while a flush costs more than 5% of the time since the previous one)."""
+    """Writes the complete submission atomically, then (with `candidates`) the candidates of the test inputs voted
+    so far, atomically too; decides when (every `every` batches; automatic when `every` is 0: every 4, doubled while
+    a flush costs more than 5% of the time since the previous one). The submission goes first: votes only grow, so
+    a process killed between the two renames leaves candidates that name no test input the submission on disk has
+    not voted (the runner counts model answers from them, and never over-counts)."""
 
     AUTO_EVERY = 4
 
-    def __init__(self, out: Path, tasks: list[Task], book: VoteBook, clock, every: int, on_flush, say):
-        self.out, self.tasks, self.book, self.clock = out, tasks, book, clock
+    def __init__(self, out: Path, tasks: list[Task], book: VoteBook, clock, every: int, on_flush, say,
+                 candidates: Path | None = None):
+        self.out, self.tasks, self.book, self.clock, self.candidates = out, tasks, book, clock, candidates
         self.adaptive = int(every) <= 0
         self.every, self.on_flush, self.say = int(every) if every > 0 else self.AUTO_EVERY, on_flush, say
         self.count = 0
@@ -333,6 +339,8 @@ class _Flusher:
         t = self.clock.now()
         sub = build_submission(self.tasks, self.book)
         write_submission(self.out, sub, self.tasks)
+        if self.candidates is not None:
+            write_json(self.candidates, candidates_json(self.book))
         now = self.clock.now()
         self.cost_s = now - t
         if self.adaptive and self.count and self.cost_s > 0.05 * max(1e-9, t - self.last_t):

@@ -17,9 +17,11 @@ from arcsolver.arc_tasks import load_tasks
 from arcsolver.cli import main
 from arcsolver.config import build_config
 from arcsolver.deadline import Deadline, ManualClock
-from arcsolver.predict import _task_completion_points, cheapest_tasks_first, predict
+from arcsolver.kaggle_runner import model_answers
+from arcsolver.predict import _task_completion_points, candidates_path, cheapest_tasks_first, predict
 from arcsolver.submission import build_submission, check_submission, fallback_submission
 from arcsolver.train import train
+from arcsolver.vote import candidates_json
 
 from conftest import BUNDLED
 
@@ -37,6 +39,11 @@ def run(tmp_path_factory):
     full = predict(res.checkpoint, tmp / "full.json", quiet=True, cpu=True, batch_size=BATCH)
     assert full.stopped_by == "done" and full.tasks_complete == full.tasks
     return tmp, res.checkpoint, json.loads((tmp / "full.json").read_text()), full
+
+
+def ref_candidates(tmp) -> dict:
+    """The candidates file of the fixture's complete run."""
+    return json.loads(candidates_path(tmp / "full.json").read_text())
 
 
 def _same_as_full(sub: dict, full: dict) -> int:
@@ -79,6 +86,7 @@ def test_sigterm_at_any_flush_keeps_every_vote_so_far(run, tmp_path, at_flush):
     sub = json.loads(out.read_text())
     check_submission(sub, tasks)  # valid and complete
     assert sub == build_submission(tasks, res.book)  # every vote taken before the stop is in the file
+    assert json.loads(candidates_path(out).read_text()) == candidates_json(res.book)  # and its candidates
     assert _same_as_full(sub, full) >= res.tasks_complete  # the finished tasks answer as the full run does
     if at_flush == 0:
         assert sub == fallback_submission(tasks)
@@ -160,9 +168,26 @@ def test_sigkill_after_a_flush_leaves_a_valid_complete_file(run, tmp_path, share
         proc.wait()
     assert at_k is not None and alive, "the child ended before flush k"
     assert not at_k["final"] and at_k["items_done"] == min(k * BATCH, ref.predictions)
+    tasks = load_tasks(BUNDLED)
     sub = json.loads(out.read_text())
-    check_submission(sub, load_tasks(BUNDLED))
+    check_submission(sub, tasks)
     assert _same_as_full(sub, full) >= at_k["tasks_complete"]
+    # The candidates are flushed with the submission (after it): at least the test inputs voted by flush k, and
+    # every test input whose votes were all in (as many predictions as the full run's) is answered in the
+    # submission by its top two candidates, in rank order.
+    cands = json.loads(candidates_path(out).read_text())
+    full_n = {(t, e["test_index"]): e["n_predictions"] for t, es in ref_candidates(tmp).items() for e in es}
+    named = {(t, e["test_index"]): e for t, es in cands.items() for e in es}
+    assert len(named) >= at_k["test_inputs_voted"] >= 1
+    complete = [key for key, e in named.items() if e["n_predictions"] == full_n[key]]
+    by_id = {x.id: x for x in tasks}
+    assert len(complete) >= at_k["tasks_complete"]
+    for (t, i) in complete:
+        grids = [c["grid"] for c in named[(t, i)]["candidates"][:2]]
+        grids += [by_id[t].test[i].input.tolist()] * (2 - len(grids))  # no second candidate: the input
+        assert [sub[t][i]["attempt_1"], sub[t][i]["attempt_2"]] == grids
+    # and the Kaggle runner counts the model's answers from them
+    assert model_answers(out, sub, tasks) == {key for key, e in named.items() if e["candidates"]}
 
 
 def test_automatic_flushing_backs_off_when_writing_is_expensive(run, tmp_path, monkeypatch):
