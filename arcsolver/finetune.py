@@ -25,7 +25,7 @@ import torch
 from . import arc_dataset, checkpoint
 from .arc_tasks import load_tasks
 from .config import FINETUNE
-from .deadline import Deadline
+from .deadline import Deadline, Plan
 from .errors import InputError
 from .finetune_plan import CUT_ORDER, decide, measure_costs
 from .jsonio import read_json, write_json
@@ -80,14 +80,18 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     # 1. the plan (main process decides, every process follows), then the dataset it asks for
     n_tests = sum(len(t.test) for t in task_list)
     margin = {"exit": 2.0 + 0.01 * max(0.0, deadline.remaining())} if deadline.limited else {}
-    decision = None
-    if not fixed:
-        costs, t_plan = None, clock.now()
+    decision = plan = costs = None
+    planning_s = 0.0
+    # Fixed steps under a deadline still keep prediction's time: the same cost model prices it, and training stops
+    # at the deadline minus that reserve (the steps are cut, not the prediction).
+    if not fixed or (deadline.limited and predict_after):
+        t_plan = clock.now()
         if state.is_main_process:
             costs = measure_costs(ckpt, state.device, n_rows=n_tests * (num_aug + 1), predict_batch=predict_batch_size,
                                   train_batch=cfg.global_batch_size, clock=clock, window_s=deadline.remaining())
         costs = _same_on_every_process(state, costs)
         planning_s = clock.now() - t_plan
+    if not fixed:
         decision = decide(costs, deadline.remaining(), n_tasks=len(task_list), n_test_inputs=n_tests,
                           num_aug=num_aug, predict=predict_after, embed_fraction=embed_fraction, reserves=margin)
         decision = _same_on_every_process(state, decision)
@@ -99,9 +103,9 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
                               seed=seed, canvas=canvas)
     meta = read_json(data_dir / "meta.json")
     prepare_s = clock.now() - t0
+    per_task = max(1, int(meta["counts"]["test_examples"]) // max(1, n_tests))  # versions after deduplication
     if not fixed:
         # the same ladder with the real dataset (its versions after deduplication) and the time really left
-        per_task = max(1, int(meta["counts"]["test_examples"]) // max(1, n_tests))
         decision = decide(costs, deadline.remaining(), n_tasks=len(task_list), n_test_inputs=n_tests,
                           num_aug=num_aug, predict=predict_after, embed_fraction=embed_fraction, prepared=True,
                           versions_per_task=per_task, reserves=margin)
@@ -111,7 +115,13 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
         decision.plan.deadline_in_s = deadline.remaining()
         decision.plan.phases = {"planning (done)": planning_s, "prepare (done)": prepare_s - planning_s,
                                 **decision.plan.phases}
-        say(decision.plan.describe())
+        plan = decision.plan
+        say(plan.describe())
+    elif costs is not None:
+        plan = _fixed_steps_plan(costs, deadline.remaining(), embed_steps or 0, full_steps or 0, margin,
+                                 n_tests=n_tests, versions=per_task,
+                                 done={"planning (done)": planning_s, "prepare (done)": prepare_s - planning_s})
+        say(plan.describe())
     else:
         say(f"finetune plan: fixed {embed_steps or 0} embeddings-only + {full_steps or 0} full steps"
             + (f", capped by the {deadline.describe()}" if deadline.limited else ""))
@@ -124,7 +134,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
 
     # 3. phase 1: embeddings only; phase 2: the whole model (each against its own sub-deadline)
     extra = {"finetune": {"from": str(ckpt), "tasks": str(tasks)}}
-    pred_reserve = decision.plan.reserves.get("prediction", 0.0) if decision else 0.0
+    pred_reserve = plan.reserves.get("prediction", 0.0) if plan else 0.0
     train_end = deadline.earlier_by(pred_reserve + sum(margin.values()))
     if fixed:
         e_steps, f_steps = embed_steps or 0, full_steps or 0
@@ -155,9 +165,9 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
               freeze_model=True, quiet=True, final_eval=False, extra_config=extra, stop_after_steps=0)
         final = checkpoint.resolve(out / "mean")
     summary = {"checkpoint": str(final), "data": str(data_dir),
-               "plan": decision.plan.to_dict() if decision else {"fixed": [embed_steps or 0, full_steps or 0]},
+               "plan": plan.to_dict() if plan else {"fixed": [embed_steps or 0, full_steps or 0]},
                "embed_steps": n1, "full_steps": n2, "train_seconds": clock.now() - t0,
-               "mean_embedding_only": n1 + n2 == 0, "planning_seconds": planning_s if decision else 0.0,
+               "mean_embedding_only": n1 + n2 == 0, "planning_seconds": planning_s,
                "interrupted": interrupted}
 
     # 4. predict, against the deadline itself (not after SIGINT/SIGTERM: the user or the scheduler asked to stop)
@@ -169,12 +179,27 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
                       max_versions=decision.versions if decision else 0, forward_dtype=cfg.forward_dtype,
                       device_batch_size=cfg.device_batch_size)
         summary.update(submission=str(res.submission), predict_seconds=clock.now() - t_pred,
-                       predict_estimate_s=pred_reserve if decision else None, predict_stopped_by=res.stopped_by,
+                       predict_estimate_s=pred_reserve if plan else None, predict_stopped_by=res.stopped_by,
                        tasks_complete=res.tasks_complete)
     summary["seconds"] = clock.now() - t0
     if state.is_main_process:
         write_json(out / "finetune.json", summary, indent=True)
     return summary
+
+
+def _fixed_steps_plan(costs, window_s: float, embed_steps: int, full_steps: int, margin: dict[str, float], *,
+                      n_tests: int, versions: int, done: dict[str, float]) -> Plan:
+    """The plan of a run with fixed phase lengths under a deadline: the phases as asked (priced by the cost model),
+    and the reserves training stops before: prediction of every version (`Costs.predict_s`, as `decide` prices it)
+    and the exit margin. Steps that would run into the reserves are cut by the deadline, never the prediction."""
+    reserves = {**margin, "prediction": costs.predict_s(n_tests, versions)}
+    phases = {**done, "embeddings-only": embed_steps * costs.train_step_s(embed_only=True),
+              "full fine-tune": full_steps * costs.train_step_s()}
+    room = window_s - sum(reserves.values())
+    fits = sum(v for k, v in phases.items() if not k.endswith("(done)")) <= room
+    return Plan("finetune", window_s, phases, reserves,
+                {"embed_steps": embed_steps, "full_steps": full_steps, "versions_voted": versions,
+                 "cut": "nothing" if fits else "steps (training stops at the deadline minus the reserves)"})
 
 
 def _finetune_ema(base_train: dict, ema: bool | None) -> bool:

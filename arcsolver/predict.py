@@ -12,8 +12,9 @@ Processes: under `accelerate launch` each process rolls out its slice of every b
 A long prediction never throws away what it has voted (the Kaggle run is killed at its deadline):
 * tasks are processed whole, cheapest first (fewest versions x test inputs), so many tasks are complete early;
 * the submission is flushed (complete and valid: fallback entries only where no vote exists yet; written to a temp
-  file and renamed, then its candidates file the same way) before the first batch, every few batches, on SIGTERM and at the deadline; a flush that costs
-  more than 5% of the time since the last one doubles the interval, so flushing stays cheap on 240 tasks;
+  file and renamed, then its candidates file the same way) before the first batch, every few batches, on SIGTERM
+  and at the deadline; a flush that costs more than 5% of the time since the last one doubles the interval, so
+  flushing stays cheap on 240 tasks;
 * under a deadline it stops by itself before starting a batch that would not finish (with its final write) in time,
   judged from the batch times measured on the deadline's clock, and returns normally with the answers so far.
 """
@@ -263,8 +264,9 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     if acc.is_main_process:
         flusher.flush(items_done, tasks_complete, final=True)  # the submission and its candidates
     acc.wait_for_everyone()
-    return PredictResult(Path(out), cand_path if acc.is_main_process else None, len(task_list), sum(len(t.test) for t in task_list), items_done,
-                         clock.now() - t0, book, stop["why"] or "done", items_done, tasks_complete, flusher.count)
+    return PredictResult(Path(out), cand_path if acc.is_main_process else None, len(task_list),
+                         sum(len(t.test) for t in task_list), items_done, clock.now() - t0, book, stop["why"] or "done",
+                         items_done, tasks_complete, flusher.count)
 
 
 def candidates_path(out: str | Path) -> Path:

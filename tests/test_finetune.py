@@ -183,3 +183,29 @@ def test_finetune_without_any_limit_needs_fixed_steps(pretrained, tmp_path):
     with pytest.raises(InputError, match="no time limit"):
         finetune(ck, str(unseen), tmp_path / "ft", cpu=True, quiet=True)
     assert not (tmp_path / "ft").exists()
+
+
+def test_fixed_steps_that_would_overrun_the_deadline_are_cut_and_prediction_still_runs(pretrained, tmp_path,
+                                                                                        monkeypatch):
+    """--embed-steps/--full-steps under a deadline: 50 + 50 steps of 0.5 s do not fit in 30 s. Training stops at
+    the deadline minus the prediction reserve (priced by the planner's cost model and listed in the plan), so the
+    prediction runs to the end and the submission holds the model's votes."""
+    ck, unseen = pretrained
+    clock = ManualClock(0.0)
+    costs = _tiny_costs(0.85)  # the cost model's step: 0.85 / 24 rows x 8 rows x (1 + 2/2) x 0.9 = 0.51 s
+    _simulate(monkeypatch, clock, step_s=0.5, batch_s=0.5, costs=costs)
+    deadline = Deadline(30.0, clock)
+    out = tmp_path / "ft"
+    s = finetune(ck, str(unseen), out, deadline=deadline, predict_after=True, num_aug=5, cpu=True, quiet=True,
+                 embed_steps=50, full_steps=50)
+    reserves = s["plan"]["reserves"]
+    assert reserves["prediction"] > 0 and s["predict_estimate_s"] == reserves["prediction"]
+    assert s["plan"]["choices"]["cut"].startswith("steps")
+    assert 0 < s["embed_steps"] + s["full_steps"] < 100  # trained, and cut
+    assert s["predict_stopped_by"] == "done" and clock.now() <= deadline.at
+    tasks = load_tasks(unseen)
+    sub = json.loads((out / "submission.json").read_text())
+    check_submission(sub, tasks)
+    cands = json.loads((out / "submission.candidates.json").read_text())
+    assert sum(len(e) for e in cands.values()) == sum(len(t.test) for t in tasks)  # every test input has votes
+    assert s["tasks_complete"] == len(tasks)
