@@ -22,9 +22,12 @@ demo: install
 # (pytest plus the train/predict subprocesses it launches) then fight each other for 2 cores: measured 401-654 s
 # with default threads vs 94 s with one. Exported, so every subprocess the tests start inherits it.
 THREADS_1 := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1
+# Two pytest-xdist workers of one thread each fill 2 cores; whole files go to one worker (--dist loadfile) so a
+# module's expensive fixtures (trained checkpoints, built wheels) are made once. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 
 test: install
-	$(THREADS_1) $(BIN)/python -m pytest tests
+	$(THREADS_1) $(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

@@ -309,7 +309,7 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
               help="Share of the budget for embeddings only.")
 @click.option("--lr-scale", default=FINETUNE.lr_scale, show_default=True, help="Fine-tune LRs = checkpoint LRs x this.")
 @click.option("--ema/--no-ema", "ema", default=FINETUNE.ema, show_default=True,
-              help="EMA of the weights during fine-tuning (off: prediction reads the fine-tuned weights).")
+              help="EMA of the weights during fine-tuning (default: as the checkpoint was trained).")
 @click.option("--per-task/--joint", "per_task", default=FINETUNE.per_task, show_default=True,
               help="One model per task, or all tasks jointly in one (steps are per task with --per-task).")
 @click.option("--batch-size", type=int, default=None, help="Global batch (default: the checkpoint's).")

@@ -4,9 +4,9 @@
 # recipe variant, pass@2 before (rows at the mean, no learning) and after. Writes runs/results/ttt-cpu.{md,json},
 # stamped with the commit and the command.
 #
-# Hardware and time: 2-core x86 VM (see the stamp in runs/results/ttt-cpu.md for the CPU model and the load):
-# designed for <= 40 min on 2 idle cores with one torch thread; the committed run shared the machine with five
-# other jobs (load average ~8) and its wall time is in the results file.
+# Hardware and time: 2-core AMD EPYC VM, one torch thread (two threads on a busy machine run ~10x slower). Measured
+# while the machine was shared with five other jobs (load average 8-11): 1,598 s (seed 0) and 1,537 s (--seed 1),
+# pretraining 866 s of it; on 2 idle cores it is shorter. Other seeds: bash runs/ttt-cpu.sh --seed 1 #   --work out/ttt-cpu-seed1 --results runs/results/ttt-cpu-seed1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}

@@ -1,4 +1,5 @@
 import json
+import socket
 import os
 from pathlib import Path
 
@@ -58,3 +59,11 @@ def pytest_collection_modifyitems(config, items):
         reason = gpu_skip_reason(int(marker.kwargs.get("count", 1)))
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for `accelerate launch --main_process_port`: fixed ports collide when two
+    multi-process tests run at once (the suite runs on two pytest-xdist workers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

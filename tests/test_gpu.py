@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from arcsolver.config import PRESETS, build_config
 
-from conftest import BUNDLED
+from conftest import BUNDLED, free_port
 
 PY = sys.executable
 BIN = Path(PY).parent
@@ -210,7 +210,7 @@ def test_two_process_nccl_run_keeps_ranks_identical(data_root, tmp_path):
     data = _preset_data("tiny-cpu", data_root)
     out = tmp_path / "ddp"
     r = _launch(["train", "--preset", "tiny-cpu", "--data", str(data), "--out", str(out), "--steps", "6",
-                 "--batch-size", "16", "--set", "compile=false", "--set", "log_every=1"], 29551)
+                 "--batch-size", "16", "--set", "compile=false", "--set", "log_every=1"], free_port())
     assert r.returncode == 0, r.stderr[-3000:]
     recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     sync = [x for x in recs if x["split"] == "sync"]
@@ -232,7 +232,7 @@ def predict_one_vs_two_processes(tmp_path: Path, data: Path, device_args: list[s
 
 @pytest.mark.gpu(count=2)
 def test_predict_vote_gathered_across_two_gpu_processes_equals_one_process(data_root, tmp_path):
-    one, two = predict_one_vs_two_processes(tmp_path, _preset_data("tiny-cpu", data_root), [], {}, 29552)
+    one, two = predict_one_vs_two_processes(tmp_path, _preset_data("tiny-cpu", data_root), [], {}, free_port())
     assert one == two
 
 
@@ -254,5 +254,5 @@ def test_every_preset_has_a_dataset_its_model_fits(data_root):
 
 def test_predict_vote_gathered_across_two_cpu_processes_equals_one_process(data_root, tmp_path):
     one, two = predict_one_vs_two_processes(tmp_path, _preset_data("tiny-cpu", data_root), ["--cpu"],
-                                            {"CUDA_VISIBLE_DEVICES": "", "HF_HOME": str(tmp_path / "hf")}, 29553)
+                                            {"CUDA_VISIBLE_DEVICES": "", "HF_HOME": str(tmp_path / "hf")}, free_port())
     assert one == two

@@ -17,7 +17,7 @@ from arcsolver.arc_tasks import load_tasks
 from arcsolver.interrupts import STOP_REASONS, StopRequests, stop_code, stop_reason
 from arcsolver.train import agree_on_stop
 
-from conftest import BUNDLED
+from conftest import BUNDLED, free_port
 
 PY = sys.executable
 BIN = Path(PY).parent
@@ -135,7 +135,7 @@ def _records(run: Path) -> list[dict]:
 @pytest.mark.parametrize("rank,sig,code", [(1, signal.SIGTERM, 0), (0, signal.SIGINT, 130)])
 def test_a_signal_to_one_rank_stops_both_after_the_same_step_with_one_checkpoint(tmp_path, data, rank, sig, code):
     run, steps = tmp_path / "run", 5000
-    p = _launch(data, run, 29531 + rank, steps, tmp_path / "hf")
+    p = _launch(data, run, free_port(), steps, tmp_path / "hf")
     _wait(lambda: _train_lines(run) >= 2 and len(_worker_pids(p.pid)) == 2, p)
     os.kill(_worker_pids(p.pid)[rank], sig)
     out, err = p.communicate(timeout=240)

@@ -16,7 +16,7 @@ from arcsolver.memory_model import (activation_bytes_per_token, choose_device_ba
 from arcsolver.train import build_model, train
 from arcsolver.trm import TRMConfig
 
-from conftest import BUNDLED
+from conftest import BUNDLED, free_port
 
 BATCH = 8
 STEPS = 6
@@ -289,7 +289,8 @@ def test_two_processes_with_micro_batches_stay_in_sync(tmp_path, data):
     from pathlib import Path
     out = tmp_path / "ddp"
     cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29531",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(free_port()),
            "-m", "arcsolver.cli", "train", "--preset", "tiny-cpu", "--data", str(data), "--out", str(out),
            "--steps", "3", "--batch-size", "8", "--device-batch-size", "2", "--cpu"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, CUDA_VISIBLE_DEVICES="",

@@ -23,7 +23,7 @@ from arcsolver.submission import build_submission, check_submission, fallback_su
 from arcsolver.train import train
 from arcsolver.vote import candidates_json
 
-from conftest import BUNDLED
+from conftest import BUNDLED, free_port
 
 BATCH = 8
 
@@ -244,7 +244,8 @@ def test_two_processes_stop_and_flush_together(run, tmp_path):
     tmp, ck, full, ref = run
     out = tmp_path / "s.json"
     cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29523",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(free_port()),
            "-m", "arcsolver.cli", "predict", "--checkpoint", str(ck), "--out", str(out), "--cpu", "--batch-size",
            str(BATCH), "--flush-every", "1", "--time-budget", "10m"]
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")

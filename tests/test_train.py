@@ -14,7 +14,7 @@ from arcsolver.arc_dataset import TaskSet, build
 from arcsolver.arc_tasks import load_tasks
 from arcsolver.jsonio import read_json
 
-from conftest import BUNDLED
+from conftest import BUNDLED, free_port
 
 PY = sys.executable
 BIN = Path(PY).parent
@@ -116,7 +116,7 @@ def _launch_two(data: Path, out: Path, port: int, hf_home: Path, steps: int = 6)
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory, data):
     tmp = tmp_path_factory.mktemp("ddp")
-    r = _launch_two(data, tmp / "ddp", 29517, tmp / "empty-hf")
+    r = _launch_two(data, tmp / "ddp", free_port(), tmp / "empty-hf")
     assert r.returncode == 0, r.stderr[-2000:]
     return tmp / "ddp"
 
@@ -139,7 +139,7 @@ def test_a_hostile_accelerate_config_does_not_change_the_run(tmp_path, data, two
         "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nmixed_precision: fp16\n"
         "dynamo_config:\n  dynamo_backend: INDUCTOR\nnum_machines: 1\nnum_processes: 2\nmachine_rank: 0\n"
         "use_cpu: true\n")
-    r = _launch_two(data, tmp_path / "hostile", 29518, hostile)
+    r = _launch_two(data, tmp_path / "hostile", free_port(), hostile)
     assert r.returncode == 0, r.stderr[-2000:]
     a, b = weights(two_process_run), weights(tmp_path / "hostile")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
