@@ -462,14 +462,20 @@ def _lines_to_border(rng, p, S):
     return g, out
 
 
-@family("lines_cross", "objects", "one dot extends into its full row, column, or both",
-        lambda rng, S: {"lines": _choice(rng, ["row", "column", "both"]), "colours": _colours(rng, _int(rng, 1, 3))})
-def _lines_cross(rng, p, S):
+def _one_dot(rng, p, S):
+    """An empty grid (sides >= 3) with one dot of a task colour: (grid, row, col, colour)."""
     h, w = _size(rng, 3, S)
     r, c = _int(rng, 0, h - 1), _int(rng, 0, w - 1)
     col = _choice(rng, p["colours"])
     g = np.zeros((h, w), dtype=np.uint8)
     g[r, c] = col
+    return g, r, c, col
+
+
+@family("lines_cross", "objects", "one dot extends into its full row, column, or both",
+        lambda rng, S: {"lines": _choice(rng, ["row", "column", "both"]), "colours": _colours(rng, _int(rng, 1, 3))})
+def _lines_cross(rng, p, S):
+    g, r, c, col = _one_dot(rng, p, S)
     out = g.copy()
     if p["lines"] in ("row", "both"):
         out[r, :] = col
@@ -481,12 +487,8 @@ def _lines_cross(rng, p, S):
 @family("diagonals", "objects", "one dot extends along its diagonal, anti-diagonal, or both, to the border",
         lambda rng, S: {"which": _choice(rng, ["main", "anti", "both"]), "colours": _colours(rng, _int(rng, 1, 3))})
 def _diagonals(rng, p, S):
-    h, w = _size(rng, 3, S)
-    r, c = _int(rng, 0, h - 1), _int(rng, 0, w - 1)
-    col = _choice(rng, p["colours"])
-    g = np.zeros((h, w), dtype=np.uint8)
-    g[r, c] = col
-    ii, jj = np.indices((h, w))
+    g, r, c, col = _one_dot(rng, p, S)
+    ii, jj = np.indices(g.shape)
     out = g.copy()
     if p["which"] in ("main", "both"):
         out[(ii - jj) == (r - c)] = col
