@@ -178,24 +178,26 @@ def _translate(rng, p, S):
     return g, out.copy()
 
 
-@family("scale_up", "geometry", "every cell becomes a k x k block",
-        lambda rng, S: {"k": _int(rng, 2, 3), "colours": _colours(rng, _int(rng, 2, 4))})
-def _scale_up(rng, p, S):
+def _small_and_blocks(rng, p, S):
+    """A random grid and the same grid with every cell a k x k block (None when k blocks cannot fit twice in S)."""
     k = p["k"]
     if S // k < 2:
         return None
-    g = _noise(rng, *_size(rng, 2, S // k), p["colours"], rng.uniform(0.4, 0.8))
-    return g, np.kron(g, np.ones((k, k), dtype=np.uint8))
+    small = _noise(rng, *_size(rng, 2, S // k), p["colours"], rng.uniform(0.4, 0.8))
+    return small, np.kron(small, np.ones((k, k), dtype=np.uint8))
+
+
+@family("scale_up", "geometry", "every cell becomes a k x k block",
+        lambda rng, S: {"k": _int(rng, 2, 3), "colours": _colours(rng, _int(rng, 2, 4))})
+def _scale_up(rng, p, S):
+    return _small_and_blocks(rng, p, S)
 
 
 @family("scale_down", "geometry", "a grid of k x k blocks shrinks to one cell per block",
         lambda rng, S: {"k": _int(rng, 2, 3), "colours": _colours(rng, _int(rng, 2, 4))})
 def _scale_down(rng, p, S):
-    k = p["k"]
-    if S // k < 2:
-        return None
-    small = _noise(rng, *_size(rng, 2, S // k), p["colours"], rng.uniform(0.4, 0.8))
-    return np.kron(small, np.ones((k, k), dtype=np.uint8)), small
+    pair = _small_and_blocks(rng, p, S)
+    return None if pair is None else pair[::-1]
 
 
 @family("crop_object", "geometry", "crop to the bounding box of the largest (or smallest) object",
