@@ -1,7 +1,7 @@
 """Cells of the Kaggle submission notebook, in jupytext "percent" format (`# %%` starts a code cell,
 `# %% [markdown]` a markdown cell whose lines drop their leading `# `).
 
-`arcsolver.kaggle_package` reads this file, replaces the single `ARCSOLVER_CONFIG = {}` line with the values of
+`arcsolver.kaggle.package` reads this file, replaces the single `ARCSOLVER_CONFIG = {}` line with the values of
 the package being built (competition, dataset, wheel name, deadline, margin, mode) and writes the `.ipynb`. This
 docstring (everything before the first `# %%`) is not part of the notebook. The file stays valid Python with an
 empty config, so it can be linted and run as a script (`ARCSOLVER_KAGGLE_ROOT=/path/to/fake/kaggle python ...`).
@@ -17,12 +17,12 @@ install and before any arcsolver import, so even a broken wheel or a missing dep
 #
 # 1. writes a valid fallback `submission.json` (every attempt = the test input) with the standard library only;
 # 2. installs `arcsolver` from the attached dataset with `pip install --no-index --no-deps` (the image's torch);
-# 3. runs `arcsolver.kaggle_runner.run`: test-time fine-tuning + prediction under a deadline of 12 h minus a margin,
+# 3. runs `arcsolver.kaggle.runner.run`: test-time fine-tuning + prediction under a deadline of 12 h minus a margin,
 #    full on the scoring rerun and a short smoke run on commits; whatever fails, the fallback stays.
 
 # %%
-# Configuration baked in by arcsolver.kaggle_package; everything else in this notebook is generic.
-ARCSOLVER_CONFIG: dict = {}  # filled in by arcsolver.kaggle_package
+# Configuration baked in by arcsolver.kaggle.package; everything else in this notebook is generic.
+ARCSOLVER_CONFIG: dict = {}  # filled in by arcsolver.kaggle.package
 
 import fnmatch
 import json
@@ -143,7 +143,7 @@ def install_arcsolver() -> None:
     missing = [m for m in needed if not _has_module(m)]
     if missing:
         log.error("modules arcsolver needs are missing from this image: %s (ship their wheels in the dataset's "
-                  "wheels/ folder: kaggle_package.package(extra_wheels=...))", ", ".join(missing))
+                  "wheels/ folder: kaggle.package.package(extra_wheels=...))", ", ".join(missing))
 
 
 try:
@@ -155,7 +155,7 @@ except Exception:
 # The run: fallback (validated), checkpoint, fine-tune + predict under the deadline, validated merge. run() keeps the
 # fallback on any solver failure; the guard below only catches an import failure or a missing challenges file.
 try:
-    from arcsolver.kaggle_runner import run
+    from arcsolver.kaggle.runner import run
 
     run(ROOT, started_at=NOTEBOOK_START,
         deadline_s=ARCSOLVER_CONFIG.get("deadline_s"),
