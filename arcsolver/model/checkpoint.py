@@ -14,7 +14,9 @@ A crash mid-save leaves the previous checkpoint and `latest` intact.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
+import types
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +78,31 @@ def load_weights(path: str | Path, *, ema: bool = True) -> dict[str, torch.Tenso
     return state
 
 
+# train_state.pt is a pickle, so it names the classes it holds by their module: only the ACT carry's (`Carry`,
+# `InnerCarry`); the rest is dicts, numbers and tensors. Checkpoints written before the stage subpackages (commit
+# cb07111 and earlier) name the flat module; they load into the class's home today
+# (tests/test_old_checkpoint.py). New checkpoints are written exactly as before, under the new name.
+MOVED_MODULES = {"arcsolver.trm": "arcsolver.model.trm"}
+
+
+class _MovedModulesUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(MOVED_MODULES.get(module, module), name)
+
+
+# torch.load takes a pickle *module*: the standard one with this Unpickler in its place.
+_pickle_with_moved_modules = types.ModuleType("arcsolver_train_state_pickle")
+_pickle_with_moved_modules.Unpickler = _MovedModulesUnpickler
+_pickle_with_moved_modules.load = lambda f, **kw: _MovedModulesUnpickler(f, **kw).load()
+
+
 def load_train_state(path: str | Path) -> dict[str, Any]:
     ck = resolve(path)
     f = ck / "train_state.pt"
     if not f.is_file():
         raise InputError("checkpoint has no training state (exported weights cannot be resumed)", file=str(ck))
     try:
-        st = torch.load(f, map_location="cpu", weights_only=False)
+        st = torch.load(f, map_location="cpu", weights_only=False, pickle_module=_pickle_with_moved_modules)
     except Exception as e:  # noqa: BLE001 - truncated or garbage pickle: one line, not torch's advice
         raise InputError(f"training state unreadable ({type(e).__name__})", file=str(f)) from None
     if not isinstance(st, dict) or not {"step", "loader", "rng", "carry"} <= set(st):
