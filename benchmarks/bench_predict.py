@@ -37,7 +37,7 @@ from arcsolver.inference.predict import load_model, predict  # noqa: E402
 from arcsolver.training.train import train  # noqa: E402
 from arcsolver.inference.vote import VoteBook  # noqa: E402
 
-BUNDLED = REPO / "tasks" / "bundled"
+BUNDLED = REPO / "arcsolver" / "data" / "bundled"
 
 
 def main() -> None:

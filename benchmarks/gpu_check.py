@@ -250,8 +250,8 @@ def finetune_step_child(args: argparse.Namespace) -> dict:
            "batch": args.finetune_batch, "impl": "ours"}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        build(data, [TaskSet("bundled", load_tasks(HERE.parent / "tasks" / "bundled"), test_set=True)], num_aug=20,
-              seed=0, canvas=30)
+        bundled = load_tasks(HERE.parent / "arcsolver" / "data" / "bundled")
+        build(data, [TaskSet("bundled", bundled, test_set=True)], num_aug=20, seed=0, canvas=30)
         cfg = build_config(args.finetune_preset, ["max_steps=2", f"global_batch_size={args.finetune_batch}",
                                                   "log_every=1", "eval_interval_steps=0", "eval_interval_epochs=0",
                                                   "compile=false"], data=str(data), out=str(Path(tmp) / "run"))

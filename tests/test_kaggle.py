@@ -436,7 +436,7 @@ def test_runner_merges_only_valid_entries(tmp_path, tasks_json, packaged):
 
 
 def test_merge_per_test_input():
-    tasks = load_tasks(Path(__file__).resolve().parent.parent / "tasks" / "bundled")[:2]
+    tasks = load_tasks(Path(__file__).resolve().parent.parent / "arcsolver" / "data" / "bundled")[:2]
     fb = fallback_submission(tasks)
     cand = {tasks[0].id: [{"attempt_1": [[1]], "attempt_2": [[2]]}] * len(tasks[0].test)}
     merged, n_tasks, n_tests = merge(tasks, fb, cand)

@@ -16,8 +16,9 @@ from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json
 
-# The bundled default: the project's own small tasks, all routed as evaluation tasks.
-BUNDLED_TASKS = Path(__file__).resolve().parents[2] / "tasks" / "bundled"
+# The bundled default: the project's own small tasks (package data, so an installed wheel has them too), all routed
+# as evaluation tasks.
+BUNDLED_TASKS = Path(__file__).resolve().parent / "bundled"
 
 
 def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), *, num_aug: int = 1000,

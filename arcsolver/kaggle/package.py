@@ -9,7 +9,7 @@
         wheels/*.whl                optional extra wheels for modules the Kaggle image lacks
     OUT/kernel/                     -> kaggle kernels push -p OUT/kernel
         kernel-metadata.json
-        <kernel-slug>.ipynb         generated from submission/notebook_template.py
+        <kernel-slug>.ipynb         generated from notebook_template.py (beside this module)
 
 Notable choices:
 * The wheel is built from a copy of the checkout (no build/ or egg-info litter in the working tree), without build
@@ -17,7 +17,8 @@ Notable choices:
 * `train_state.pt` is left out: optimizer state is useless for inference and would double the upload. Files are
   hard-linked when possible (checkpoints are never modified in place), copied otherwise.
 * The notebook template keeps one config line (`ARCSOLVER_CONFIG = {}`) that is replaced by this package's values
-  (competition, dataset, wheel, deadline, margin); every other line is generic and reviewable in `submission/`.
+  (competition, dataset, wheel, deadline, margin); every other line is generic and reviewable in
+  `arcsolver/kaggle/notebook_template.py` (package data: an installed wheel packages too).
 * The metadata rules of kaggle.md §2 live in `validate_dataset_metadata` / `validate_kernel_metadata` (lists of
   problems, like `validate_submission`), shared with kaggle.upload. `enable_internet` is always written, as "false":
   the kaggle client treats a missing key as true, and code competitions refuse notebooks with internet.
@@ -46,8 +47,8 @@ from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import atomic_dir, atomic_write_bytes, read_json, write_json
 from arcsolver.kaggle.runner import DEFAULT_MARGIN_S, MARKER_NAME, RUN_LIMIT_S, WEIGHTS_NAME, checkpoint_problem
 
-REPO = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO / "submission" / "notebook_template.py"
+REPO = Path(__file__).resolve().parents[2]  # the checkout, when arcsolver runs from one
+TEMPLATE = Path(__file__).resolve().parent / "notebook_template.py"
 CONFIG_LINE = "ARCSOLVER_CONFIG: dict = {}  # filled in by arcsolver.kaggle.package"
 
 PACKAGE_MARKER = "arcsolver-package.json"
@@ -322,8 +323,11 @@ def _check_wheel(wheel: Path) -> None:
 
 
 def build_wheel(dest: Path, repo: Path = REPO) -> Path:
-    """Build the arcsolver wheel from `repo` into `dest`, offline, from a copy of the sources."""
+    """The arcsolver wheel in `dest`, offline: built from a copy of the sources of the checkout `repo`, or, when
+    arcsolver runs from an installed wheel (no checkout around it), the installed files packed back."""
     if not (repo / "pyproject.toml").is_file() or not (repo / "arcsolver").is_dir():
+        if repo == REPO:
+            return installed_wheel(dest)
         raise InputError("not an arcsolver checkout (no pyproject.toml + arcsolver/); pass a prebuilt wheel",
                          file=str(repo))
     with tempfile.TemporaryDirectory(prefix="arcsolver-wheel-") as tmp:
@@ -345,6 +349,40 @@ def build_wheel(dest: Path, repo: Path = REPO) -> Path:
                              file=str(repo))
         dest.mkdir(parents=True, exist_ok=True)
         return Path(shutil.copy2(wheels[0], dest / wheels[0].name))
+
+
+def installed_wheel(dest: Path) -> Path:
+    """The installed arcsolver packed back into a wheel in `dest` (`kaggle package` from a wheel install): the files
+    its RECORD lists under site-packages, byte for byte, and a fresh RECORD with their hashes. Left out: what pip adds
+    at install time (INSTALLER, REQUESTED, direct_url.json), scripts outside site-packages (pip makes them again from
+    entry_points.txt) and bytecode."""
+    import base64
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, distribution
+    try:
+        dist = distribution("arcsolver")
+    except PackageNotFoundError:
+        raise InputError("arcsolver is neither a checkout nor an installed distribution; pass a prebuilt wheel",
+                         file=str(REPO)) from None
+    info = f"{dist.metadata['Name']}-{dist.version}.dist-info"
+    added = {f"{info}/{name}" for name in ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")}
+    names = sorted(str(f) for f in dist.files or [])
+    names = [n for n in names if not n.startswith("..") and "__pycache__/" not in n and not n.endswith(".pyc")
+             and n not in added]
+    if f"{info}/WHEEL" not in names or "arcsolver/kaggle/runner.py" not in names:
+        raise InputError("the installed arcsolver lists no package files (an editable install without its "
+                         "checkout?); pass a prebuilt wheel", file=str(dist.locate_file(info)))
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / f"arcsolver-{dist.version}-py3-none-any.whl"
+    record = []
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in names:
+            data = Path(dist.locate_file(name)).read_bytes()
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            zf.writestr(name, data)
+            record.append(f"{name},sha256={digest},{len(data)}")
+        zf.writestr(f"{info}/RECORD", "\n".join(record + [f"{info}/RECORD,,"]) + "\n")
+    return path
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -422,7 +460,7 @@ def render_notebook(config: dict, template: Path = TEMPLATE) -> Any:
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
     if not template.is_file():
-        raise InputError("notebook template not found (package from an arcsolver checkout)", file=str(template))
+        raise InputError("notebook template not found (a broken install? reinstall arcsolver)", file=str(template))
     text = template.read_text(encoding="utf-8")
     if text.count(CONFIG_LINE) != 1:
         raise InputError(f"the template must contain the line {CONFIG_LINE!r} exactly once", file=str(template))
