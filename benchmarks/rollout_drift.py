@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_model as bm  # noqa: E402
 
-from arcsolver.inference import Rollout  # noqa: E402
+from arcsolver.inference.rollout import Rollout  # noqa: E402
 
 
 def main() -> None:
