@@ -107,3 +107,45 @@ def test_same_stage_and_lower_stages_are_allowed():
               "from .arc_tasks import Task\nimport numpy\n\ndef f():\n    from arcsolver import __version__\n")
     assert violations(PACKAGE / "data" / "loader.py", source) == []
     assert violations(PACKAGE / "cli.py", "from arcsolver.kaggle.package import package_cmd\n") == []
+
+
+def _top_level_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                names |= {e.id for e in ast.walk(target) if isinstance(e, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def _module_file(dotted: str) -> Path | None:
+    p = PACKAGE.parent.joinpath(*dotted.split("."))
+    return p / "__init__.py" if (p / "__init__.py").is_file() else p.with_suffix(".py") if \
+        p.with_suffix(".py").is_file() else None
+
+
+def test_every_arcsolver_import_in_the_repository_resolves():
+    """Static (no import runs): benchmarks and scripts have no test importing them, so an import of a module that
+    moved (a branch written before the layout) would otherwise only fail when someone runs them."""
+    repo = PACKAGE.parent
+    files = [p for d in ("arcsolver", "tests", "benchmarks", "tasks", "runs") for p in (repo / d).rglob("*.py")]
+    bad = []
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text(), filename=str(f))):
+            if isinstance(node, ast.Import):
+                bad += [f"{f.relative_to(repo)}:{node.lineno}: no module {a.name}" for a in node.names
+                        if a.name.split(".")[0] == "arcsolver" and _module_file(a.name) is None]
+            elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == \
+                    "arcsolver":
+                target = _module_file(node.module)
+                if target is None:
+                    bad.append(f"{f.relative_to(repo)}:{node.lineno}: no module {node.module}")
+                    continue
+                bad += [f"{f.relative_to(repo)}:{node.lineno}: {node.module} has no {a.name}" for a in node.names
+                        if _module_file(f"{node.module}.{a.name}") is None and a.name not in
+                        _top_level_names(target)]
+    assert not bad, "\n".join(bad)
