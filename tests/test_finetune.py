@@ -7,18 +7,18 @@ import sys
 import pytest
 import torch
 
-from arcsolver import checkpoint
-from arcsolver import finetune as finetune_mod
-from arcsolver import predict as predict_mod
-from arcsolver import train as train_mod
-from arcsolver.arc_dataset import TaskSet, build
-from arcsolver.arc_tasks import load_tasks
-from arcsolver.config import build_config
-from arcsolver.deadline import Deadline, ManualClock
-from arcsolver.finetune import _mean_table, finetune
-from arcsolver.finetune_plan import AUG_FLOOR, MIN_STEPS, Costs, decide
-from arcsolver.submission import check_submission
-from arcsolver.train import train
+from arcsolver.model import checkpoint
+from arcsolver.training import finetune as finetune_mod
+from arcsolver.inference import predict as predict_mod
+from arcsolver.training import train as train_mod
+from arcsolver.data.arc_dataset import TaskSet, build
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.training.config import build_config
+from arcsolver.runtime.deadline import Deadline, ManualClock
+from arcsolver.training.finetune import _mean_table, finetune
+from arcsolver.training.finetune_plan import AUG_FLOOR, MIN_STEPS, Costs, decide
+from arcsolver.inference.submission import check_submission
+from arcsolver.training.train import train
 
 from conftest import BUNDLED
 
@@ -178,7 +178,7 @@ def test_finetune_cli_never_refuses_for_lack_of_time(pretrained, tmp_path):
 
 
 def test_finetune_without_any_limit_needs_fixed_steps(pretrained, tmp_path):
-    from arcsolver.errors import InputError
+    from arcsolver.runtime.errors import InputError
     ck, unseen = pretrained
     with pytest.raises(InputError, match="no time limit"):
         finetune(ck, str(unseen), tmp_path / "ft", cpu=True, quiet=True)
