@@ -45,9 +45,9 @@ def fit_accuracy(ckpt: Path, data: Path, ema: bool, steps: int | None = None) ->
     import numpy as np
     import torch
 
-    from arcsolver.inference import rollout
-    from arcsolver.loader import ArcSource
-    from arcsolver.predict import load_model
+    from arcsolver.inference.rollout import rollout
+    from arcsolver.data.loader import ArcSource
+    from arcsolver.inference.predict import load_model
 
     model, _ = load_model(ckpt, torch.device("cpu"), ema=ema)
     src = ArcSource(data)
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--num-aug", type=int, default=8)
     p.add_argument("--canvas", type=int, default=10)
-    p.add_argument("--tasks", default=str(REPO / "tasks" / "bundled"))
+    p.add_argument("--tasks", default=str(REPO / "arcsolver" / "data" / "bundled"))
     p.add_argument("--prepare-args", default="", help="extra arguments for `arcsolver prepare arc`")
     p.add_argument("--no-translate", action="store_true",
                    help="experiment: every training example at the top-left (patches the loader in this process)")
@@ -94,13 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     torch_threads = os.environ.get("OMP_NUM_THREADS")
     import torch
     torch.set_num_threads(int(torch_threads or 1))
-    from arcsolver.config import build_config
-    from arcsolver.predict import predict
-    from arcsolver.score import load_solutions_any, score_submission
-    from arcsolver.train import train
+    from arcsolver.training.config import build_config
+    from arcsolver.inference.predict import predict
+    from arcsolver.inference.score import load_solutions_any, score_submission
+    from arcsolver.training.train import train
 
     if args.no_translate:
-        from arcsolver.loader import ArcSource
+        from arcsolver.data.loader import ArcSource
 
         def top_left_epoch(self, seed, _epoch=ArcSource.epoch):
             ver, ex, keep = _epoch(self, seed)
