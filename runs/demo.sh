@@ -12,8 +12,8 @@ NUM_AUG=${NUM_AUG:-2}  # 36 puzzle rows learn faster than 108 in a few hundred s
 # One thread: this model's matrices are small, and on a busy 2-core machine torch's second thread mostly waits for
 # the first (measured here under load: 1.8 s/step with one thread, ~9 s/step with two).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-# What this demo solves, as measured (runs/results/demo-runs.md: 1/12 and 2/12 at 493 and 443 steps on the shared
-# 2-core machine under load 5-8; invert and recolor-1-to-2, the pointwise rules, are the ones it learns in minutes).
+# What this demo solves, as measured (runs/results/demo-runs.md: 1/12, 2/12, 2/12 at 493, 443, 960 steps on the shared
+# 2-core machine under load 8 to 2; invert and recolor-1-to-2, the pointwise rules, are the ones it learns in minutes).
 TYPICAL=${TYPICAL:-"typical on 2 cores: 1-2; runs/results/demo-runs.md"}
 rm -rf "$OUT"
 mkdir -p "$OUT"
