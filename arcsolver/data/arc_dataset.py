@@ -47,6 +47,7 @@ from arcsolver.data import colors
 from arcsolver.data.arc_tasks import Pair, Task
 from arcsolver.data.dihedral import out_shape, source_cell
 from arcsolver.data.encoding import CANVAS, VOCAB_SIZE
+from arcsolver.data.rng import shuffle_range, splitmix64
 from arcsolver.runtime.jsonio import atomic_dir, read_json, save_npy, write_json
 
 FORMAT = "arcsolver-arc-1"
@@ -57,16 +58,7 @@ ARRAYS = ["cells", "grid_off", "grid_hw", "ex_in", "ex_out", "ex_task", "ex_kind
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# numba kernels: a tiny deterministic RNG and content hashing of transformed grids
-
-
-@numba.njit(cache=True, inline="always")
-def splitmix64(state: np.uint64) -> tuple[np.uint64, np.uint64]:
-    state = state + np.uint64(0x9E3779B97F4A7C15)
-    z = state
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return state, z ^ (z >> np.uint64(31))
+# numba kernels: content hashing of transformed grids (the RNG is data/rng.py)
 
 
 @numba.njit(cache=True, inline="always")
@@ -130,13 +122,7 @@ def _augment_task(cells, grid_off, grid_hw, gin, gout, num_aug, max_trials, all_
             tid = np.int64(r % np.uint64(8))
             for k in range(10):
                 cmap[k] = k
-            lo = 0 if all_colors else 1
-            for k in range(9, lo, -1):  # Fisher-Yates over colours lo..9
-                state, r = splitmix64(state)
-                j = lo + np.int64(r % np.uint64(k - lo + 1))
-                t = cmap[k]
-                cmap[k] = cmap[j]
-                cmap[j] = t
+            state = shuffle_range(cmap, 0 if all_colors else 1, 10, state)  # colours 1..9, or 0..9 with all_colors
         h = _puzzle_hash(cells, grid_off, grid_hw, gin, gout, tid, cmap, scratch)
         slot = np.int64(h & np.uint64(cap - 1))
         dup = False
