@@ -473,7 +473,8 @@ def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel
     Example:
       arcsolver kaggle package --checkpoint runs/arc2 --out kaggle-out --machine-shape NvidiaL4
     """
-    from arcsolver.kaggle.package import package_cmd, wheels_in
+    from arcsolver.kaggle.package import package_cmd
+    from arcsolver.kaggle.wheel import wheels_in
     import shlex
     try:
         args = shlex.split(finetune_args)

@@ -67,3 +67,23 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def untrained_checkpoint(folder: Path, hidden_size: int = 16, canvas: int = 30) -> Path:
+    """An untrained checkpoint of a real (tiny) architecture: weights shaped as config.json says, as train writes
+    them, plus a train_state.pt that packaging must leave out."""
+    import dataclasses
+    from safetensors.torch import save_file
+    from arcsolver.model.build import build_model, model_config
+
+    meta = {"seq_len": canvas * canvas, "vocab_size": 12, "num_puzzle_identifiers": 3}
+    mcfg = model_config({"hidden_size": hidden_size, "num_heads": 2, "L_layers": 1, "H_cycles": 1, "L_cycles": 1,
+                         "expansion": 2.0, "forward_dtype": "float32"}, meta, 4)
+    state = build_model(mcfg).state_dict()
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "ema.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"model": dataclasses.asdict(mcfg), "train": {},
+                                                    "data": {"kind": "arc", "canvas": canvas, **meta}}))
+    (folder / "train_state.pt").write_bytes(b"optimizer state, not for Kaggle")
+    return folder
