@@ -712,6 +712,17 @@ def test_upload_failures_are_one_line_errors(packaged):
         _upload(packaged, Broken())
 
 
+def test_upload_of_a_missing_or_foreign_folder_names_the_folder(tmp_path):
+    # it once said "<folder>/dataset/dataset-metadata.json: file not found" for a mistyped folder
+    with pytest.raises(InputError) as e:
+        upload(tmp_path / "kaggle-oot", dry_run=True)
+    assert str(e.value).startswith(f"{tmp_path / 'kaggle-oot'}: no such folder") and "metadata" not in str(e.value)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(InputError, match="not a folder written by `arcsolver kaggle package`") as e:
+        upload(tmp_path / "runs", dry_run=True)
+    assert str(tmp_path / "runs") in str(e.value)
+
+
 def test_upload_dry_run_makes_no_calls(packaged, capsys):
     sys.modules.pop("kaggle", None)
     api = Recorder()

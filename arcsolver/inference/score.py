@@ -126,7 +126,8 @@ def format_report(result: dict[str, Any]) -> str:
         "                      pass@1    pass@2",
         f"per task (ARC Prize) {_pct(r['per_task']['pass@1'])}  {_pct(r['per_task']['pass@2'])}",
         f"per output (Kaggle)  {_pct(r['per_output']['pass@1'])}  {_pct(r['per_output']['pass@2'])}"
-        f"   (outputs solved: {r['solved_outputs']['pass@1']} / {r['solved_outputs']['pass@2']} of {r['n_outputs']})",
+        f"   (test outputs solved, of {r['n_outputs']}: {r['solved_outputs']['pass@1']} by attempt_1, "
+        f"{r['solved_outputs']['pass@2']} by either attempt)",
         "",
     ]
     width = max([len("task")] + [len(t["task"]) for t in r["tasks"]])

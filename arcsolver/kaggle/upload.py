@@ -128,6 +128,11 @@ def upload(folder: str | os.PathLike, *, submit: bool = False, dry_run: bool = F
     """
     folder = Path(folder)
     ds_dir, kn_dir = folder / "dataset", folder / "kernel"
+    if not folder.is_dir():
+        raise InputError("no such folder (give the --out folder of `arcsolver kaggle package`)", file=str(folder))
+    if not ds_dir.is_dir() or not kn_dir.is_dir():
+        raise InputError("not a folder written by `arcsolver kaggle package` (expected dataset/ and kernel/ in it)",
+                         file=str(folder))
     ds_meta = check_dataset_folder(ds_dir)
     kn_meta = check_kernel_folder(kn_dir)  # refuses internet on or missing
     dataset_ref, kernel_ref = ds_meta["id"], kn_meta["id"]
