@@ -44,12 +44,18 @@ def os_error_line(e: OSError) -> str:
     return f"{' -> '.join(files)}: {reason}" if files else str(reason)
 
 
+def _first_process() -> bool:
+    """Whether this process reports: under `accelerate launch` every process runs the command, and only the first
+    one (RANK 0) prints its summary; a plain run has no RANK."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _exit_if_interrupted(signal_name: str | None, steps: int, ckpt, resume_hint: str) -> None:
     """After a run stopped by a signal: one line saying where its checkpoint is; exit 130 after Ctrl-C."""
     if signal_name is None:
         return
     what = "interrupted (Ctrl-C)" if signal_name == "SIGINT" else "stopped by SIGTERM"
-    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch` every process stops; the first one says so
+    if _first_process():  # under `accelerate launch` every process stops; the first one says so
         click.echo(f"{what} after step {steps}: checkpoint {ckpt}{resume_hint}", err=True)
     sys.exit(EXIT_CTRL_C if signal_name == "SIGINT" else 0)
 
@@ -247,6 +253,8 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
     _exit_if_interrupted(res.signal, res.steps, res.checkpoint,
                          f" (continue: arcsolver train --resume {cfg.out} with the same options)")
     ev = res.eval_metrics
+    if not _first_process():
+        return
     click.echo(f"stopped after {res.steps} steps ({res.stopped_by}), {res.seconds:.0f} s; checkpoint {res.checkpoint}")
     if ev:
         click.echo(f"eval: exact accuracy {ev['exact_accuracy']:.4f}, token accuracy {ev['token_accuracy']:.4f} "
@@ -289,6 +297,8 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
                   ema=not no_ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every,
                   forward_dtype=forward_dtype, device_batch_size=device_batch_size or 0)
+    if not _first_process():
+        return
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
                f"predictions voted, {res.seconds:.1f} s"
                + (f"; candidates in {res.candidates}" if res.candidates else ""))
@@ -343,6 +353,8 @@ def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_
     if s.get("interrupted"):
         _exit_if_interrupted(s["interrupted"], s["embed_steps"] + s["full_steps"], s["checkpoint"],
                              " (no prediction made)")
+    if not _first_process():
+        return
     how = "predicted with the mean embedding (no time to train)" if s["mean_embedding_only"] else \
         f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps"
     click.echo(f"{how} in {s['train_seconds']:.0f} s; checkpoint {s['checkpoint']}"
