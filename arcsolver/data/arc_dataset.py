@@ -171,12 +171,6 @@ class TaskSet:
     test_set: bool = False
 
 
-def version_name(task_id: str, tid: int, cmap: np.ndarray, version_index: int) -> str:
-    if version_index == 0:
-        return task_id
-    return f"{task_id}{SEPARATOR}t{int(tid)}{SEPARATOR}{colors.map_to_digits(cmap)}"
-
-
 def parse_version_name(name: str) -> tuple[str, int, np.ndarray]:
     """Reference name -> (task id, dihedral id, colour map). Bare names are the identity."""
     if SEPARATOR not in name:

@@ -163,7 +163,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     if final is None:
         # No time to train: a checkpoint of the mean-embedding model, so that prediction has something to load.
         train(dataclasses.replace(cfg, out=str(out / "mean"), max_steps=1), cpu=cpu, init_weights=weights,
-              freeze_model=True, quiet=True, final_eval=False, extra_config=extra, stop_after_steps=0)
+              freeze_model=True, quiet=True, final_eval=False, extra_config=extra, initial_checkpoint_only=True)
         final = checkpoint.resolve(out / "mean")
     summary = {"checkpoint": str(final), "data": str(data_dir),
                "plan": plan.to_dict() if plan else {"fixed": [embed_steps or 0, full_steps or 0]},

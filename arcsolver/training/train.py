@@ -73,12 +73,13 @@ def _plan(cfg: TrainConfig, epoch_len: int) -> tuple[int, int, int]:
 
 def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = None,
           init_weights: dict[str, torch.Tensor] | None = None, freeze_model: bool = False,
-          stop_after_steps: int | None = None, quiet: bool = False, final_eval: bool = True,
+          initial_checkpoint_only: bool = False, quiet: bool = False, final_eval: bool = True,
           extra_config: dict | None = None, deadline: Deadline | None = None,
           prior_step_s: float | None = None) -> TrainResult:
     """Train per `cfg`. `resume`: a checkpoint/run folder to continue exactly. `init_weights`: a state dict to start
     from (fine-tuning; the puzzle table may be absent). `freeze_model`: train only the puzzle embedding.
-    `stop_after_steps`: stop (with a checkpoint) after this many steps of this invocation (used by tests).
+    `initial_checkpoint_only`: take no step, write a checkpoint of the initial state (fine-tuning with no time to
+    train: the mean-embedding model).
     `deadline`: stop (with a checkpoint, and the final evaluation when it fits) before it; the steps that fit are
     planned from the first timed steps (or `prior_step_s` before any) and the LR schedule spans them
     (`cfg.time_budget_s` > 0 is sugar for a deadline that many seconds from now; the earlier one wins).
@@ -101,7 +102,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     loop = _plan_loop(run, deadline, t_start, prior_step_s=prior_step_s, final_eval=final_eval, quiet=quiet)
     if _any_rank(run.acc, run.world, loop.planner.should_stop()):  # not even one step fits (a caller's estimate)
         loop.stop_why = "time"
-    if stop_after_steps == 0:  # a checkpoint of the initial state (fine-tuning with no time to train)
+    if initial_checkpoint_only:
         loop.stop_why = "steps"
     batches = iter(run.loader)
     while run.step < loop.sched.end and not loop.stop_why:
@@ -110,7 +111,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
             _replan_and_report(run, loop, log)
         _log_train_metrics(run, loop, log, loss, metrics, lr)
         _periodic_eval_and_checkpoint(run, loop, log)
-        _decide_stop(run, loop, stop_requests, stop_after_steps)
+        _decide_stop(run, loop, stop_requests)
     _finish(run, loop, log)
     stop_requests.restore()
     return TrainResult(run.step, loop.ckpt_path, loop.last_metrics, loop.eval_metrics,
@@ -335,7 +336,6 @@ class _Loop:
     ckpt_path: Path | None = None
     step_times: list = dataclasses.field(default_factory=list)
     window: dict = dataclasses.field(default_factory=dict)
-    steps_this_run: int = 0
     stop_why: str | None = None
     stop_signal: str | None = None
 
@@ -388,7 +388,6 @@ def _train_step(run: _Run, loop: _Loop, batches, clock) -> tuple[torch.Tensor, d
         emb_opt.zero_grad()
     if run.ema is not None:
         run.ema.update(run.model)
-    loop.steps_this_run += 1
     loop.step_times.append(clock.now() - t0)
     loop.planner.observe(loop.step_times[-1])
     return loss, metrics, lr
@@ -444,13 +443,11 @@ def _periodic_eval_and_checkpoint(run: _Run, loop: _Loop, log: MetricsLog) -> No
         loop.ckpt_path = _save(run)
 
 
-def _decide_stop(run: _Run, loop: _Loop, stop_requests: StopRequests, stop_after_steps: int | None) -> None:
-    """Stop before a step that would end inside the reserves (checkpoint, final evaluation), after
-    `stop_after_steps`, or on a signal; every rank agrees on the same step."""
+def _decide_stop(run: _Run, loop: _Loop, stop_requests: StopRequests) -> None:
+    """Stop before a step that would end inside the reserves (checkpoint, final evaluation), or on a signal; every
+    rank agrees on the same step."""
     if loop.planner.should_stop():
         loop.stop_why = "time"
-    if stop_after_steps is not None and loop.steps_this_run >= stop_after_steps:
-        loop.stop_why = "steps"
     loop.stop_why, loop.stop_signal = agree_on_stop(run.acc, run.world, loop.stop_why, stop_requests.received)
 
 
