@@ -37,7 +37,8 @@ from arcsolver.inference.rollout import batch_to, evaluate_split, finish_metrics
 from arcsolver.runtime.jsonio import read_json
 from arcsolver.data.loader import ArcSource, PuzzleLoader, open_source
 from arcsolver.runtime.interrupts import StopRequests, stop_code, stop_reason
-from arcsolver.runtime.metrics_log import MetricsLog, bar_interval
+from arcsolver.runtime.metrics_log import MetricsLog
+from arcsolver.runtime.report import progress_bar, say
 from arcsolver.model.build import build_model, model_config
 from arcsolver.runtime.precision import LossScaling, make_accelerator, run_precision
 
@@ -354,11 +355,9 @@ def _plan_loop(run: _Run, deadline: Deadline, t_start: float, *, prior_step_s: f
                  sched=_Schedule(cfg.lr_warmup_steps, run.total_steps, run.total_steps),  # warm-up, cosine end, end
                  eval_factor=eval_factor, final_eval=final_eval,
                  replan_at=run.step + 2)  # the first plan after two timed steps of this run
-    if run.acc.is_main_process and not quiet:
-        from tqdm import tqdm
-        # Under a deadline the total is unknown until the first plan (two steps in): no bar towards max_steps.
-        loop.progress = tqdm(total=None if deadline.limited else run.total_steps, initial=run.step,
-                             dynamic_ncols=True, mininterval=bar_interval(), desc=_bar_label(deadline, t_start))
+    # Under a deadline the total is unknown until the first plan (two steps in): no bar towards max_steps.
+    loop.progress = progress_bar(_bar_label(deadline, t_start), total=None if deadline.limited else run.total_steps,
+                                 initial=run.step, enabled=run.acc.is_main_process and not quiet)
     model.train()
     return loop
 
@@ -404,7 +403,7 @@ def _replan_and_report(run: _Run, loop: _Loop, log: MetricsLog) -> None:
         loop.progress.total = loop.sched.end
         loop.progress.refresh()
         if first:
-            loop.progress.write(loop.plan.describe())
+            say(loop.plan.describe())
 
 
 def _log_train_metrics(run: _Run, loop: _Loop, log: MetricsLog, loss: torch.Tensor, metrics: dict,
@@ -437,8 +436,8 @@ def _periodic_eval_and_checkpoint(run: _Run, loop: _Loop, log: MetricsLog) -> No
         if loop.progress is not None:
             voted = (f", voted pass@1 {ev['vote_pass@1']:.3f} pass@2 {ev['vote_pass@2']:.3f}"
                      if "vote_pass@1" in ev else "")
-            loop.progress.write(f"step {step}: eval exact {ev['exact_accuracy']:.4f} "
-                                f"token {ev['token_accuracy']:.4f} ({int(ev['count'])} examples){voted}")
+            say(f"step {step}: eval exact {ev['exact_accuracy']:.4f} token {ev['token_accuracy']:.4f} "
+                f"({int(ev['count'])} examples){voted}")
     if run.ckpt_every and step % run.ckpt_every == 0 and step < loop.sched.end:
         loop.ckpt_path = _save(run)
 
