@@ -25,8 +25,8 @@ from arcsolver.runtime.interrupts import EXIT_CTRL_C, ctrl_c_exits_quietly
 # (runtime/defaults.py: without importing the module, so `--help` stays fast); tests/test_cli_defaults.py walks
 # every option. One reader per function:
 _PREPARE_ARC = functools.partial(default_of, "arcsolver.data.prepare", "prepare_arc")
-_PREPARE_SUDOKU = functools.partial(default_of, "arcsolver.data.prepare", "prepare_sudoku")
-_PREPARE_MAZE = functools.partial(default_of, "arcsolver.data.prepare", "prepare_maze")
+_SUDOKU = functools.partial(default_of, "arcsolver.data.sudoku", "prepare")
+_MAZE = functools.partial(default_of, "arcsolver.data.maze", "prepare")
 _GENERATE = functools.partial(default_of, "arcsolver.data.generate", "generate")
 _PREDICT = functools.partial(default_of, "arcsolver.inference.predict", "predict")
 _FINETUNE = functools.partial(default_of, "arcsolver.training.finetune", "finetune")
@@ -151,11 +151,11 @@ def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas) -> Non
 @click.option("--generate", type=int, default=None, metavar="N", help="Generate N training puzzles.")
 @click.option("--csv", type=str, default=None, help="Training puzzles in the public CSV format.")
 @click.option("--csv-test", type=str, default=None, help="Test puzzles CSV (default: generated or split off).")
-@click.option("--size", type=click.Choice([4, 6, 9]), default=_PREPARE_SUDOKU("size"), show_default=True)
-@click.option("--test-count", default=_PREPARE_SUDOKU("test_count"), show_default=True)
-@click.option("--min-difficulty", default=_PREPARE_SUDOKU("min_difficulty"), show_default=True,
+@click.option("--size", type=click.Choice([4, 6, 9]), default=_SUDOKU("side"), show_default=True)
+@click.option("--test-count", default=_SUDOKU("test_count"), show_default=True)
+@click.option("--min-difficulty", default=_SUDOKU("min_difficulty"), show_default=True,
               help="Minimum solver backtracks when generating.")
-@click.option("--seed", default=_PREPARE_SUDOKU("seed"), show_default=True)
+@click.option("--seed", default=_SUDOKU("seed"), show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 def prepare_sudoku_cmd(generate, csv, csv_test, size, test_count, min_difficulty, seed, out) -> None:
     """Prepare a Sudoku dataset.
@@ -175,15 +175,15 @@ def prepare_sudoku_cmd(generate, csv, csv_test, size, test_count, min_difficulty
 @click.option("--generate", type=int, default=None, metavar="N", help="Generate N training mazes.")
 @click.option("--csv", type=str, default=None, help="Training mazes in the public CSV format.")
 @click.option("--csv-test", type=str, default=None)
-@click.option("--size", default=_PREPARE_MAZE("size"), show_default=True, help="Maze side.")
-@click.option("--hard/--any", default=_PREPARE_MAZE("hard"), show_default=True,
+@click.option("--size", default=_MAZE("side"), show_default=True, help="Maze side.")
+@click.option("--hard/--any", default=_MAZE("hard"), show_default=True,
               help="Keep only long shortest paths (hard filter).")
 @click.option("--min-path", type=int, default=None,
               help="Generated mazes: shortest path at least this long (default: the hard filter's, or 1 with --any).")
-@click.option("--loops", type=float, default=_PREPARE_MAZE("loops"), show_default=True,
+@click.option("--loops", type=float, default=_MAZE("loop_frac"), show_default=True,
               help="Generated mazes: share of interior walls knocked down to make loops (0: perfect mazes).")
-@click.option("--test-count", default=_PREPARE_MAZE("test_count"), show_default=True)
-@click.option("--seed", default=_PREPARE_MAZE("seed"), show_default=True)
+@click.option("--test-count", default=_MAZE("test_count"), show_default=True)
+@click.option("--seed", default=_MAZE("seed"), show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 def prepare_maze_cmd(generate, csv, csv_test, size, hard, min_path, loops, test_count, seed, out) -> None:
     """Prepare a Maze dataset.

@@ -17,6 +17,7 @@ import pytest
 
 from arcsolver.cli import main
 from arcsolver.data.generate import generate
+from arcsolver.data import maze, sudoku
 from arcsolver.data.prepare import prepare_arc, prepare_maze, prepare_sudoku
 from arcsolver.inference.predict import predict
 from arcsolver.inference.score import score_cmd
@@ -34,7 +35,7 @@ from arcsolver.training.train import train
 
 # The functions each command calls, searched in order for a parameter of the option's name.
 TARGETS = {
-    "prepare arc": [prepare_arc], "prepare sudoku": [prepare_sudoku], "prepare maze": [prepare_maze],
+    "prepare arc": [prepare_arc], "prepare sudoku": [sudoku.prepare, prepare_sudoku], "prepare maze": [maze.prepare, prepare_maze],
     "generate": [generate], "train": [train, build_config], "predict": [predict], "finetune": [finetune],
     "import-checkpoint": [import_checkpoint], "export-checkpoint": [export_checkpoint],
     "validate": [validate_file], "score": [score_cmd], "show": [show_cmd],
@@ -46,6 +47,9 @@ RENAMED = {
     ("prepare arc", "eval_"): ("eval", lambda v: v),  # `eval` is a builtin
     ("kaggle package", "margin_minutes"): ("margin_s", lambda v: v * 60),
     ("kaggle rehearse", "time_limit"): ("time_limit_s", parse_duration),
+    ("prepare sudoku", "size"): ("side", lambda v: v),  # prepare_sudoku passes it on as sudoku.prepare's side
+    ("prepare maze", "size"): ("side", lambda v: v),
+    ("prepare maze", "loops"): ("loop_frac", lambda v: v),
 }
 
 # train's options that name TrainConfig fields: None means "not given", so the preset (or TrainConfig) decides;

@@ -37,8 +37,9 @@ def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), 
     return read_json(Path(out) / "meta.json")
 
 
-def prepare_sudoku(out: Path, *, generate: int | None = None, csv: str | None = None, csv_test: str | None = None,
-                   size: int = 9, test_count: int = 1000, seed: int = 0, min_difficulty: int = 0) -> dict:
+def prepare_sudoku(out: Path, *, generate: int | None, csv: str | None, csv_test: str | None, size: int,
+                   test_count: int, seed: int, min_difficulty: int) -> dict:
+    """`sudoku.prepare` (its signature holds the defaults) with one line for a bad combination of sources."""
     from arcsolver.data import sudoku
     if (generate is None) == (csv is None):
         raise InputError("give exactly one of --generate N or --csv FILE", field="prepare sudoku")
@@ -47,9 +48,9 @@ def prepare_sudoku(out: Path, *, generate: int | None = None, csv: str | None = 
     return read_json(Path(out) / "meta.json")
 
 
-def prepare_maze(out: Path, *, generate: int | None = None, csv: str | None = None, csv_test: str | None = None,
-                 size: int = 30, hard: bool = True, test_count: int = 1000, seed: int = 0, min_path: int | None = None,
-                 loops: float = 0.08) -> dict:
+def prepare_maze(out: Path, *, generate: int | None, csv: str | None, csv_test: str | None, size: int, hard: bool,
+                 test_count: int, seed: int, min_path: int | None = None, loops: float = 0.08) -> dict:
+    """`maze.prepare` (its signature holds the defaults) with one line for a bad combination of sources."""
     from arcsolver.data import maze
     if (generate is None) == (csv is None):
         raise InputError("give exactly one of --generate N or --csv FILE", field="prepare maze")
