@@ -4,6 +4,7 @@ Every module's imports are read with `ast`, including the ones inside functions 
 dependency), and each is mapped to the stage it names; a module may import its own stage and the stages below it.
 """
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,7 @@ def test_same_stage_and_lower_stages_are_allowed():
     assert violations(PACKAGE / "cli.py", "from arcsolver.kaggle.package import package_cmd\n") == []
 
 
+@functools.lru_cache(maxsize=None)
 def _top_level_names(path: Path) -> set[str]:
     names = set()
     for node in ast.parse(path.read_text()).body:
