@@ -53,6 +53,8 @@ from arcsolver.runtime.jsonio import atomic_dir, read_json, save_npy, write_json
 FORMAT = "arcsolver-arc-1"
 SEPARATOR = "|||"
 RETRIES_FACTOR = 5
+NUM_AUG = 1000  # augmented versions per task (plus the original): the reference's count
+SEED = 42  # of the augmentation draw
 ARRAYS = ["cells", "grid_off", "grid_hw", "ex_in", "ex_out", "ex_task", "ex_kind", "ex_pos", "task_ex",
           "train_ex", "task_train", "test_ex", "task_test", "ver_task", "ver_tid", "ver_map", "task_ver"]
 
@@ -157,12 +159,6 @@ class TaskSet:
     test_set: bool = False
 
 
-def version_name(task_id: str, tid: int, cmap: np.ndarray, version_index: int) -> str:
-    if version_index == 0:
-        return task_id
-    return f"{task_id}{SEPARATOR}t{int(tid)}{SEPARATOR}{colors.map_to_digits(cmap)}"
-
-
 def parse_version_name(name: str) -> tuple[str, int, np.ndarray]:
     """Reference name -> (task id, dihedral id, colour map). Bare names are the identity."""
     if SEPARATOR not in name:
@@ -171,7 +167,7 @@ def parse_version_name(name: str) -> tuple[str, int, np.ndarray]:
     return task, int(t[1:]), colors.digits_to_map(digits)
 
 
-def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = 1000, seed: int = 42,
+def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = NUM_AUG, seed: int = SEED,
           all_colors: bool = False, canvas: int = CANVAS,
           versions: dict[str, list[tuple[int, np.ndarray]]] | None = None) -> Path:
     """Prepare an ARC dataset folder from task sets. Returns its path.

@@ -242,10 +242,6 @@ class PuzzleLoader:
     def load_state_dict(self, state: dict) -> None:
         self.step, self.seed = int(state["step"]), int(state["seed"])
 
-    @property
-    def examples_per_epoch(self) -> int:
-        return self.source.epoch_len
-
     # -- training -------------------------------------------------------------------------------------------
     def _epoch(self, e: int):
         if e not in self._epoch_cache:
