@@ -130,6 +130,7 @@ def prepare() -> None:
 @click.option("--eval", "eval_", multiple=True, metavar="SOURCE",
               help="Task source whose demos are trained on and whose test inputs form the test split (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output dataset folder.")
+# (Option lists of different commands share a shape, not logic: each line names its own command's parameter.)
 @click.option("--num-aug", default=_PREPARE_ARC("num_aug"), show_default=True,
               help="Augmented versions per task (plus the original).")
 @click.option("--seed", default=_PREPARE_ARC("seed"), show_default=True)
@@ -286,6 +287,7 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
 @click.option("--data", default=None, help="Prepared dataset (default: the one the checkpoint was trained on).")
 @click.option("--tasks", default=None, metavar="SOURCE", help="Answer only these tasks (they must have puzzle ids).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("submission.json"), show_default=True)
+# (Option lists of different commands share a shape, not logic: each line names its own command's parameter.)
 @click.option("--vote/--no-vote", default=_PREDICT("vote"), show_default=True,
               help="Run every augmented version and vote (else the un-augmented task only).")
 @click.option("--batch-size", default=_PREDICT("batch_size"), show_default=True)
