@@ -110,10 +110,5 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
     return st
 
 
-def load_ema(path: str | Path) -> dict[str, torch.Tensor] | None:
-    f = resolve(path) / "ema.safetensors"
-    return load_file(str(f)) if f.is_file() else None
-
-
 def load_raw(path: str | Path) -> dict[str, torch.Tensor]:
     return load_file(str(resolve(path) / "model.safetensors"))
