@@ -53,9 +53,10 @@ def model_config(arch: dict[str, Any], data_meta: dict, local_batch: int):
     unknown = set(arch) - fields
     if unknown:
         raise InputError(f"unknown model field(s): {', '.join(sorted(unknown))}", field="arch")
+    from .puzzle_embedding import table_rows
     kw = dict(arch)
     kw.update(batch_size=local_batch, seq_len=int(data_meta["seq_len"]), vocab_size=int(data_meta["vocab_size"]),
-              num_puzzle_identifiers=int(data_meta["num_puzzle_identifiers"]))
+              num_puzzle_identifiers=table_rows(data_meta, kw.get("puzzle_emb_mode", "version")))
     kw.setdefault("puzzle_emb_ndim", kw.get("hidden_size", 512))
     return TRMConfig(**kw)
 
@@ -131,7 +132,8 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     total_steps, eval_every, ckpt_every = _plan(cfg, source.epoch_len)
 
     mcfg = model_config(cfg.arch, meta, local_batch)  # its forward_dtype is a preference; checkpoints keep it
-    resume_state = _check_resume(resume, mcfg, cfg.loss_type) if resume else None
+    puzzle_rows = _puzzle_rows(cfg.data, mcfg)
+    resume_state = _check_resume(resume, mcfg, cfg.loss_type, puzzle_rows) if resume else None
     precision = run_precision(cfg.forward_dtype, mcfg.forward_dtype, acc.device, announce_it=acc.is_main_process
                               and not quiet)
     device_batch = _initial_device_batch(cfg, dataclasses.replace(mcfg, forward_dtype=precision.dtype), local_batch,
@@ -214,7 +216,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
                   "device_batch": device_batch}
             path = checkpoint.save(run_dir, step, model_state=model.state_dict(),
                                    ema_state=ema.shadow_state() if ema else None, train_state=ts,
-                                   config=full_config())
+                                   config=full_config(), puzzle_rows=puzzle_rows)
         acc.wait_for_everyone()
         return path
 
@@ -500,10 +502,22 @@ def _check_inputs(cfg: TrainConfig) -> None:
     check_writable(cfg.out, folder=True)
 
 
-def _check_resume(resume: str, mcfg, loss_type: str) -> dict:
-    """The checkpoint to resume: valid, of this run's architecture; returns its training state."""
-    from .validate_inputs import check_resume
-    return check_resume(resume, mcfg, loss_type)[1]
+def _check_resume(resume: str, mcfg, loss_type: str, puzzle_rows: dict | None = None) -> dict:
+    """The checkpoint to resume: valid, of this run's architecture, its puzzle rows named as this dataset's rows;
+    returns its training state."""
+    from .validate_inputs import check_puzzle_rows, check_resume
+    ck, state = check_resume(resume, mcfg, loss_type)
+    if puzzle_rows is not None:
+        check_puzzle_rows(ck, puzzle_rows)
+    return state
+
+
+def _puzzle_rows(data: str, mcfg) -> dict | None:
+    """The name -> row map every checkpoint of this run carries (puzzle_embedding.dataset_row_map)."""
+    if mcfg.puzzle_emb_ndim <= 0:
+        return None
+    from .puzzle_embedding import dataset_row_map
+    return dataset_row_map(data, mcfg.puzzle_emb_mode)
 
 
 def _initial_device_batch(cfg: TrainConfig, mcfg, local_batch: int, device: torch.device) -> int:
