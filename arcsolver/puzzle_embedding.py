@@ -22,10 +22,14 @@ Two modes (`arch.puzzle_emb_mode`, `PUZZLE_EMB_MODES`):
     i.e. a learned row per dihedral transform (8) and a learned code per colour (10) that the permutation moves
     into the slot of the colour it replaces. The slots are fixed random +-1 keys (a persistent buffer drawn from its
     own generator, so the global RNG and the network's initial weights are the same in both modes); binding a code
-    to a slot by an elementwise product keeps the sum linear in the learned rows (so sign-SGD applies unchanged)
-    while distinct (slot, colour) pairs give distinct vectors. The 1/sqrt(10) keeps the ten-term sum at the scale
-    of one row. All three tables are `SparsePuzzleEmbedding`s: zero-initialised, trained by the same sparse
-    sign-SGD (`SignSGDSparse` steps every table of the module), rows without gradient untouched.
+    to a slot by an elementwise product keeps the sum linear in the learned rows while distinct (slot, colour)
+    pairs give distinct vectors; 1/sqrt(10) keeps the ten-term sum at the scale of one row.
+    The task table is the one that scales (one row per task, 100k tasks at width 512 = 205 MB): a zero-initialised
+    buffer trained by the same sparse sign-SGD, the same mean-of-trained-rows start for unseen tasks. The 18
+    augmentation rows are shared by every example, so they are ordinary parameters of the network (Adam-atan2, EMA,
+    frozen with the network in fine-tuning's embeddings-only phase): measured first as sign-SGD rows too, they took
+    a +-lr step in every coordinate at every step (every batch touches them) and task mode pretrained worse and
+    fine-tuned to 0/24 on the TTT benchmark (runs/results/ttt-modes-signsgd-codes.md).
 `table_rows(meta, mode)` is the row count of the (task or version) table for a prepared dataset; `row_names` the
 name of every row (what checkpoints carry, so a table can be continued, extended or remapped by name).
 """
@@ -70,15 +74,15 @@ class TaskPuzzleEmbedding(nn.Module):
     """`task` mode: one row per task, a row per dihedral transform, a code per colour (see the module docstring).
 
     forward(task_ids [B], augmentations [B, 11] = (dihedral id, colour map)) -> [B, dim] in `cast_to`.
-    State-dict keys (under `puzzle_emb.`): tasks.weights [num_tasks_rows, dim] (row 0 = blank, row i+1 = task i),
-    dihedral.weights [8, dim], colours.weights [10, dim], colour_keys [10, dim] (fixed)."""
+    State-dict keys (under `puzzle_emb.`): tasks.weights [num_tasks_rows, dim] (buffer; row 0 = blank, row i+1 =
+    task i), dihedral [8, dim] and colours [10, dim] (parameters), colour_keys [10, dim] (fixed buffer)."""
 
     def __init__(self, num: int, dim: int, cast_to: torch.dtype = torch.float32):
         super().__init__()
         self.cast_to = cast_to
         self.tasks = SparsePuzzleEmbedding(num, dim)
-        self.dihedral = SparsePuzzleEmbedding(NUM_DIHEDRAL, dim)
-        self.colours = SparsePuzzleEmbedding(NUM_COLOURS, dim)
+        self.dihedral = nn.Parameter(torch.zeros(NUM_DIHEDRAL, dim))
+        self.colours = nn.Parameter(torch.zeros(NUM_COLOURS, dim))
         g = torch.Generator().manual_seed(_KEY_SEED)
         keys = torch.randint(0, 2, (NUM_COLOURS, dim), generator=g, device="cpu").float() * 2 - 1
         self.register_buffer("colour_keys", keys.to(self.tasks.weights.device), persistent=True)
@@ -89,19 +93,10 @@ class TaskPuzzleEmbedding(nn.Module):
         return self.tasks.weights
 
     def forward(self, task_ids: torch.Tensor, augmentations: torch.Tensor) -> torch.Tensor:
-        task_ids = task_ids.reshape(-1)
         aug = augmentations.reshape(-1, AUGMENTATION_COLUMNS).long()
-        B, dim = task_ids.shape[0], self.colours.weights.shape[1]
-        colour = _lookup_unique(self.colours, aug[:, 1:].reshape(-1)).view(B, NUM_COLOURS, dim)
-        code = (colour * self.colour_keys.to(colour.dtype)).sum(1) * (1.0 / math.sqrt(NUM_COLOURS))
-        return (self.tasks(task_ids) + _lookup_unique(self.dihedral, aug[:, 0]) + code).to(self.cast_to)
-
-
-def _lookup_unique(table: SparsePuzzleEmbedding, ids: torch.Tensor) -> torch.Tensor:
-    """`table(ids)`, recording each distinct row once (autograd sums its occurrences): a batch of B rows hands
-    sign-SGD at most 8 dihedral and 10 colour rows instead of B and 10 B."""
-    uniq, inv = torch.unique(ids, return_inverse=True)
-    return table(uniq)[inv]
+        colour = self.colours[aug[:, 1:]]  # [B, 10, dim]: slot k holds the code of the colour k became
+        code = (colour * self.colour_keys).sum(1) * (1.0 / math.sqrt(NUM_COLOURS))
+        return (self.tasks(task_ids.reshape(-1)) + self.dihedral[aug[:, 0]] + code).to(self.cast_to)
 
 
 def table_rows(meta: dict, mode: str) -> int:

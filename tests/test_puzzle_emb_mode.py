@@ -73,16 +73,21 @@ def task_run(tmp_path_factory, data):
 # the module
 
 
+def _randomise(emb: TaskPuzzleEmbedding, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in (emb.tasks.weights, emb.dihedral, emb.colours):
+            t.copy_(torch.randn(t.shape, generator=g))
+
+
 def test_task_vector_is_task_plus_dihedral_plus_the_permuted_colour_code():
     emb = TaskPuzzleEmbedding(4, 6)
-    g = torch.Generator().manual_seed(0)
-    for t in (emb.tasks, emb.dihedral, emb.colours):
-        t.weights.copy_(torch.randn(t.weights.shape, generator=g))
+    _randomise(emb, 0)
     cmap = torch.tensor([0, 3, 1, 2, 4, 5, 9, 7, 8, 6])
     aug = torch.cat([torch.tensor([5]), cmap]).view(1, 11)
     got = emb.eval()(torch.tensor([2]), aug)[0]
-    code = sum(emb.colour_keys[k] * emb.colours.weights[cmap[k]] for k in range(10)) / 10 ** 0.5
-    assert torch.allclose(got, emb.tasks.weights[2] + emb.dihedral.weights[5] + code, atol=1e-6)
+    code = sum(emb.colour_keys[k] * emb.colours[cmap[k]] for k in range(10)) / 10 ** 0.5
+    assert torch.allclose(got, emb.tasks.weights[2] + emb.dihedral[5] + code, atol=1e-6)
     # another colour map (or dihedral) of the same task is another vector; the keys are +-1 and fixed
     other = torch.cat([torch.tensor([5]), torch.arange(10)]).view(1, 11)
     assert not torch.allclose(emb(torch.tensor([2]), other)[0], got)
@@ -90,13 +95,12 @@ def test_task_vector_is_task_plus_dihedral_plus_the_permuted_colour_code():
     assert torch.equal(TaskPuzzleEmbedding(2, 6).colour_keys, emb.colour_keys)
 
 
-def test_sign_sgd_updates_only_the_rows_a_batch_used_in_every_table():
+def test_sign_sgd_updates_only_the_task_rows_a_batch_used_and_the_codes_get_gradients():
     emb = TaskPuzzleEmbedding(5, 4).train()
-    g = torch.Generator().manual_seed(1)
-    for t in (emb.tasks, emb.dihedral, emb.colours):
-        t.weights.copy_(torch.randn(t.weights.shape, generator=g))
+    _randomise(emb, 1)
     before = {k: v.clone() for k, v in emb.state_dict().items()}
     opt = SignSGDSparse(emb, lr=0.1, weight_decay=0.5)
+    assert opt.tables == [emb.tasks]  # the shared augmentation codes are the network's (Adam, EMA)
     cmap = torch.tensor([0, 2, 1, 3, 4, 5, 6, 7, 8, 9])
     aug = torch.stack([torch.cat([torch.tensor([3]), cmap]), torch.cat([torch.tensor([3]), cmap])])
     with torch.enable_grad():
@@ -105,15 +109,18 @@ def test_sign_sgd_updates_only_the_rows_a_batch_used_in_every_table():
     opt.step()
     opt.zero_grad()
     after = emb.state_dict()
-    for name, used in (("tasks.weights", {1, 4}), ("dihedral.weights", {3}), ("colours.weights", set(range(10)))):
-        for r in range(before[name].shape[0]):
-            if r in used:
-                assert not torch.equal(after[name][r], before[name][r]), (name, r)
-            else:  # no gradient: neither stepped nor decayed (reference semantics)
-                assert torch.equal(after[name][r], before[name][r]), (name, r)
+    for r in range(5):
+        if r in (1, 4):
+            assert not torch.equal(after["tasks.weights"][r], before["tasks.weights"][r]), r
+        else:  # no gradient: neither stepped nor decayed (reference semantics)
+            assert torch.equal(after["tasks.weights"][r], before["tasks.weights"][r]), r
     # the rule itself on a task row: p <- p (1 - lr wd) - lr sign(grad), grad = (1, 2, 3, 4) > 0
     assert torch.allclose(after["tasks.weights"][1], before["tasks.weights"][1] * 0.95 - 0.1)
-    assert torch.equal(after["colour_keys"], before["colour_keys"])
+    # the codes: a gradient for the dihedral row used (twice: 2 x (1, 2, 3, 4)) and none for the others
+    assert torch.allclose(emb.dihedral.grad[3], 2 * torch.arange(1.0, 5.0)) and not emb.dihedral.grad[[0, 1, 2]].any()
+    assert emb.colours.grad.abs().sum(1).gt(0).all()  # every colour sits in some slot
+    for k in ("dihedral", "colours", "colour_keys"):
+        assert torch.equal(after[k], before[k])  # sign-SGD does not touch them
 
 
 def test_table_size_does_not_grow_with_augmentations(tmp_path):
@@ -159,7 +166,7 @@ def test_task_mode_trains_and_its_table_has_one_row_per_task(task_run, data):
     w = checkpoint.load_weights(run, ema=False)
     tasks = json.loads((data / "tasks.json").read_text())
     assert w[table_key("task")].shape[0] == len(tasks) + 1
-    assert w["model.inner.puzzle_emb.dihedral.weights"].shape[0] == 8
+    assert w["model.inner.puzzle_emb.dihedral"].shape[0] == 8
     assert "model.inner.puzzle_emb.weights" not in w  # no per-version table
     # trained task rows moved away from zero; the blank row was never used in training
     assert (w[table_key("task")][1:].abs().sum(1) > 0).all() and not w[table_key("task")][0].any()
@@ -246,7 +253,7 @@ def test_finetune_task_mode_new_task_rows_start_at_the_mean_and_codes_are_kept(t
     mean = old[key][1:].float().mean(0)
     assert start[key].shape[0] == len(NEW_IDS) + 1
     assert torch.allclose(start[key], mean.expand_as(start[key]))
-    for k in ("dihedral.weights", "colours.weights", "colour_keys"):  # augmentation codes: as trained
+    for k in ("dihedral", "colours", "colour_keys"):  # augmentation codes: as trained
         assert torch.equal(start[f"model.inner.puzzle_emb.{k}"], old[f"model.inner.puzzle_emb.{k}"])
     # the fine-tuned checkpoint carries the new map, and its task rows learned
     rows = checkpoint.load_puzzle_rows(s["checkpoint"])
