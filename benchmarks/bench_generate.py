@@ -24,7 +24,7 @@ def main() -> int:
     ap.add_argument("--max-size", type=int, default=12)
     ap.add_argument("--repeat", type=int, default=3)
     args, _ = ap.parse_known_args()
-    from arcsolver.families import FAMILIES
+    from arcsolver.data.families import FAMILIES
     per_family = math.ceil(args.tasks / len(FAMILIES))
     total = per_family * len(FAMILIES)
     walls = []

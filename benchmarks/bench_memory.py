@@ -1,4 +1,4 @@
-"""Benchmark: the memory model (arcsolver/memory_model.py) against the measured peak RSS of training steps on CPU.
+"""Benchmark: the memory model (arcsolver/model/memory_model.py) against the measured peak RSS of training steps on CPU.
 
 For each configuration a fresh process imports everything, notes its resident memory, then builds the model, the
 optimizers and the EMA exactly as `train` does and runs two real training steps (forward + backward in micro-batches
@@ -44,13 +44,13 @@ def measure(name: str) -> dict:
     """Runs in the child process: two real training steps of config `name`."""
     import torch
 
-    from arcsolver.adam_atan2 import AdamAtan2
-    from arcsolver.ema import EMA
-    from arcsolver.memory_model import training_memory
-    from arcsolver.microbatch import accumulate, draw_halt_noise
-    from arcsolver.puzzle_embedding import SignSGDSparse
-    from arcsolver.train import build_model
-    from arcsolver.trm import TRMConfig
+    from arcsolver.model.adam_atan2 import AdamAtan2
+    from arcsolver.model.ema import EMA
+    from arcsolver.model.memory_model import training_memory
+    from arcsolver.inference.microbatch import accumulate, draw_halt_noise
+    from arcsolver.model.puzzle_embedding import SignSGDSparse
+    from arcsolver.model.build import build_model
+    from arcsolver.model.trm import TRMConfig
 
     torch.set_num_threads(1)
     fields, batch, rows = CONFIGS[name]

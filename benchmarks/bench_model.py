@@ -33,7 +33,8 @@ The other side
     no_grad cycles, the ACT wrapper stepped 16 times). It is NOT the reference code; the table says so.
 
 Ours: the train step of `arcsolver train` (loss head forward, backward of loss / batch, Adam-atan2 and sign-SGD
-steps) and the rollout of `predict`/evaluation (`arcsolver.inference.Rollout`: 16 supervision steps, argmax, q_halt).
+steps) and the rollout of `predict`/evaluation (`arcsolver.inference.rollout.Rollout`: 16 supervision steps,
+argmax, q_halt).
 
 Timing: the two sides alternate step by step (the order swaps every step), so both see the same machine state:
 on a shared machine the speed of the whole machine drifts by tens of percent within minutes, which sequential
@@ -68,12 +69,12 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from arcsolver.adam_atan2 import AdamAtan2  # noqa: E402
-from arcsolver.inference import Rollout  # noqa: E402
-from arcsolver.layers import swiglu_width  # noqa: E402
-from arcsolver.losses import ACTLossHead  # noqa: E402
-from arcsolver.puzzle_embedding import SignSGDSparse  # noqa: E402
-from arcsolver.trm import TRM, InnerCarry, TRMConfig, TRMInner  # noqa: E402
+from arcsolver.model.adam_atan2 import AdamAtan2  # noqa: E402
+from arcsolver.inference.rollout import Rollout  # noqa: E402
+from arcsolver.model.layers import swiglu_width  # noqa: E402
+from arcsolver.model.losses import ACTLossHead  # noqa: E402
+from arcsolver.model.puzzle_embedding import SignSGDSparse  # noqa: E402
+from arcsolver.model.trm import TRM, InnerCarry, TRMConfig, TRMInner  # noqa: E402
 
 BATCH = {"a": 32, "b": 32, "c": 8}
 LR, EMB_LR, WD = 1e-4, 1e-2, 0.1

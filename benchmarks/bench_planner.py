@@ -27,12 +27,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from arcsolver.arc_dataset import TaskSet, build  # noqa: E402
-from arcsolver.arc_tasks import load_tasks  # noqa: E402
-from arcsolver.config import build_config  # noqa: E402
-from arcsolver.train import train  # noqa: E402
+from arcsolver.data.arc_dataset import TaskSet, build  # noqa: E402
+from arcsolver.data.arc_tasks import load_tasks  # noqa: E402
+from arcsolver.training.config import build_config  # noqa: E402
+from arcsolver.training.train import train  # noqa: E402
 
-BUNDLED = REPO / "tasks" / "bundled"
+BUNDLED = REPO / "arcsolver" / "data" / "bundled"
 
 
 def _commit() -> str:

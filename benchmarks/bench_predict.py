@@ -28,16 +28,16 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from arcsolver.arc_dataset import TaskSet, build  # noqa: E402
-from arcsolver.arc_tasks import load_tasks  # noqa: E402
-from arcsolver.config import build_config  # noqa: E402
-from arcsolver.inference import rollout  # noqa: E402
-from arcsolver.loader import PuzzleLoader  # noqa: E402
-from arcsolver.predict import load_model, predict  # noqa: E402
-from arcsolver.train import train  # noqa: E402
-from arcsolver.vote import VoteBook  # noqa: E402
+from arcsolver.data.arc_dataset import TaskSet, build  # noqa: E402
+from arcsolver.data.arc_tasks import load_tasks  # noqa: E402
+from arcsolver.training.config import build_config  # noqa: E402
+from arcsolver.inference.rollout import rollout  # noqa: E402
+from arcsolver.data.loader import PuzzleLoader  # noqa: E402
+from arcsolver.inference.predict import load_model, predict  # noqa: E402
+from arcsolver.training.train import train  # noqa: E402
+from arcsolver.inference.vote import VoteBook  # noqa: E402
 
-BUNDLED = REPO / "tasks" / "bundled"
+BUNDLED = REPO / "arcsolver" / "data" / "bundled"
 
 
 def main() -> None:
@@ -102,7 +102,7 @@ def main() -> None:
 def _replay_inputs(book: VoteBook, data: Path, model, batch: int) -> list[tuple]:
     """Re-create VoteBook.add arguments of a whole predict run, with the model's real output format (canvases)
     taken from the labels: same number of grids, same shapes, no model time."""
-    from arcsolver.loader import ArcSource
+    from arcsolver.data.loader import ArcSource
     source = ArcSource(str(data))
     a = source.a
     store = source.store

@@ -52,7 +52,7 @@ def bench_loader(data: Path, batch: int = 768, batches: int = 60) -> float:
     code = f"""
 import time, torch
 torch.set_num_threads(1)
-from arcsolver.loader import PuzzleLoader
+from arcsolver.data.loader import PuzzleLoader
 it = iter(PuzzleLoader({str(data)!r}, global_batch_size={batch}, seed=0))
 next(it)
 t = time.perf_counter()

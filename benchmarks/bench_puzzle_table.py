@@ -44,9 +44,9 @@ def rows_for(mode: str, tasks: int, augmentations: int) -> int:
 def table_bytes_of_model(mode: str, rows: int) -> tuple[int, int]:
     """(puzzle-embedding buffer bytes, network parameter bytes) of the ARC model built on the meta device."""
     import torch
-    from arcsolver.puzzle_embedding import table_bytes
-    from arcsolver.train import build_model
-    from arcsolver.trm import TRMConfig
+    from arcsolver.model.puzzle_embedding import table_bytes
+    from arcsolver.model.build import build_model
+    from arcsolver.model.trm import TRMConfig
     with torch.device("meta"):
         head = build_model(TRMConfig(num_puzzle_identifiers=rows, puzzle_emb_mode=mode, **ARC_ARCH))
     emb = head.model.inner.puzzle_emb
@@ -60,8 +60,8 @@ def optimizer_bytes(mode: str, batch: int = PAPER_BATCH, dim: int = 512) -> tupl
     in task mode, Adam-atan2's moments and the EMA copy of the 18 augmentation rows (parameters of the network)."""
     import pickle
     import torch
-    from arcsolver.adam_atan2 import AdamAtan2
-    from arcsolver.puzzle_embedding import SignSGDSparse, SparsePuzzleEmbedding, TaskPuzzleEmbedding, sparse_tables
+    from arcsolver.model.adam_atan2 import AdamAtan2
+    from arcsolver.model.puzzle_embedding import SignSGDSparse, SparsePuzzleEmbedding, TaskPuzzleEmbedding, sparse_tables
     torch.manual_seed(0)
     emb = (TaskPuzzleEmbedding(1001, dim) if mode == "task" else SparsePuzzleEmbedding(10_001, dim)).train()
     opt = SignSGDSparse(emb, lr=1e-2, weight_decay=0.1)
@@ -94,7 +94,7 @@ def row_map_bytes_per_name(tasks: int = 100, augmentations: int = AUGMENTATIONS)
     generated tasks', versions named as the reference)."""
     import numpy as np
     import orjson
-    from arcsolver.arc_dataset import version_name
+    from arcsolver.data.arc_dataset import version_name
     rng = np.random.default_rng(0)
     names = [f"family-0-{i:04d}" for i in range(tasks)]
     versions = ["<blank>"]
@@ -140,14 +140,14 @@ def memory_table() -> tuple[str, dict]:
 def paired_step_times(pairs: int, seed: int = 0) -> tuple[str, dict]:
     import torch
     from ttt_cpu import CPU_ARCH, CPU_TRAIN, FAMILIES_A
-    from arcsolver.adam_atan2 import AdamAtan2
-    from arcsolver.generate import generate
-    from arcsolver.inference import batch_to
-    from arcsolver.jsonio import read_json
-    from arcsolver.loader import PuzzleLoader
-    from arcsolver.prepare import prepare_arc
-    from arcsolver.puzzle_embedding import SignSGDSparse
-    from arcsolver.train import build_model, model_config
+    from arcsolver.model.adam_atan2 import AdamAtan2
+    from arcsolver.data.generate import generate
+    from arcsolver.inference.rollout import batch_to
+    from arcsolver.runtime.jsonio import read_json
+    from arcsolver.data.loader import PuzzleLoader
+    from arcsolver.data.prepare import prepare_arc
+    from arcsolver.model.puzzle_embedding import SignSGDSparse
+    from arcsolver.model.build import build_model, model_config
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         generate(",".join(FAMILIES_A), 32, 6, seed, tmp / "tasks")
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             f"threads {args.threads}\n\n## Memory, ARC width 512\n\n{mem}\n## Training step time, TTT CPU model "
             f"(benchmarks/ttt_cpu.py CPU_ARCH, batch 32), paired\n\n{steps}\ntotal {time.time() - t0:.0f} s\n")
     if args.out:
-        from arcsolver.jsonio import atomic_write_bytes, write_json
+        from arcsolver.runtime.jsonio import atomic_write_bytes, write_json
         args.out.parent.mkdir(parents=True, exist_ok=True)
         write_json(args.out.with_suffix(".json"), {**info, "memory": mem_raw, "step_time": step_raw}, indent=True)
         atomic_write_bytes(args.out.with_suffix(".md"), text.encode())

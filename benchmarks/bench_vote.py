@@ -15,9 +15,9 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # one core, as the bar is state
 
 import numpy as np  # noqa: E402
 
-from arcsolver import colors, dihedral  # noqa: E402
-from arcsolver.encoding import encode_grid  # noqa: E402
-from arcsolver.vote import VoteBook, undo_batch  # noqa: E402
+from arcsolver.data import colors, dihedral  # noqa: E402
+from arcsolver.data.encoding import encode_grid  # noqa: E402
+from arcsolver.inference.vote import VoteBook, undo_batch  # noqa: E402
 
 
 def make_batch(n: int, seed: int = 0, n_distinct: int | None = None):

@@ -194,8 +194,9 @@ def measure_peak_memory(cfg, batch: int, device: str) -> float | None:
 
 @torch.inference_mode()
 def measure_rollout(cfg, batch: int, device: str, steps: int = 16, reps: int = 2) -> float:
-    """Samples/s of `steps`-step inference rollouts (what predict runs per batch: arcsolver.inference.rollout)."""
-    from arcsolver.inference import rollout
+    """Samples/s of `steps`-step inference rollouts (what predict runs per batch:
+    arcsolver.inference.rollout.rollout)."""
+    from arcsolver.inference.rollout import rollout
     head, b = _ours_on(dataclasses.replace(cfg, batch_size=batch, halt_max_steps=steps), device)
     model = head.model.eval()
     rollout(model, b, steps)
@@ -236,10 +237,10 @@ def finetune_step_child(args: argparse.Namespace) -> dict:
     """One full-model training step at the fine-tune batch (finetune's full phase runs exactly this step), memory
     capped; run in a child process. Off CUDA (the CPU test) it runs uncapped and reports no memory."""
     import tempfile
-    from arcsolver.arc_dataset import TaskSet, build
-    from arcsolver.arc_tasks import load_tasks
-    from arcsolver.config import build_config
-    from arcsolver.train import train
+    from arcsolver.data.arc_dataset import TaskSet, build
+    from arcsolver.data.arc_tasks import load_tasks
+    from arcsolver.training.config import build_config
+    from arcsolver.training.train import train
     cuda = torch.cuda.is_available()
     if cuda:
         total = torch.cuda.get_device_properties(0).total_memory
@@ -249,8 +250,8 @@ def finetune_step_child(args: argparse.Namespace) -> dict:
            "batch": args.finetune_batch, "impl": "ours"}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        build(data, [TaskSet("bundled", load_tasks(HERE.parent / "tasks" / "bundled"), test_set=True)], num_aug=20,
-              seed=0, canvas=30)
+        bundled = load_tasks(HERE.parent / "arcsolver" / "data" / "bundled")
+        build(data, [TaskSet("bundled", bundled, test_set=True)], num_aug=20, seed=0, canvas=30)
         cfg = build_config(args.finetune_preset, ["max_steps=2", f"global_batch_size={args.finetune_batch}",
                                                   "log_every=1", "eval_interval_steps=0", "eval_interval_epochs=0",
                                                   "compile=false"], data=str(data), out=str(Path(tmp) / "run"))
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print(f"gpu_check: no CUDA device visible (torch {torch.__version__}); nothing to measure", file=sys.stderr)
         return 2
-    from arcsolver.precision import choose_precision, device_info
+    from arcsolver.runtime.precision import choose_precision, device_info
     device = "cuda"
     info = device_info(torch.device(device))
     precision = choose_precision("auto", "bfloat16", info)

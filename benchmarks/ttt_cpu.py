@@ -114,7 +114,7 @@ def stamp(argv: list[str]) -> dict:
 def make_sets(scale: Scale, work: Path, seed: int) -> dict[str, Path]:
     """Pretraining tasks, split (i) and split (ii); (i) is drawn with another seed and anything equal to a
     pretraining task is dropped (never happens in practice; checked anyway)."""
-    from arcsolver.generate import generate
+    from arcsolver.data.generate import generate
     sets = {"pre": (scale.families_a, scale.pre_tasks, seed), "i": (scale.families_a, scale.new_tasks, seed + 1),
             "ii": (scale.families_b, scale.new_tasks, seed + 2)}
     paths = {}
@@ -129,9 +129,9 @@ def make_sets(scale: Scale, work: Path, seed: int) -> dict[str, Path]:
 
 
 def pretrain(scale: Scale, sets: dict[str, Path], work: Path, seed: int) -> dict:
-    from arcsolver.config import build_config
-    from arcsolver.prepare import prepare_arc
-    from arcsolver.train import train
+    from arcsolver.training.config import build_config
+    from arcsolver.data.prepare import prepare_arc
+    from arcsolver.training.train import train
     t = time.time()
     prepare_arc(work / "pre-data", [str(sets["pre"])], [], num_aug=scale.pre_num_aug, seed=seed,
                 canvas=scale.max_size)
@@ -157,9 +157,9 @@ def _last_train_metric(run: Path) -> dict:
 
 
 def run_variant(v: Variant, scale: Scale, ckpt: str, tasks: Path, out: Path, seed: int) -> dict:
-    from arcsolver.finetune import finetune, finetune_per_task
-    from arcsolver.jsonio import read_json
-    from arcsolver.score import load_solutions_any, score_submission
+    from arcsolver.training.finetune import finetune, finetune_per_task
+    from arcsolver.runtime.jsonio import read_json
+    from arcsolver.inference.score import load_solutions_any, score_submission
     n_tasks = len(list(tasks.glob("*.json")))
     e = {"E": scale.embed_steps, "T": scale.steps, "0": 0}[v.embed]
     f = scale.steps - e
@@ -193,7 +193,7 @@ def table(rows: list[dict]) -> str:
 
 
 def write_results(path: Path, info: dict, rows: list[dict], done: bool) -> None:
-    from arcsolver.jsonio import atomic_write_bytes, write_json
+    from arcsolver.runtime.jsonio import atomic_write_bytes, write_json
     write_json(path.with_suffix(".json"), {**info, "rows": rows, "complete": done}, indent=True)
     s = info["stamp"]
     pre = info.get("pretrain", {})

@@ -54,7 +54,7 @@ def make_sets(scale: Scale, work: Path, seed: int) -> dict[str, Path]:
     """The 10x pretraining set, its first tenth (the same tasks ttt_cpu.py pretrains on: a family's task k does not
     depend on how many are drawn), and splits (i) and (ii), (i) drawn with another seed minus anything equal to a
     pretraining task, so every arm is scored on the same tasks."""
-    from arcsolver.generate import generate
+    from arcsolver.data.generate import generate
     big = work / "tasks" / "pre-more"
     generate(",".join(scale.families_a), scale.pre_tasks * MORE, scale.max_size, seed, big)
     small = work / "tasks" / "pre"
@@ -74,10 +74,10 @@ def make_sets(scale: Scale, work: Path, seed: int) -> dict[str, Path]:
 
 def pretrain(arm: Arm, scale: Scale, tasks: Path, work: Path, seed: int) -> dict:
     from safetensors import safe_open
-    from arcsolver import checkpoint
-    from arcsolver.config import build_config
-    from arcsolver.prepare import prepare_arc
-    from arcsolver.train import train
+    from arcsolver.model import checkpoint
+    from arcsolver.training.config import build_config
+    from arcsolver.data.prepare import prepare_arc
+    from arcsolver.training.train import train
     t = time.time()
     data = work / f"data-{arm.tasks_factor}x"
     if not data.exists():  # one prepared folder serves both modes (no rebuild to switch)
@@ -117,7 +117,7 @@ def table(rows: list[dict], arms: dict) -> str:
 
 
 def write_results(path: Path, info: dict, rows: list[dict], done: bool) -> None:
-    from arcsolver.jsonio import atomic_write_bytes, write_json
+    from arcsolver.runtime.jsonio import atomic_write_bytes, write_json
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path.with_suffix(".json"), {**info, "rows": rows, "complete": done}, indent=True)
     s = info["stamp"]

@@ -15,12 +15,12 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 TYPICAL=${TYPICAL:-"measured on a busy shared 2-core machine: 0/12 in both runs, 70 and 166 steps; runs/results/demo.log"}
 rm -rf "$OUT"
 mkdir -p "$OUT"
-"$BIN/arcsolver" prepare arc --eval tasks/bundled --canvas 10 --num-aug "$NUM_AUG" --out "$OUT/data"
+"$BIN/arcsolver" prepare arc --eval arcsolver/data/bundled --canvas 10 --num-aug "$NUM_AUG" --out "$OUT/data"
 "$BIN/arcsolver" train --preset arc-demo-cpu --data "$OUT/data" --out "$OUT/run" --time-budget "$BUDGET"
 "$BIN/arcsolver" predict --vote --checkpoint "$OUT/run" --out "$OUT/submission.json"
-"$BIN/arcsolver" score "$OUT/submission.json" --solutions tasks/bundled
-"$BIN/arcsolver" score "$OUT/submission.json" --solutions tasks/bundled --json > "$OUT/score.json"
-"$BIN/arcsolver" show --tasks tasks/bundled --submission "$OUT/submission.json" --out "$OUT/report" >/dev/null
+"$BIN/arcsolver" score "$OUT/submission.json" --solutions arcsolver/data/bundled
+"$BIN/arcsolver" score "$OUT/submission.json" --solutions arcsolver/data/bundled --json > "$OUT/score.json"
+"$BIN/arcsolver" show --tasks arcsolver/data/bundled --submission "$OUT/submission.json" --out "$OUT/report" >/dev/null
 echo "report: $OUT/report/index.html"
 # Solved = every test output of the task right within the two attempts (ARC Prize's pass@2, task by task).
 "$BIN/python" - "$OUT/score.json" "$TYPICAL" <<'EOF'

@@ -14,8 +14,8 @@ PRETRAIN=${PRETRAIN:-4m}
 BUDGET=${BUDGET:-4m}
 rm -rf "$OUT"
 mkdir -p "$OUT/A" "$OUT/B"
-for t in flip-lr gravity-down recolor-1-to-2 frame upscale-2x transpose; do cp "tasks/bundled/$t.json" "$OUT/A/"; done
-for t in flip-ud gravity-left rotate-90 fill-boxes invert extend-down; do cp "tasks/bundled/$t.json" "$OUT/B/"; done
+for t in flip-lr gravity-down recolor-1-to-2 frame upscale-2x transpose; do cp "arcsolver/data/bundled/$t.json" "$OUT/A/"; done
+for t in flip-ud gravity-left rotate-90 fill-boxes invert extend-down; do cp "arcsolver/data/bundled/$t.json" "$OUT/B/"; done
 
 "$BIN/arcsolver" prepare arc --train "$OUT/A" --canvas 10 --num-aug 16 --out "$OUT/pre-data"
 "$BIN/arcsolver" train --preset arc-demo-cpu --data "$OUT/pre-data" --out "$OUT/pre" --time-budget "$PRETRAIN"

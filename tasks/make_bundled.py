@@ -1,4 +1,5 @@
-"""Regenerate the bundled demo tasks in tasks/bundled/ (deterministic; run: python tasks/make_bundled.py).
+"""Regenerate the bundled demo tasks in arcsolver/data/bundled/ (package data; deterministic; run: python
+tasks/make_bundled.py).
 
 Each task is a simple, self-made rule on small grids (sides 3..7, so a 10x10 canvas fits them with their EOS
 border): four demonstration pairs and one or two test pairs. The JSON files are committed; this script documents
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-OUT = Path(__file__).resolve().parent / "bundled"
+OUT = Path(__file__).resolve().parent.parent / "arcsolver" / "data" / "bundled"
 
 
 def rand_grid(rng, h, w, density=0.35, palette=(1, 2, 3, 4, 5, 6, 7, 8, 9)):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-BUNDLED = REPO / "tasks" / "bundled"
+BUNDLED = REPO / "arcsolver" / "data" / "bundled"
 
 
 def write_task(folder: Path, name: str, task: dict) -> Path:

@@ -4,9 +4,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from arcsolver import arc_dataset, colors, dihedral
-from arcsolver.arc_dataset import ArcStore, TaskSet, build, parse_version_name
-from arcsolver.arc_tasks import load_tasks, parse_task
+from arcsolver.data import arc_dataset, colors, dihedral
+from arcsolver.data.arc_dataset import ArcStore, TaskSet, build, parse_version_name
+from arcsolver.data.arc_tasks import load_tasks, parse_task
 
 from conftest import BUNDLED, random_task
 
@@ -74,7 +74,7 @@ def test_split_routing_and_shared_puzzle_ids(tmp_path, rng):
     assert len(ev_test) == 2 and (kind[ev_test] == 1).all()
     assert a["task_test"][1] == 0  # nothing of the training set in the test split
     assert s.meta["counts"]["test_examples"] == 2 * 6
-    from arcsolver.loader import ArcSource
+    from arcsolver.data.loader import ArcSource
     ver, ex = ArcSource(tmp_path / "d").test_items()
     assert set(ver.tolist()) == set(range(a["task_ver"][1], a["task_ver"][2]))  # every version of ev1, same ids
 
@@ -112,7 +112,7 @@ def test_versions_of_a_task_do_not_depend_on_other_tasks(tmp_path, rng):
 
 
 def test_canvas_too_small_is_an_input_error(tmp_path, rng):
-    from arcsolver.errors import InputError
+    from arcsolver.runtime.errors import InputError
     t = mk("big", {"train": [{"input": [[1] * 12], "output": [[1]]}], "test": [{"input": [[1]], "output": [[1]]}]})
     with pytest.raises(InputError, match=r"train\[0\].input: grid 1x12 does not fit the 10x10 canvas"):
         build(tmp_path / "d", [TaskSet("s", [t])], num_aug=2, canvas=10)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from arcsolver.arc_tasks import load_tasks
+from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.cli import main
-from arcsolver.errors import InputError
+from arcsolver.runtime.errors import InputError
 
 from conftest import BUNDLED, random_task, write_task
 

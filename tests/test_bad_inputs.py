@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from arcsolver.arc_dataset import TaskSet, build
-from arcsolver.arc_tasks import load_tasks
+from arcsolver.data.arc_dataset import TaskSet, build
+from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.cli import main
 
 from conftest import BUNDLED
@@ -77,7 +77,7 @@ def fx(tmp_path_factory):
     bad_data("short_array", lambda d: np.save(d / "arrays" / "ver_tid.npy", np.zeros(3, np.uint8)))
     bad_data("no_tasks_json", lambda d: (d / "tasks.json").unlink())
     # a dense (Sudoku-like) dataset with a short split
-    from arcsolver import dense_dataset
+    from arcsolver.data import dense_dataset
     dense = root / "dense"
     z = np.zeros((4, 16), np.uint8)
     dense_dataset.write(dense, {"kind": "sudoku", "seq_len": 16, "vocab_size": 6, "pad_id": 0, "ignore_label_id": 0,
@@ -404,7 +404,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(fx, fixtures_snapshot, tmp
 
 def test_disk_full_while_writing_is_one_line(fx, tmp_path, monkeypatch):
     import errno
-    import arcsolver.jsonio as jsonio
+    import arcsolver.runtime.jsonio as jsonio
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "out" / "x"))
@@ -429,7 +429,7 @@ def test_read_only_folder_is_one_line_before_any_work(fx, tmp_path, monkeypatch)
 
 def test_permission_error_from_the_os_is_one_line(fx, tmp_path, monkeypatch):
     import errno
-    import arcsolver.submission as submission
+    import arcsolver.inference.submission as submission
 
     def denied(path, obj, indent=False):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))

@@ -5,10 +5,10 @@ import shutil
 import pytest
 import torch
 
-from arcsolver.compilation import compile_enabled, compile_with_fallback, is_compiled
-from arcsolver.config import build_config
-from arcsolver.errors import InputError
-from arcsolver.trm import TRM, TRMConfig
+from arcsolver.runtime.compilation import compile_enabled, compile_with_fallback, is_compiled
+from arcsolver.training.config import build_config
+from arcsolver.runtime.errors import InputError
+from arcsolver.model.trm import TRM, TRMConfig
 
 # Inductor fuses and reorders fp32 reductions (RMSNorm means, matmul epilogues), so compiled logits differ from
 # eager in the last bits: measured max |diff| ~1e-6 on logits of magnitude ~1 for this model; the bound leaves 50x.

@@ -1,9 +1,9 @@
 import pytest
 
-from arcsolver.config import PRESETS, TrainConfig, build_config, load_preset
-from arcsolver.validate_inputs import check_arch_field
-from arcsolver.errors import InputError
-from arcsolver.units import parse_duration
+from arcsolver.training.config import PRESETS, TrainConfig, build_config, load_preset
+from arcsolver.model.checks import check_arch_field
+from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.units import parse_duration
 
 
 def test_paper_presets_match_reference_readme():
@@ -47,7 +47,7 @@ def test_durations():
 
 
 def test_every_preset_passes_the_validation_layer():
-    from arcsolver.config import PRESETS
+    from arcsolver.training.config import PRESETS
     for p in sorted(PRESETS.glob("*.toml")):
         build_config(p.stem)  # raises on any bad field or relation
 
@@ -65,10 +65,12 @@ def test_values_are_checked_where_they_come_from(tmp_path):
 
 
 def test_every_field_has_a_validation_rule():
-    """A field added to TrainConfig or TRMConfig needs its rule in validate_inputs (else every run would refuse it)."""
+    """A field added to TrainConfig or TRMConfig needs its rule in training/checks.py or model/checks.py (else every
+    run would refuse it)."""
     import dataclasses
-    from arcsolver.trm import TRMConfig
-    from arcsolver.validate_inputs import ARCH_RULES, TRAIN_RULES
+    from arcsolver.model.trm import TRMConfig
+    from arcsolver.model.checks import ARCH_RULES
+    from arcsolver.training.checks import TRAIN_RULES
     assert {f.name for f in dataclasses.fields(TrainConfig)} - {"arch"} == set(TRAIN_RULES)
     assert {f.name for f in dataclasses.fields(TRMConfig)} == set(ARCH_RULES)
     for f in dataclasses.fields(TRMConfig):  # the defaults themselves pass

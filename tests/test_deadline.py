@@ -6,16 +6,16 @@ from datetime import datetime, timezone
 import pytest
 from click.testing import CliRunner
 
-from arcsolver import train as train_mod
-from arcsolver.arc_dataset import TaskSet, build
-from arcsolver.arc_tasks import load_tasks
+from arcsolver.training import train as train_mod
+from arcsolver.data.arc_dataset import TaskSet, build
+from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.cli import main
-from arcsolver.config import build_config
-from arcsolver.deadline import Deadline, ManualClock, StepPlanner, TickingClock
-from arcsolver.errors import InputError
-from arcsolver.jsonio import read_json
-from arcsolver.train import lr_at, size_schedule, train
-from arcsolver.units import format_seconds, parse_deadline, parse_duration
+from arcsolver.training.config import build_config
+from arcsolver.runtime.deadline import Deadline, ManualClock, StepPlanner, TickingClock
+from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.jsonio import read_json
+from arcsolver.training.train import lr_at, size_schedule, train
+from arcsolver.runtime.units import format_seconds, parse_deadline, parse_duration
 
 from conftest import BUNDLED
 

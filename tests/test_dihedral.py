@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from arcsolver import colors, dihedral
+from arcsolver.data import colors, dihedral
 
 
 @pytest.mark.parametrize("tid", range(8))

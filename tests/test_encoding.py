@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from arcsolver import encoding
+from arcsolver.data import encoding
 
 
 def test_layout_matches_reference():

@@ -7,24 +7,24 @@ import sys
 import pytest
 import torch
 
-from arcsolver import checkpoint
-from arcsolver import finetune as finetune_mod
-from arcsolver import predict as predict_mod
-from arcsolver import train as train_mod
-from arcsolver.arc_dataset import TaskSet, build
-from arcsolver.arc_tasks import load_tasks
-from arcsolver.config import build_config
-from arcsolver.deadline import Deadline, ManualClock
-from arcsolver.finetune import finetune
-from arcsolver.finetune_plan import AUG_FLOOR, MIN_STEPS, Costs, decide
-from arcsolver.submission import check_submission
-from arcsolver.train import train
+from arcsolver.model import checkpoint
+from arcsolver.training import finetune as finetune_mod
+from arcsolver.inference import predict as predict_mod
+from arcsolver.training import train as train_mod
+from arcsolver.data.arc_dataset import TaskSet, build
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.training.config import build_config
+from arcsolver.runtime.deadline import Deadline, ManualClock
+from arcsolver.training.finetune import finetune
+from arcsolver.training.finetune_plan import AUG_FLOOR, MIN_STEPS, Costs, decide
+from arcsolver.inference.submission import check_submission
+from arcsolver.training.train import train
 
 from conftest import BUNDLED
 
 
 def test_mean_table_initialisation():
-    from arcsolver.puzzle_embedding import extend_table
+    from arcsolver.model.puzzle_embedding import extend_table
     old = torch.tensor([[0.0, 0.0], [1.0, 2.0], [3.0, 6.0]])
     new, kept = extend_table(old, None, ["<blank>", "a", "b", "c"])
     assert kept == 0 and new.shape == (4, 2) and torch.equal(new, torch.tensor([[2.0, 4.0]] * 4))  # blank excluded
@@ -182,7 +182,7 @@ def test_finetune_cli_never_refuses_for_lack_of_time(pretrained, tmp_path):
 
 
 def test_finetune_without_any_limit_needs_fixed_steps(pretrained, tmp_path):
-    from arcsolver.errors import InputError
+    from arcsolver.runtime.errors import InputError
     ck, unseen = pretrained
     with pytest.raises(InputError, match="no time limit"):
         finetune(ck, str(unseen), tmp_path / "ft", cpu=True, quiet=True)

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from arcsolver import checkpoint
-from arcsolver.arc_dataset import TaskSet, build
-from arcsolver.arc_tasks import load_tasks
-from arcsolver.config import FINETUNE, build_config
-from arcsolver.finetune import finetune, finetune_per_task
-from arcsolver.generate import generate
-from arcsolver.submission import check_submission
-from arcsolver.train import train
+from arcsolver.model import checkpoint
+from arcsolver.data.arc_dataset import TaskSet, build
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.training.config import FINETUNE, build_config
+from arcsolver.training.finetune import finetune, finetune_per_task
+from arcsolver.data.generate import generate
+from arcsolver.inference.submission import check_submission
+from arcsolver.training.train import train
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arcsolver.arc_tasks import load_tasks
-from arcsolver.errors import InputError
-from arcsolver.families import FAMILIES
-from arcsolver.generate import GeneratedTask, generate, generate_task, task_problem
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.runtime.errors import InputError
+from arcsolver.data.families import FAMILIES
+from arcsolver.data.generate import GeneratedTask, generate, generate_task, task_problem
 
 
 # ----------------------------------------------------------------------------------------------- plain-list tools
@@ -545,7 +545,7 @@ def test_cli_writes_tasks_and_lists_families(tmp_path):
 
 
 def test_a_failure_midway_leaves_nothing(tmp_path, monkeypatch):
-    import arcsolver.generate as gen
+    import arcsolver.data.generate as gen
     calls = {"n": 0}
     real = gen.generate_task
 

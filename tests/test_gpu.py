@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from arcsolver.config import PRESETS, build_config
+from arcsolver.training.config import PRESETS, build_config
 
 from conftest import BUNDLED, free_port
 
@@ -31,7 +31,7 @@ BF16_ARGMAX_AGREEMENT = 0.85
 
 
 def arc_config(batch: int, dtype: str):
-    from arcsolver.trm import TRMConfig
+    from arcsolver.model.trm import TRMConfig
     return TRMConfig(batch_size=batch, seq_len=900, vocab_size=12, hidden_size=512, num_heads=8, expansion=4.0,
                      H_cycles=3, L_cycles=4, pos_encodings="rope", puzzle_emb_len=16, num_puzzle_identifiers=8,
                      forward_dtype=dtype)
@@ -57,7 +57,7 @@ def two_step_logits(model, batch) -> torch.Tensor:
 
 
 def arc_models(dtypes: tuple[str, ...], device, **changes) -> list:
-    from arcsolver.trm import TRM
+    from arcsolver.model.trm import TRM
     torch.manual_seed(0)
     models = []
     for dt in dtypes:
@@ -82,7 +82,7 @@ def test_bf16_logits_match_fp32_on_the_arc_config():
 
 @pytest.mark.gpu
 def test_compiled_and_eager_logits_agree_on_cuda():
-    from arcsolver.compilation import compile_with_fallback, is_compiled
+    from arcsolver.runtime.compilation import compile_with_fallback, is_compiled
     batch = arc_batch(8, "cuda")
     # the ARC layer shapes with fewer cycles: the same kernels, a graph inductor compiles in well under a minute
     eager_model, compiled_model = arc_models(("bfloat16", "bfloat16"), "cuda", H_cycles=2, L_cycles=1)
@@ -98,7 +98,7 @@ def test_compiled_and_eager_logits_agree_on_cuda():
 @pytest.mark.gpu
 @pytest.mark.parametrize("token_major", [True, False])
 def test_fused_swiglu_gradcheck_on_cuda(token_major):
-    from arcsolver.layers import _SwiGLU, _SwiGLUTokenMajor
+    from arcsolver.model.layers import _SwiGLU, _SwiGLUTokenMajor
     torch.manual_seed(0)
     kw = dict(dtype=torch.float64, device="cuda", requires_grad=True)
     x = torch.randn(7, 5, **kw)
@@ -112,7 +112,7 @@ def test_fused_swiglu_gradcheck_on_cuda(token_major):
 @pytest.mark.gpu
 @pytest.mark.parametrize("dim", [0, -1])
 def test_fused_add_rms_norm_gradcheck_on_cuda(dim):
-    from arcsolver.layers import _AddRMSNorm
+    from arcsolver.model.layers import _AddRMSNorm
     torch.manual_seed(0)
     h, o = (torch.randn(6, 5, dtype=torch.float64, device="cuda", requires_grad=True) for _ in range(2))
     assert torch.autograd.gradcheck(lambda a, b: _AddRMSNorm.apply(a, b, dim, 1e-5), (h, o))
@@ -121,7 +121,7 @@ def test_fused_add_rms_norm_gradcheck_on_cuda(dim):
 @pytest.mark.gpu
 def test_fused_functions_in_bf16_on_cuda_match_plain_fp32_autograd():
     """The half-precision paths (silu_backward with out=, fp32 normalisation of bf16 activations) on CUDA kernels."""
-    from arcsolver.layers import add_rms_norm, swiglu
+    from arcsolver.model.layers import add_rms_norm, swiglu
     torch.manual_seed(0)
     x32 = torch.randn(64, 512, device="cuda")
     w1_32, w2_32 = torch.randn(3072, 512, device="cuda") * 0.05, torch.randn(512, 1536, device="cuda") * 0.05
@@ -148,9 +148,9 @@ def test_fused_functions_in_bf16_on_cuda_match_plain_fp32_autograd():
 
 def _preset_data(preset: str, root: Path) -> Path:
     """A small dataset of the kind the preset is for."""
-    from arcsolver.arc_dataset import TaskSet, build
-    from arcsolver.arc_tasks import load_tasks
-    from arcsolver.prepare import prepare_maze, prepare_sudoku
+    from arcsolver.data.arc_dataset import TaskSet, build
+    from arcsolver.data.arc_tasks import load_tasks
+    from arcsolver.data.prepare import prepare_maze, prepare_sudoku
     text = (PRESETS / f"{preset}.toml").read_text()
     if preset.startswith("sudoku"):
         size = 6 if "cpu" in preset else 9
@@ -180,8 +180,8 @@ def data_root(tmp_path_factory):
 @pytest.mark.gpu
 @pytest.mark.parametrize("preset", sorted(p.stem for p in PRESETS.glob("*.toml")))
 def test_one_training_step_of_every_preset(preset, data_root, tmp_path):
-    from arcsolver.checkpoint import load_config
-    from arcsolver.train import train
+    from arcsolver.model.checkpoint import load_config
+    from arcsolver.training.train import train
     data = _preset_data(preset, data_root)
     cfg = build_config(preset, ["max_steps=2", "global_batch_size=32", "compile=false", "log_every=1",
                                 "eval_interval_steps=0", "eval_interval_epochs=0"], data=str(data),
@@ -219,8 +219,8 @@ def test_two_process_nccl_run_keeps_ranks_identical(data_root, tmp_path):
 
 def predict_one_vs_two_processes(tmp_path: Path, data: Path, device_args: list[str], env_extra: dict,
                                  port: int) -> tuple[dict, dict]:
-    from arcsolver.predict import predict
-    from arcsolver.train import train
+    from arcsolver.inference.predict import predict
+    from arcsolver.training.train import train
     res = train(build_config("tiny-cpu", ["max_steps=2", "compile=false"], data=str(data), out=str(tmp_path / "run")),
                 cpu="--cpu" in device_args, quiet=True, final_eval=False)
     predict(res.checkpoint, tmp_path / "one.json", cpu="--cpu" in device_args, quiet=True, batch_size=64)
@@ -242,8 +242,8 @@ def test_predict_vote_gathered_across_two_gpu_processes_equals_one_process(data_
 
 def test_every_preset_has_a_dataset_its_model_fits(data_root):
     """The datasets the per-preset GPU step uses build, and each preset's model builds on them (meta device)."""
-    from arcsolver.jsonio import read_json
-    from arcsolver.train import build_model, model_config
+    from arcsolver.runtime.jsonio import read_json
+    from arcsolver.model.build import build_model, model_config
     for preset in sorted(p.stem for p in PRESETS.glob("*.toml")):
         data = _preset_data(preset, data_root)
         cfg = build_config(preset, ["global_batch_size=32"], data=str(data))

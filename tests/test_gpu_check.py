@@ -97,7 +97,7 @@ def test_the_fine_tune_step_child_reports_one_row(monkeypatch):
 
 def test_all_measurements_run_and_print_one_table_on_cpu(monkeypatch, capsys):
     """measure_all end to end with tiny configs on CPU: every row is produced, and the table holds them."""
-    from arcsolver.precision import DeviceInfo, choose_precision
+    from arcsolver.runtime.precision import DeviceInfo, choose_precision
     monkeypatch.setattr(gpu_check, "paper_config", lambda name, dtype: tiny("a" if name == "sudoku" else "c"))
     monkeypatch.setattr(gpu_check, "run_finetune_step", lambda args: {"check": "fine-tune step", "result": "stub"})
     monkeypatch.setattr(gpu_check, "MEMORY_BATCHES", {"arc": (2, 4), "sudoku": (2, 4)})

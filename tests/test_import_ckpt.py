@@ -8,21 +8,21 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from arcsolver import checkpoint
-from arcsolver.arc_dataset import TaskSet, build
-from arcsolver.arc_tasks import load_tasks
+from arcsolver.model import checkpoint
+from arcsolver.data.arc_dataset import TaskSet, build
+from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.cli import main
-from arcsolver.errors import InputError
-from arcsolver.import_ckpt import import_checkpoint
-from arcsolver.loader import PuzzleLoader
-from arcsolver.predict import load_model
+from arcsolver.runtime.errors import InputError
+from arcsolver.training.import_ckpt import import_checkpoint
+from arcsolver.data.loader import PuzzleLoader
+from arcsolver.inference.predict import load_model
 
 from conftest import BUNDLED
 
 
 def tiny_run(tmp_path: Path) -> Path:
-    from arcsolver.config import build_config
-    from arcsolver.train import train
+    from arcsolver.training.config import build_config
+    from arcsolver.training.train import train
     data = tmp_path / "data"
     build(data, [TaskSet("b", load_tasks(BUNDLED), test_set=True)], num_aug=3, seed=0, canvas=10)
     cfg = build_config("tiny-cpu", ["max_steps=3"], data=str(data), out=str(tmp_path / "run"))

@@ -12,10 +12,10 @@ import orjson
 import pytest
 import torch
 
-from arcsolver.arc_dataset import TaskSet, build
-from arcsolver.arc_tasks import load_tasks
-from arcsolver.interrupts import STOP_REASONS, StopRequests, stop_code, stop_reason
-from arcsolver.train import agree_on_stop
+from arcsolver.data.arc_dataset import TaskSet, build
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.runtime.interrupts import STOP_REASONS, StopRequests, stop_code, stop_reason
+from arcsolver.training.train import agree_on_stop
 
 from conftest import BUNDLED, free_port
 

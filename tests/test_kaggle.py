@@ -22,15 +22,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from arcsolver import kaggle_runner
-from arcsolver.arc_tasks import load_tasks
-from arcsolver.errors import InputError
-from arcsolver.kaggle_package import (DATASET_METADATA, KERNEL_METADATA, build_wheel, check_kernel_folder,
+from arcsolver.kaggle import runner as kaggle_runner
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.runtime.errors import InputError
+from arcsolver.kaggle.package import (DATASET_METADATA, KERNEL_METADATA, build_wheel, check_kernel_folder,
                                       kaggle_username, package, package_cmd, slugify, template_cells, TEMPLATE,
                                       validate_dataset_metadata, validate_kernel_metadata)
-from arcsolver.kaggle_runner import find_files, finetune_command, merge, run
-from arcsolver.kaggle_upload import credential_source, upload, upload_cmd
-from arcsolver.submission import fallback_submission, validate_submission
+from arcsolver.kaggle.runner import find_files, finetune_command, merge, run
+from arcsolver.kaggle.upload import credential_source, upload, upload_cmd
+from arcsolver.inference.submission import fallback_submission, validate_submission
 
 from conftest import random_task
 
@@ -133,7 +133,7 @@ def test_package_structure(packaged, wheel):
     marker = read(ds / "arcsolver-kaggle.json")
     assert marker["wheel"] == wheel.name and marker["checkpoint"] == "checkpoint"
     with zipfile.ZipFile(ds / wheel.name) as zf:  # the real wheel carries what the notebook runs
-        assert "arcsolver/kaggle_runner.py" in zf.namelist()
+        assert "arcsolver/kaggle/runner.py" in zf.namelist()
 
     ds_meta = read(ds / DATASET_METADATA)
     assert validate_dataset_metadata(ds_meta, ds) == []
@@ -160,14 +160,14 @@ def test_notebook_is_valid_and_carries_the_config(packaged, wheel):
         if cell.cell_type == "code":
             ast.parse(cell.source)
     assert "pip\", \"install\", \"--no-index\", \"--no-deps\"" in code
-    assert "from arcsolver.kaggle_runner import run" in code
+    assert "from arcsolver.kaggle.runner import run" in code
     cfg_cell = next(c.source for c in nb.cells if "ARCSOLVER_CONFIG: dict =" in c.source)
     cfg = next(ast.literal_eval(n.value) for n in ast.parse(cfg_cell).body
                if isinstance(n, ast.AnnAssign) and n.target.id == "ARCSOLVER_CONFIG")
     assert cfg["deadline_s"] == 12 * 3600 - 45 * 60 and cfg["margin_s"] == 45 * 60
     assert cfg["wheel"] == wheel.name and cfg["dataset"] == DATASET_REF and cfg["smoke"] is None
     # The safety net (stdlib fallback) comes before the install, which comes before the arcsolver import.
-    order = [i for i, c in enumerate(nb.cells) for key in ("Safety net", "Offline install", "kaggle_runner import")
+    order = [i for i, c in enumerate(nb.cells) for key in ("Safety net", "Offline install", "kaggle.runner import")
              if key in c.source]
     assert order == sorted(order) and len(order) == 3
 
@@ -224,7 +224,7 @@ def test_owner_from_env_file_or_error(tmp_path, monkeypatch, wheel):
 
 def test_package_cmd_report(tmp_path, monkeypatch, wheel):
     ck = make_checkpoint(tmp_path / "ck")
-    import arcsolver.kaggle_package as kp
+    import arcsolver.kaggle.package as kp
 
     monkeypatch.setattr(kp, "build_wheel", lambda dest, repo=kp.REPO: Path(shutil.copy2(wheel, dest / wheel.name)))
     text = package_cmd(ck, tmp_path / "out", "arc-prize-2025", OWNER, None, None, True, "NvidiaL4", 60.0)
@@ -436,7 +436,7 @@ def test_runner_merges_only_valid_entries(tmp_path, tasks_json, packaged):
 
 
 def test_merge_per_test_input():
-    tasks = load_tasks(Path(__file__).resolve().parent.parent / "tasks" / "bundled")[:2]
+    tasks = load_tasks(Path(__file__).resolve().parent.parent / "arcsolver" / "data" / "bundled")[:2]
     fb = fallback_submission(tasks)
     cand = {tasks[0].id: [{"attempt_1": [[1]], "attempt_2": [[2]]}] * len(tasks[0].test)}
     merged, n_tasks, n_tests = merge(tasks, fb, cand)
@@ -475,7 +475,7 @@ def test_runner_without_challenges_raises(tmp_path):
 
 
 def test_solver_stops_come_in_order_from_one_deadline():
-    from arcsolver.kaggle_runner import solver_stops
+    from arcsolver.kaggle.runner import solver_stops
     now = 1_000_000.0
     full = solver_stops(now + 11.5 * 3600, now)
     assert full["solver"] < full["sigterm"] < full["sigkill"] < full["merge"] <= now + 11.5 * 3600
@@ -788,10 +788,10 @@ def test_notebook_with_a_real_checkpoint_scores_as_the_cli(tmp_path, monkeypatch
     import nbformat
     from nbclient import NotebookClient
 
-    from arcsolver.arc_dataset import TaskSet, build
-    from arcsolver.config import build_config
-    from arcsolver.score import load_solutions_any, score_submission
-    from arcsolver.train import train
+    from arcsolver.data.arc_dataset import TaskSet, build
+    from arcsolver.training.config import build_config
+    from arcsolver.inference.score import load_solutions_any, score_submission
+    from arcsolver.training.train import train
     from conftest import BUNDLED
 
     if importlib.metadata.version("arcsolver") != wheel.name.split("-")[1]:

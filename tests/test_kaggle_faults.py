@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arcsolver import kaggle_runner
-from arcsolver.kaggle_package import SOLVE_MODULES, build_wheel, package
-from arcsolver.kaggle_rehearse import format_report, rehearse
-from arcsolver.kaggle_runner import run
-from arcsolver.kaggle_tasks import read_challenges
-from arcsolver.submission import validate_submission
+from arcsolver.kaggle import runner as kaggle_runner
+from arcsolver.kaggle.package import SOLVE_MODULES, build_wheel, package
+from arcsolver.kaggle.rehearse import format_report, rehearse
+from arcsolver.kaggle.runner import run
+from arcsolver.kaggle.tasks import read_challenges
+from arcsolver.inference.submission import validate_submission
 
 from conftest import BUNDLED, random_task
 
@@ -75,10 +75,10 @@ def wheel(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint30(tmp_path_factory) -> Path:
     """A tiny trained checkpoint on the full 30x30 canvas (a few seconds of CPU)."""
-    from arcsolver.arc_dataset import TaskSet, build
-    from arcsolver.arc_tasks import load_tasks
-    from arcsolver.config import build_config
-    from arcsolver.train import train
+    from arcsolver.data.arc_dataset import TaskSet, build
+    from arcsolver.data.arc_tasks import load_tasks
+    from arcsolver.training.config import build_config
+    from arcsolver.training.train import train
     base = tmp_path_factory.mktemp("ck30")
     build(base / "data", [TaskSet("b", load_tasks(BUNDLED)[:4], test_set=True)], num_aug=2, seed=0, canvas=30)
     return train(build_config("tiny-cpu", ["max_steps=4", "global_batch_size=4"], data=str(base / "data"),
@@ -294,7 +294,7 @@ def test_fault_finetune_args_typo_is_refused_at_package_time(tmp_path, checkpoin
 
 
 def test_package_refuses_a_small_canvas_for_arc_unless_allowed(tmp_path, wheel):
-    from arcsolver.errors import InputError
+    from arcsolver.runtime.errors import InputError
     from safetensors.numpy import save_file
     ck = tmp_path / "ck"
     ck.mkdir()
@@ -308,7 +308,7 @@ def test_package_refuses_a_small_canvas_for_arc_unless_allowed(tmp_path, wheel):
 
 
 def test_package_extra_wheels_dir(tmp_path, checkpoint30, wheel):
-    from arcsolver.kaggle_package import wheels_in
+    from arcsolver.kaggle.package import wheels_in
     extra = tmp_path / "extra"
     extra.mkdir()
     (extra / "tomli-2.0.1-py3-none-any.whl").write_bytes(b"PK")
@@ -347,21 +347,21 @@ def test_wheel_code_runs_on_python_3_10():
     stdlib (tomllib only behind its fallback)."""
     py311_only = ("tomllib", "ExceptionGroup", "TaskGroup", "StrEnum", "datetime.UTC", "typing.Self",
                   "from typing import Self", "hashlib.file_digest", "contextlib.chdir", "assert_never", "except*")
-    files = sorted((REPO / "arcsolver").rglob("*.py")) + [REPO / "submission" / "notebook_template.py"]
+    files = sorted((REPO / "arcsolver").rglob("*.py"))  # the notebook template included
     for f in files:
         src = f.read_text()
         ast.parse(src, filename=str(f), feature_version=(3, 10))
         for name in py311_only:
             if name in src and not (f.name == "config.py" and name == "tomllib"):
                 raise AssertionError(f"{f}: uses {name} (Python >= 3.11)")
-    config_src = (REPO / "arcsolver" / "config.py").read_text()
+    config_src = (REPO / "arcsolver" / "training" / "config.py").read_text()
     assert "except ModuleNotFoundError" in config_src and "import tomli as tomllib" in config_src
     assert 'requires-python = ">=3.10"' in (REPO / "pyproject.toml").read_text()
 
 
 def test_config_without_a_toml_parser(monkeypatch):
-    from arcsolver import config
-    from arcsolver.errors import InputError
+    from arcsolver.training import config
+    from arcsolver.runtime.errors import InputError
     monkeypatch.setattr(config, "tomllib", None)
     cfg = config.build_config(None, ["lr=2e-4", "ema=false", "max_steps=5", "loss_type='softmax_cross_entropy'"])
     assert (cfg.lr, cfg.ema, cfg.max_steps, cfg.loss_type) == (2e-4, False, 5, "softmax_cross_entropy")

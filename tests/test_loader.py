@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from arcsolver import colors, dihedral, encoding
-from arcsolver.arc_dataset import ArcStore, TaskSet, build
-from arcsolver.arc_tasks import load_tasks
-from arcsolver.loader import ArcSource, PuzzleLoader
+from arcsolver.data import colors, dihedral, encoding
+from arcsolver.data.arc_dataset import ArcStore, TaskSet, build
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.data.loader import ArcSource, PuzzleLoader
 
 from conftest import BUNDLED
 

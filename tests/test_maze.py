@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from arcsolver import dense_dataset, dihedral, maze
-from arcsolver.errors import InputError
+from arcsolver.data import dense_dataset, dihedral, maze
+from arcsolver.runtime.errors import InputError
 
 
 @pytest.mark.parametrize("side,hard", [(9, False), (13, True)])

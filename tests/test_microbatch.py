@@ -7,14 +7,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from arcsolver import microbatch
-from arcsolver.arc_dataset import TaskSet, build
-from arcsolver.arc_tasks import load_tasks
-from arcsolver.config import build_config
-from arcsolver.memory_model import (activation_bytes_per_token, choose_device_batch, inference_memory,
+from arcsolver.inference import microbatch
+from arcsolver.data.arc_dataset import TaskSet, build
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.training.config import build_config
+from arcsolver.model.memory_model import (activation_bytes_per_token, choose_device_batch, inference_memory,
                                     parameter_count, training_memory)
-from arcsolver.train import build_model, train
-from arcsolver.trm import TRMConfig
+from arcsolver.model.build import build_model
+from arcsolver.training.train import train
+from arcsolver.model.trm import TRMConfig
 
 from conftest import BUNDLED, free_port
 
@@ -187,7 +188,7 @@ def test_choose_device_batch_fits_the_budget():
 
 def test_predict_in_micro_batches_gives_the_same_answers(tmp_path, data, monkeypatch):
     import json
-    from arcsolver import predict as predict_mod
+    from arcsolver.inference import predict as predict_mod
     res, _, _ = run(data, tmp_path / "k1", BATCH)
     whole = predict_mod.predict(res.checkpoint, tmp_path / "a.json", data=str(data), cpu=True, quiet=True,
                                 batch_size=16)
@@ -252,8 +253,8 @@ def test_gpu_memory_model_within_25_percent_of_cuda_peak(mlp_t):
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
     head, data, forward = _gpu_step_setup(cfg, 16)
-    from arcsolver.adam_atan2 import AdamAtan2
-    from arcsolver.ema import EMA
+    from arcsolver.model.adam_atan2 import AdamAtan2
+    from arcsolver.model.ema import EMA
     opt = AdamAtan2(list(head.parameters()), lr=1e-4)
     ema = EMA(head)
     carry = head.initial_carry(data)

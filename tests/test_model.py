@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from arcsolver import layers
-from arcsolver.layers import (_AddRMSNorm, _SwiGLU, _SwiGLUTokenMajor, apply_rope, rotate_half, swiglu_width,
+from arcsolver.model import layers
+from arcsolver.model.layers import (_AddRMSNorm, _SwiGLU, _SwiGLUTokenMajor, apply_rope, rotate_half, swiglu_width,
                               trunc_normal_)
-from arcsolver.losses import ACTLossHead, log_stablemax, softmax_cross_entropy, stablemax_cross_entropy
-from arcsolver.trm import TRM, InnerCarry, TRMConfig
+from arcsolver.model.losses import ACTLossHead, log_stablemax, softmax_cross_entropy, stablemax_cross_entropy
+from arcsolver.model.trm import TRM, InnerCarry, TRMConfig
 
 VARIANTS = {"rope": dict(), "learned": dict(pos_encodings="learned"), "mlp_t": dict(mlp_t=True, pos_encodings="none")}
 
@@ -350,7 +350,7 @@ def test_rollout_equals_the_act_wrapper_and_can_run_past_halt_max_steps(variant)
     """The faster rollout (x once, internal layout kept between steps, heads at the end only) gives bit-identical
     predictions and Q logits to the plain loop: the ACT wrapper in eval mode (the reference's evaluation loop) and
     the inner step repeated past halt_max_steps."""
-    from arcsolver.inference import rollout
+    from arcsolver.inference.rollout import rollout
     cfg = tiny(halt_max_steps=3, **VARIANTS[variant])
     m = model(cfg).train()
     with torch.no_grad():

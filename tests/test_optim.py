@@ -8,9 +8,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from arcsolver.adam_atan2 import AdamAtan2
-from arcsolver.ema import EMA
-from arcsolver.puzzle_embedding import SignSGDSparse, SparsePuzzleEmbedding
+from arcsolver.model.adam_atan2 import AdamAtan2
+from arcsolver.model.ema import EMA
+from arcsolver.model.puzzle_embedding import SignSGDSparse, SparsePuzzleEmbedding
 
 # ---------------------------------------------------------------------------------------------------------------
 # Adam-atan2

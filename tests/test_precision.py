@@ -7,13 +7,14 @@ import sys
 import pytest
 import torch
 
-from arcsolver import train as train_mod
-from arcsolver.arc_dataset import TaskSet, build
-from arcsolver.arc_tasks import load_tasks
-from arcsolver.checkpoint import load_config
-from arcsolver.config import build_config
-from arcsolver.errors import InputError
-from arcsolver.precision import DeviceInfo, LossScaling, announce, choose_precision
+from arcsolver.runtime import precision as precision_mod
+from arcsolver.training import train as train_mod
+from arcsolver.data.arc_dataset import TaskSet, build
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.model.checkpoint import load_config
+from arcsolver.training.config import build_config
+from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.precision import DeviceInfo, LossScaling, announce, choose_precision
 
 from conftest import BUNDLED
 
@@ -74,8 +75,8 @@ def data(tmp_path_factory):
 def test_train_and_predict_apply_the_same_rule_and_checkpoints_keep_the_preference(data, tmp_path, monkeypatch):
     """A fake A100 makes train build a bf16 model (on this CPU) and record why; the checkpoint keeps the preset's
     preference; predict on a fake T4 loads the same checkpoint in fp32, on a fake L4 in bf16."""
-    from arcsolver.predict import load_model
-    monkeypatch.setattr(train_mod, "device_info", lambda device: A100)
+    from arcsolver.inference.predict import load_model
+    monkeypatch.setattr(precision_mod, "device_info", lambda device: A100)
     cfg = build_config("tiny-cpu", ["max_steps=1", "arch.forward_dtype=bfloat16"], data=str(data),
                        out=str(tmp_path / "run"))
     res = train_mod.train(cfg, cpu=True, quiet=True, final_eval=False)
@@ -83,20 +84,20 @@ def test_train_and_predict_apply_the_same_rule_and_checkpoints_keep_the_preferen
     assert saved["precision"]["dtype"] == "bfloat16" and "A100" in saved["precision"]["reason"]
     assert saved["model"]["forward_dtype"] == "bfloat16"  # the preference, not the device's choice
     for device, dtype in ((T4, torch.float32), (L4, torch.bfloat16), (CPU, torch.float32)):
-        monkeypatch.setattr(train_mod, "device_info", lambda d, device=device: device)
+        monkeypatch.setattr(precision_mod, "device_info", lambda d, device=device: device)
         model, _ = load_model(res.checkpoint, torch.device("cpu"))
         assert model.inner.dtype == dtype, device
     # the previous CPU rule of predict (bf16 -> fp32 only) and of train (an env override) are gone: one rule
-    monkeypatch.setattr(train_mod, "device_info", lambda d: CPU)
+    monkeypatch.setattr(precision_mod, "device_info", lambda d: CPU)
     monkeypatch.setenv("ARCSOLVER_CPU_BF16", "1")
     assert load_model(res.checkpoint, torch.device("cpu"))[0].inner.dtype == torch.float32
 
 
 def _tiny_head(seed=0):
-    from arcsolver.losses import ACTLossHead
-    from arcsolver.puzzle_embedding import SignSGDSparse
-    from arcsolver.adam_atan2 import AdamAtan2
-    from arcsolver.trm import TRM, TRMConfig
+    from arcsolver.model.losses import ACTLossHead
+    from arcsolver.model.puzzle_embedding import SignSGDSparse
+    from arcsolver.model.adam_atan2 import AdamAtan2
+    from arcsolver.model.trm import TRM, TRMConfig
     cfg = TRMConfig(batch_size=4, seq_len=8, vocab_size=6, hidden_size=16, num_heads=2, expansion=2.0, H_cycles=2,
                     L_cycles=1, puzzle_emb_ndim=16, puzzle_emb_len=1, num_puzzle_identifiers=3,
                     forward_dtype="float32", halt_max_steps=2)
@@ -155,7 +156,7 @@ def test_float16_training_runs_through_the_grad_scaler_and_resumes_it(data, tmp_
 
 def test_accelerator_ignores_the_environment_accelerate_launch_sets():
     """`accelerate launch` hands a saved config to the processes as ACCELERATE_* variables."""
-    code = ("from arcsolver.train import make_accelerator; a = make_accelerator(True); "
+    code = ("from arcsolver.runtime.precision import make_accelerator; a = make_accelerator(True); "
             "print(a.mixed_precision, a.state.dynamo_plugin.backend.value)")
     env = dict(os.environ, ACCELERATE_MIXED_PRECISION="fp16", ACCELERATE_DYNAMO_BACKEND="INDUCTOR",
                CUDA_VISIBLE_DEVICES="")

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from arcsolver.arc_dataset import TaskSet, build
-from arcsolver.arc_tasks import load_tasks
-from arcsolver.config import build_config
-from arcsolver.predict import predict
-from arcsolver.submission import check_submission
-from arcsolver.train import train
+from arcsolver.data.arc_dataset import TaskSet, build
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.training.config import build_config
+from arcsolver.inference.predict import predict
+from arcsolver.inference.submission import check_submission
+from arcsolver.training.train import train
 
 from conftest import BUNDLED
 
@@ -68,9 +68,9 @@ def test_voted_scores_of_true_answers_is_one_and_training_eval_reports_it(tmp_pa
     import numpy as np
     import torch
 
-    from arcsolver.loader import ArcSource, PuzzleLoader
-    from arcsolver.predict import add_to_book, voted_scores
-    from arcsolver.vote import VoteBook
+    from arcsolver.data.loader import ArcSource, PuzzleLoader
+    from arcsolver.inference.predict import add_to_book, voted_scores
+    from arcsolver.inference.vote import VoteBook
 
     tasks = load_tasks(BUNDLED)
     data = tmp_path / "data"

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from arcsolver import predict as predict_mod
-from arcsolver.arc_dataset import TaskSet, build
-from arcsolver.arc_tasks import load_tasks
+from arcsolver.inference import predict as predict_mod
+from arcsolver.data.arc_dataset import TaskSet, build
+from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.cli import main
-from arcsolver.config import build_config
-from arcsolver.deadline import Deadline, ManualClock
-from arcsolver.kaggle_runner import model_answers
-from arcsolver.predict import _task_completion_points, candidates_path, cheapest_tasks_first, predict
-from arcsolver.submission import build_submission, check_submission, fallback_submission
-from arcsolver.train import train
-from arcsolver.vote import candidates_json
+from arcsolver.training.config import build_config
+from arcsolver.runtime.deadline import Deadline, ManualClock
+from arcsolver.kaggle.runner import model_answers
+from arcsolver.inference.predict import _task_completion_points, candidates_path, cheapest_tasks_first, predict
+from arcsolver.inference.submission import build_submission, check_submission, fallback_submission
+from arcsolver.training.train import train
+from arcsolver.inference.vote import candidates_json
 
 from conftest import BUNDLED, free_port
 
@@ -128,7 +128,7 @@ def test_cli_with_a_passed_deadline_writes_a_complete_file_and_exits_0(run, tmp_
 # two processes are scheduled. It exits if the parent goes away (stdin closes).
 _KILL_CHILD = """
 import json, sys
-from arcsolver.predict import predict
+from arcsolver.inference.predict import predict
 
 def hook(info):
     print(json.dumps(info), flush=True)

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from arcsolver import checkpoint
-from arcsolver.arc_dataset import ArcStore, TaskSet, build
-from arcsolver.arc_tasks import load_tasks
-from arcsolver.config import build_config
-from arcsolver.loader import PuzzleLoader
-from arcsolver.puzzle_embedding import (SignSGDSparse, TaskPuzzleEmbedding, dataset_row_map, map_row_names,
+from arcsolver.model import checkpoint
+from arcsolver.data.arc_dataset import ArcStore, TaskSet, build
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.training.config import build_config
+from arcsolver.data.loader import PuzzleLoader
+from arcsolver.model.puzzle_embedding import (SignSGDSparse, TaskPuzzleEmbedding, dataset_row_map, map_row_names,
                                         table_key, table_rows)
-from arcsolver.train import train
+from arcsolver.training.train import train
 
 from conftest import BUNDLED
 
@@ -203,7 +203,7 @@ def test_switching_modes_needs_no_rebuild_and_resume_refuses_the_other_mode(tmp_
     out = tmp_path / "v"
     res = train(_cfg(data, out, "version", "max_steps=3"), cpu=True, quiet=True, final_eval=False)
     assert res.steps == 3 and _digest(data) == before  # same prepared folder, untouched, both modes
-    from arcsolver.errors import InputError
+    from arcsolver.runtime.errors import InputError
     with pytest.raises(InputError, match="puzzle_emb_mode"):
         train(_cfg(data, out, "task", "max_steps=6"), cpu=True, quiet=True, final_eval=False, resume=str(out))
 
@@ -215,7 +215,7 @@ def test_resume_on_a_dataset_with_other_tasks_is_refused_by_the_row_map(tmp_path
     ids = [*PRE_IDS[:-1], NEW_IDS[0]]
     build(other, [TaskSet("pre", load_tasks(str(_tasks(tmp_path / "t", ids))), test_set=True)], num_aug=6, seed=1,
           canvas=10)
-    from arcsolver.errors import InputError
+    from arcsolver.runtime.errors import InputError
     with pytest.raises(InputError, match="puzzle rows"):
         train(_cfg(other, run, "task", "max_steps=50"), cpu=True, quiet=True, final_eval=False, resume=str(run))
 
@@ -225,8 +225,8 @@ def test_resume_on_a_dataset_with_other_tasks_is_refused_by_the_row_map(tmp_path
 
 
 def test_predict_and_vote_work_in_task_mode(task_run, data, tmp_path):
-    from arcsolver.predict import predict
-    from arcsolver.submission import check_submission
+    from arcsolver.inference.predict import predict
+    from arcsolver.inference.submission import check_submission
     run, _ = task_run
     res = predict(run, tmp_path / "sub.json", data=str(data), cpu=True, quiet=True, batch_size=64)
     assert res.stopped_by == "done" and res.tasks_complete == len(PRE_IDS)
@@ -237,8 +237,8 @@ def test_predict_and_vote_work_in_task_mode(task_run, data, tmp_path):
 
 
 def test_finetune_task_mode_new_task_rows_start_at_the_mean_and_codes_are_kept(task_run, tmp_path):
-    from arcsolver.finetune import _extended_weights, finetune
-    from arcsolver.submission import check_submission
+    from arcsolver.training.finetune import _extended_weights, finetune
+    from arcsolver.inference.submission import check_submission
     run, _ = task_run
     new = _tasks(tmp_path / "new", NEW_IDS)
     s = finetune(run, str(new), tmp_path / "ft", embed_steps=2, full_steps=2, predict_after=True, num_aug=3,
@@ -263,8 +263,8 @@ def test_finetune_task_mode_new_task_rows_start_at_the_mean_and_codes_are_kept(t
 
 
 def test_finetune_keeps_the_rows_of_tasks_the_checkpoint_knows(task_run, tmp_path):
-    from arcsolver.finetune import _extended_weights
-    from arcsolver.arc_dataset import build as build_data
+    from arcsolver.training.finetune import _extended_weights
+    from arcsolver.data.arc_dataset import build as build_data
     run, _ = task_run
     mixed = [PRE_IDS[0], NEW_IDS[0]]
     d = tmp_path / "d"
@@ -306,7 +306,7 @@ def test_reference_export_is_refused_in_task_mode_and_works_in_version_mode(task
     lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
     assert len(lines) == 1 and "puzzle_emb_mode" in lines[0], r.stderr
     assert not out.exists()
-    from arcsolver.import_ckpt import export_checkpoint
+    from arcsolver.training.import_ckpt import export_checkpoint
     v = tmp_path / "v"
     train(_cfg(data, v, "version", "max_steps=1"), cpu=True, quiet=True, final_eval=False)
     export_checkpoint(v, tmp_path / "ok")

@@ -4,8 +4,8 @@ import numpy as np
 import orjson
 import pytest
 
-from arcsolver.errors import InputError
-from arcsolver.score import format_report, load_solutions_any, score_cmd, score_submission
+from arcsolver.runtime.errors import InputError
+from arcsolver.inference.score import format_report, load_solutions_any, score_cmd, score_submission
 
 
 def g(*rows):

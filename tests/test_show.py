@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from arcsolver import colors
-from arcsolver.arc_tasks import Pair, Task
-from arcsolver.encoding import encode_grid
-from arcsolver.errors import InputError
-from arcsolver.show import RIGHT, WRONG, render_report_html, render_task_png, show_cmd
-from arcsolver.submission import fallback_submission
-from arcsolver.vote import VoteBook, candidates_json
+from arcsolver.data import colors
+from arcsolver.data.arc_tasks import Pair, Task
+from arcsolver.data.encoding import encode_grid
+from arcsolver.runtime.errors import InputError
+from arcsolver.inference.show import RIGHT, WRONG, render_report_html, render_task_png, show_cmd
+from arcsolver.inference.submission import fallback_submission
+from arcsolver.inference.vote import VoteBook, candidates_json
 
 
 def g(*rows):

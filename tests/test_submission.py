@@ -6,13 +6,13 @@ import numpy as np
 import orjson
 import pytest
 
-from arcsolver import colors
-from arcsolver.arc_tasks import Pair, Task, load_tasks
-from arcsolver.encoding import encode_grid
-from arcsolver.errors import InputError
-from arcsolver.submission import (build_submission, check_submission, fallback_submission, validate_file,
+from arcsolver.data import colors
+from arcsolver.data.arc_tasks import Pair, Task, load_tasks
+from arcsolver.data.encoding import encode_grid
+from arcsolver.runtime.errors import InputError
+from arcsolver.inference.submission import (build_submission, check_submission, fallback_submission, validate_file,
                                   validate_submission, write_submission)
-from arcsolver.vote import Candidate, VoteBook
+from arcsolver.inference.vote import Candidate, VoteBook
 
 
 def g(*rows):
@@ -68,7 +68,7 @@ def test_build_uses_ranked_candidates_and_documented_fallbacks(caplog):
     assert sub["cccc0003"] == [{"attempt_1": [[0, 0, 0]], "attempt_2": [[0, 0, 0]]}]
     assert all(type(x) is int for x in sub["aaaa0001"][0]["attempt_1"][0])  # plain ints, not numpy scalars
     add(book, "zzzz9999", 0, g([1]))
-    with caplog.at_level(logging.WARNING, logger="arcsolver.submission"):
+    with caplog.at_level(logging.WARNING, logger="arcsolver.inference.submission"):
         assert build_submission(tasks, book) == sub  # votes for unknown tasks are ignored, with a warning
     assert "zzzz9999" in caplog.text
     k1 = build_submission(tasks, book, k=1)
@@ -91,7 +91,7 @@ def test_fault_in_one_task_still_gives_a_complete_valid_file(monkeypatch, caplog
         return real(self, task, i)
 
     monkeypatch.setattr(VoteBook, "ranked", flaky)
-    with caplog.at_level(logging.WARNING, logger="arcsolver.submission"):
+    with caplog.at_level(logging.WARNING, logger="arcsolver.inference.submission"):
         sub = build_submission(tasks, book)
     assert validate_submission(sub, tasks) == []
     assert sub["aaaa0001"][0]["attempt_1"] == [[4, 3], [2, 1]]  # other tasks unaffected

@@ -3,8 +3,8 @@ import itertools
 import numpy as np
 import pytest
 
-from arcsolver import dense_dataset, sudoku
-from arcsolver.errors import InputError
+from arcsolver.data import dense_dataset, sudoku
+from arcsolver.runtime.errors import InputError
 
 
 def brute_force_count(p: np.ndarray) -> int:

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from arcsolver.arc_dataset import TaskSet, build
-from arcsolver.arc_tasks import load_tasks
-from arcsolver.jsonio import read_json
+from arcsolver.data.arc_dataset import TaskSet, build
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.runtime.jsonio import read_json
 
 from conftest import BUNDLED, free_port
 
@@ -148,10 +148,10 @@ def test_a_hostile_accelerate_config_does_not_change_the_run(tmp_path, data, two
 def test_first_three_steps_use_the_reference_learning_rates(tmp_path, data, monkeypatch):
     """The step is counted before its LR is computed (reference pretrain.py train_batch): with a 4-step warm-up the
     optimizers step at 1/4, 2/4, 3/4 of their base LR -- the first step is not at lr 0."""
-    from arcsolver.adam_atan2 import AdamAtan2
-    from arcsolver.config import build_config
-    from arcsolver.puzzle_embedding import SignSGDSparse
-    from arcsolver.train import train
+    from arcsolver.model.adam_atan2 import AdamAtan2
+    from arcsolver.training.config import build_config
+    from arcsolver.model.puzzle_embedding import SignSGDSparse
+    from arcsolver.training.train import train
     seen: dict[str, list[float]] = {"adam": [], "sign": []}
     adam_step, sign_step = AdamAtan2.step, SignSGDSparse.step
 
@@ -186,8 +186,8 @@ def test_train_cli_errors_are_one_line(tmp_path):
 
 
 def test_resume_from_an_earlier_checkpoint_logs_each_step_once(tmp_path, data):
-    from arcsolver.config import build_config
-    from arcsolver.train import train
+    from arcsolver.training.config import build_config
+    from arcsolver.training.train import train
     out = tmp_path / "run"
     cfg = build_config("tiny-cpu", ["checkpoint_interval_steps=2", "log_every=1", "eval_max_batches=1"],
                        data=str(data), out=str(out), max_steps=4)
@@ -201,7 +201,7 @@ def test_resume_from_an_earlier_checkpoint_logs_each_step_once(tmp_path, data):
 
 
 def test_drop_after_keeps_lines_up_to_the_step_and_drops_a_torn_last_line(tmp_path):
-    from arcsolver.metrics_log import drop_after
+    from arcsolver.runtime.metrics_log import drop_after
     p = tmp_path / "m.jsonl"
     p.write_bytes(b'{"step": 1, "split": "train"}\n{"step": 2, "split": "eval"}\n{"step": 3, "split": "train"}\n{"st')
     assert drop_after(p, 2) == 2

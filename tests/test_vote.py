@@ -4,9 +4,9 @@ import numpy as np
 import orjson
 import pytest
 
-from arcsolver import colors, dihedral
-from arcsolver.encoding import EOS, PAD, encode_grid
-from arcsolver.vote import VoteBook, candidates_json, undo_batch
+from arcsolver.data import colors, dihedral
+from arcsolver.data.encoding import EOS, PAD, encode_grid
+from arcsolver.inference.vote import VoteBook, candidates_json, undo_batch
 
 
 def augment_canvas(grid: np.ndarray, tid: int, cmap: np.ndarray) -> np.ndarray:

@@ -1,0 +1,72 @@
+"""`arcsolver prepare`: turn task sources into a dataset folder that `train` and `predict` read.
+
+ARC: sources named with `--train` contribute demos and test pairs to training; sources named with `--eval` contribute
+their demos to training and their test inputs to the test split (the reference's transductive routing: the model
+learns each evaluation task's embedding from its demos, never from its test outputs). Sudoku and Maze: generated
+(seeded) or read from the public CSV format.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from arcsolver.data import arc_dataset
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.jsonio import read_json
+
+# The bundled default: the project's own small tasks (package data, so an installed wheel has them too), all routed
+# as evaluation tasks.
+BUNDLED_TASKS = Path(__file__).resolve().parent / "bundled"
+
+
+def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), *, num_aug: int = 1000,
+                seed: int = 42, all_colors: bool = False, canvas: int = 30) -> dict:
+    if not train and not eval:
+        if not BUNDLED_TASKS.is_dir():
+            raise InputError("no sources given and the bundled tasks folder is missing", file=str(BUNDLED_TASKS))
+        eval = [str(BUNDLED_TASKS)]
+    if num_aug < 0:
+        raise InputError(f"must be >= 0, got {num_aug}", field="--num-aug")
+    # Test pairs of --train sources are trained on, so their outputs are required.
+    sets = [arc_dataset.TaskSet(spec, load_tasks(spec, require_outputs=True), test_set=False) for spec in train]
+    sets += [arc_dataset.TaskSet(spec, load_tasks(spec), test_set=True) for spec in eval]
+    arc_dataset.build(out, sets, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas)
+    return read_json(Path(out) / "meta.json")
+
+
+def prepare_sudoku(out: Path, *, generate: int | None, csv: str | None, csv_test: str | None, size: int,
+                   test_count: int, seed: int, min_difficulty: int) -> dict:
+    from arcsolver.data import sudoku
+    if (generate is None) == (csv is None):
+        raise InputError("give exactly one of --generate N or --csv FILE", field="prepare sudoku")
+    sudoku.prepare(out, generate=generate, csv=csv, csv_test=csv_test, side=size, test_count=test_count, seed=seed,
+                   min_difficulty=min_difficulty)
+    return read_json(Path(out) / "meta.json")
+
+
+def prepare_maze(out: Path, *, generate: int | None, csv: str | None, csv_test: str | None, size: int, hard: bool,
+                 test_count: int, seed: int, min_path: int | None = None, loops: float = 0.08) -> dict:
+    from arcsolver.data import maze
+    if (generate is None) == (csv is None):
+        raise InputError("give exactly one of --generate N or --csv FILE", field="prepare maze")
+    maze.prepare(out, generate=generate, csv=csv, csv_test=csv_test, side=size, hard=hard, test_count=test_count,
+                 seed=seed, min_path=min_path, loop_frac=loops)
+    return read_json(Path(out) / "meta.json")
+
+
+def summary(meta: dict, out: Path) -> str:
+    """Human-readable lines describing a prepared dataset."""
+    lines = [f"wrote {out}  ({meta['kind']}, seq_len {meta['seq_len']}, vocab {meta['vocab_size']}, "
+             f"{meta['num_puzzle_identifiers']} puzzle ids)"]
+    c = meta.get("counts", {})
+    if meta["kind"] == "arc":
+        lines.append(f"  tasks {c['tasks']} ({c['test_tasks']} evaluated), versions {c['versions']} "
+                     f"(min per task {c['min_versions']}), train examples per epoch {c['train_examples_per_epoch']}, "
+                     f"test examples {c['test_examples']} ({c['test_inputs']} test inputs x versions)")
+    else:
+        lines.append(f"  splits {meta['splits']}, side {meta.get('side')}, augmentation {meta.get('augment')}")
+    size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
+    lines.append(f"  on disk {size / 1e6:.1f} MB")
+    return "\n".join(lines)

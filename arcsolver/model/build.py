@@ -1,0 +1,31 @@
+"""The model a configuration describes: `TRMConfig` from the `arch` fields plus the dataset's shape, and the ACT
+model wrapped in its loss head. Shared by training, prediction, fine-tuning, checkpoint checks and import, so it
+lives here, below all of them."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from arcsolver.runtime.errors import InputError
+
+
+def model_config(arch: dict[str, Any], data_meta: dict, local_batch: int):
+    from arcsolver.model.trm import TRMConfig
+    fields = {f.name for f in dataclasses.fields(TRMConfig)}
+    unknown = set(arch) - fields
+    if unknown:
+        raise InputError(f"unknown model field(s): {', '.join(sorted(unknown))}", field="arch")
+    from arcsolver.model.puzzle_embedding import table_rows
+    kw = dict(arch)
+    kw.update(batch_size=local_batch, seq_len=int(data_meta["seq_len"]), vocab_size=int(data_meta["vocab_size"]),
+              num_puzzle_identifiers=table_rows(data_meta, kw.get("puzzle_emb_mode", "version")))
+    kw.setdefault("puzzle_emb_ndim", kw.get("hidden_size", 512))
+    return TRMConfig(**kw)
+
+
+def build_model(cfg, loss_type: str = "stablemax_cross_entropy"):
+    """The ACT model wrapped in its loss head."""
+    from arcsolver.model.losses import ACTLossHead
+    from arcsolver.model.trm import TRM
+    return ACTLossHead(TRM(cfg), loss_type=loss_type)

@@ -1,0 +1,216 @@
+"""Move checkpoints between the reference TRM and arcsolver, both ways.
+
+Import (`arcsolver import-checkpoint`): a reference checkpoint is a plain torch state dict saved from the compiled
+loss head, keys like `_orig_mod.model.inner.L_level.layers.0.self_attn.qkv_proj.weight`; its puzzle table is the
+buffer `model.inner.puzzle_emb.weights` [num_ids, 512], one row per name in the reference's `identifiers.json`
+("<blank>", "task", "task|||t3|||0528..."). Our modules mirror the reference's paths, so after stripping
+`_orig_mod.` the keys are ours; the architecture is read off the shapes (hidden size, vocabulary, layers, mlp_t,
+learned positions) and what shapes cannot tell (heads, cycles, prefix length) comes from options with the paper's
+ARC defaults. Any missing, unexpected or mis-shaped key stops the import with a message naming it.
+The names are then turned into a prepared dataset whose versions are exactly the reference's (dihedral id and colour
+map per name, tasks from `--tasks`), and the table rows are permuted to our id order, so `predict --vote` works on the
+tasks the checkpoint was trained on.
+
+Export: our weights (EMA) under the reference's key names with the `_orig_mod.` prefix, plus `identifiers.json`
+from the checkpoint's name -> row map (the dataset's file for checkpoints written before maps), so reference code can
+load them. Both ways are `puzzle_emb_mode=version` only (the reference's table): a task-mode checkpoint is refused
+with one line; an imported checkpoint is a version-mode run carrying its row map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from arcsolver.data import arc_dataset
+from arcsolver.model import checkpoint
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.training.config import TrainConfig
+from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.jsonio import read_json, write_json
+
+PREFIX = "_orig_mod."
+# Buffers the reference may save that carry no learned state here.
+IGNORED = re.compile(r"(rotary_emb\.(cos|sin)_cached|puzzle_emb\.local_(weights|ids))$")
+
+
+def read_reference_state(path: str | Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError("file not found", file=str(path)) from None
+    except IsADirectoryError:
+        raise InputError("is a folder; expected the reference's checkpoint file (e.g. step_518071)",
+                         file=str(path)) from None
+    except Exception as e:  # noqa: BLE001 - torch's messages run to several lines of advice: keep the first
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]
+        raise InputError(f"not a readable torch checkpoint ({type(e).__name__}: {first})", file=str(path)) from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise InputError("expected a state dict of tensors", file=str(path))
+    out = {}
+    for k, v in obj.items():
+        while k.startswith(PREFIX):
+            k = k[len(PREFIX):]
+        if IGNORED.search(k):
+            continue
+        out[k] = v
+    if not any(k.startswith("model.inner.") for k in out):
+        raise InputError("no 'model.inner.*' keys: not a TRM checkpoint", file=str(path))
+    return out
+
+
+def infer_config(state: dict[str, torch.Tensor], *, seq_len: int, num_heads: int, H_cycles: int, L_cycles: int,
+                 puzzle_emb_len: int, halt_max_steps: int, pos_encodings: str | None, file: str = ""):
+    from arcsolver.model.trm import TRMConfig
+
+    def need(k):
+        if k not in state:
+            raise InputError(f"missing key {k}", file=file)
+        return state[k]
+    vocab, hidden = need("model.inner.embed_tokens.embedding_weight").shape
+    table = need("model.inner.puzzle_emb.weights")
+    layers = {int(m.group(1)) for k in state if (m := re.match(r"model\.inner\.L_level\.layers\.(\d+)\.", k))}
+    mlp_t = any(".mlp_t." in k for k in state)
+    if "model.inner.embed_pos.embedding_weight" in state:
+        pos = "learned"
+    else:
+        pos = pos_encodings or ("none" if mlp_t else "rope")
+    return TRMConfig(batch_size=1, seq_len=seq_len, puzzle_emb_ndim=int(table.shape[1]),
+                     num_puzzle_identifiers=int(table.shape[0]), vocab_size=int(vocab), H_cycles=H_cycles,
+                     L_cycles=L_cycles, L_layers=len(layers), hidden_size=int(hidden), num_heads=num_heads,
+                     pos_encodings=pos, mlp_t=mlp_t, puzzle_emb_len=puzzle_emb_len, halt_max_steps=halt_max_steps,
+                     forward_dtype="bfloat16")
+
+
+def check_against_model(state: dict[str, torch.Tensor], cfg, file: str) -> None:
+    from arcsolver.model.build import build_model
+    with torch.device("meta"):
+        ours = build_model(cfg).state_dict()
+    missing = [k for k in ours if k not in state]
+    unexpected = [k for k in state if k not in ours]
+    bad = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(ours[k].shape)}" for k in ours
+           if k in state and tuple(state[k].shape) != tuple(ours[k].shape)]
+    problems = [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected] + bad
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InputError(f"does not match the inferred model: {problems[0]}{more}", file=file)
+
+
+def import_checkpoint(path: str | Path, identifiers: str | Path, tasks: list[str], out: str | Path, *,
+                      eval_tasks: list[str] = (), seq_len: int = 900, num_heads: int = 8, H_cycles: int = 3,
+                      L_cycles: int = 4, puzzle_emb_len: int = 16, halt_max_steps: int = 16,
+                      pos_encodings: str | None = None) -> Path:
+    """Reference checkpoint + identifiers.json + the tasks it names -> an arcsolver run folder (OUT/run) and dataset
+    (OUT/data). Tasks from `eval_tasks` have their test inputs in the test split (what predict answers)."""
+    out = Path(out)
+    file = str(path)
+    _check_import_options(out, seq_len=seq_len, num_heads=num_heads, H_cycles=H_cycles, L_cycles=L_cycles,
+                          puzzle_emb_len=puzzle_emb_len, halt_max_steps=halt_max_steps)
+    state = read_reference_state(path)
+    cfg = infer_config(state, seq_len=seq_len, num_heads=num_heads, H_cycles=H_cycles, L_cycles=L_cycles,
+                       puzzle_emb_len=puzzle_emb_len, halt_max_steps=halt_max_steps, pos_encodings=pos_encodings,
+                       file=file)
+    if cfg.hidden_size % num_heads:
+        raise InputError(f"hidden size {cfg.hidden_size} is not divisible by --num-heads {num_heads}", file=file)
+    check_against_model(state, cfg, file)
+
+    names = read_json(identifiers)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError("expected a JSON list of names", file=str(identifiers))
+    if len(names) != cfg.num_puzzle_identifiers:
+        raise InputError(f"{len(names)} names but the checkpoint's puzzle table has {cfg.num_puzzle_identifiers} rows",
+                         file=str(identifiers))
+    versions: dict[str, list[tuple[int, np.ndarray]]] = {}
+    ref_index: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if i == 0 and name == "<blank>":
+            continue
+        try:
+            task, tid, cmap = arc_dataset.parse_version_name(name)
+        except (ValueError, IndexError):
+            raise InputError(f"cannot parse puzzle name {name!r}", file=str(identifiers), field=f"[{i}]") from None
+        versions.setdefault(task, []).append((tid, cmap))
+        ref_index[name] = i
+    eval_ids = {t.id for spec in eval_tasks for t in load_tasks(spec)}
+    by_id = {}
+    for spec in list(tasks) + list(eval_tasks):
+        for t in load_tasks(spec):
+            by_id.setdefault(t.id, t)
+    missing = [t for t in versions if t not in by_id]
+    if missing:
+        raise InputError(f"{len(missing)} task(s) named in identifiers.json are not in --tasks, e.g. {missing[0]}",
+                         file=str(identifiers))
+    train_set = [by_id[t] for t in versions if t not in eval_ids]
+    eval_set = [by_id[t] for t in versions if t in eval_ids]
+    canvas = int(round(seq_len ** 0.5))
+    data = out / "data"
+    arc_dataset.build(data, [arc_dataset.TaskSet("train", train_set), arc_dataset.TaskSet("eval", eval_set, True)],
+                      canvas=canvas, versions=versions)
+    ours = read_json(data / "identifiers.json")
+    perm = torch.tensor([0] + [ref_index[n] for n in ours[1:]], dtype=torch.long)
+    key = "model.inner.puzzle_emb.weights"
+    state[key] = state[key][perm].clone()
+
+    meta = read_json(data / "meta.json")
+    tc = dataclasses.asdict(TrainConfig(data=str(data), out=str(out / "run")))
+    config = {"train": tc, "model": dataclasses.asdict(cfg),
+              "data": {"path": str(data.resolve()), "kind": "arc", "seq_len": meta["seq_len"],
+                       "vocab_size": meta["vocab_size"], "num_puzzle_identifiers": meta["num_puzzle_identifiers"],
+                       "canvas": canvas},
+              "imported_from": {"checkpoint": str(path), "identifiers": str(identifiers)}, "step": 0}
+    from arcsolver.model.puzzle_embedding import dataset_row_map
+    return checkpoint.save(out / "run", 0, model_state=state, ema_state=None, train_state=None, config=config,
+                           puzzle_rows=dataset_row_map(data, "version"))
+
+
+def _check_import_options(out: Path, **options: int) -> None:
+    """The architecture options (what shapes cannot tell) and the output folder, checked before reading anything
+    big or writing anything (model/checks.py)."""
+    from arcsolver.model.checks import check_arch_field
+    from arcsolver.runtime.checks import check_writable
+    for k, v in options.items():
+        check_arch_field(k, v, file=f"--{k.replace('_', '-')}")
+    side = int(round(options["seq_len"] ** 0.5))
+    if side * side != options["seq_len"]:
+        raise InputError(f"expected a square canvas (900 for 30x30), got {options['seq_len']}", field="--seq-len")
+    check_writable(out, folder=True)
+
+
+def _check_exportable(ck: Path, cfg: dict) -> None:
+    """Reference checkpoints have one puzzle row per augmented version: only version mode moves there."""
+    mode = cfg["model"].get("puzzle_emb_mode", "version")
+    if mode != "version":
+        raise InputError(f"puzzle_emb_mode={mode!r}: the reference format has one puzzle row per augmented version "
+                         "and no task rows or augmentation codes; only version-mode checkpoints export",
+                         file=str(ck / "config.json"), field="model.puzzle_emb_mode")
+
+
+def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
+    """Our checkpoint -> OUT/checkpoint (reference state dict, EMA weights) + OUT/identifiers.json + OUT/arch.json."""
+    from arcsolver.model.checks import check_checkpoint
+    from arcsolver.runtime.checks import check_writable
+    ck, cfg = check_checkpoint(ckpt)
+    _check_exportable(ck, cfg)
+    check_writable(out, folder=True)
+    rows = checkpoint.load_puzzle_rows(ck)
+    state = checkpoint.load_weights(ck, ema=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ref = {PREFIX + k: v.contiguous() for k, v in state.items()}
+    tmp = out / ".checkpoint.tmp"
+    torch.save(ref, tmp)
+    tmp.replace(out / "checkpoint")
+    ids = Path(cfg["data"]["path"]) / "identifiers.json"
+    if rows is not None:  # the checkpoint's own row map: right even when the dataset has moved or changed
+        write_json(out / "identifiers.json", rows["versions"])
+    elif ids.is_file():
+        shutil.copyfile(ids, out / "identifiers.json")
+    write_json(out / "arch.json", cfg["model"], indent=True)
+    return out / "checkpoint"

@@ -1,0 +1,568 @@
+"""`arcsolver train`: the TRM training loop on Hugging Face Accelerate (CPU, one GPU, N GPUs via `accelerate launch`).
+
+What one optimizer step is, as in the reference: one ACT supervision step for every row of the batch. Rows carry
+their latent state (the "carry") from step to step and are refilled from the loader's next batch only when they
+halt, so the paper's deep-supervision loop is spread over consecutive steps. The loss is scaled by 1/local batch;
+DDP averages gradients over processes, which equals the reference's sum over ranks of loss/global batch.
+
+Two optimizers: Adam-atan2 (plain PyTorch) on the network's parameters and sign-SGD on the rows of the puzzle
+embedding table that the batch touched (gathered across processes so every rank applies the same update).
+LR: linear warm-up, then cosine to lr*lr_min_ratio, same shape for both; as in the reference the step is counted
+before its LR is computed, so step 1 runs at lr/warmup (not 0) and step `warmup` at the full LR. EMA of the weights is
+kept and used for evaluation and exported with every checkpoint. Evaluation reports token and exact accuracy on the
+test split; on ARC data it also votes over the augmented versions (as `predict --vote`) and reports voted
+pass@1/pass@2 per task.
+
+Exact resume: a checkpoint stores optimizer and EMA state, the step, the loader position, RNG states and the carry,
+so N steps straight and N/2 + kill + resume N/2 give bit-identical weights on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+
+from arcsolver.model import checkpoint
+from arcsolver.training.config import TrainConfig
+from arcsolver.runtime.compilation import compile_enabled, compile_with_fallback
+from arcsolver.runtime.deadline import Deadline, Plan, StepPlanner
+from arcsolver.runtime.errors import InputError
+from arcsolver.inference.rollout import batch_to, evaluate_split, finish_metrics
+from arcsolver.runtime.jsonio import read_json
+from arcsolver.data.loader import ArcSource, PuzzleLoader, open_source
+from arcsolver.runtime.interrupts import StopRequests, stop_code, stop_reason
+from arcsolver.runtime.metrics_log import MetricsLog, bar_interval
+from arcsolver.model.build import build_model, model_config
+from arcsolver.runtime.precision import LossScaling, make_accelerator, run_precision
+
+
+def lr_at(step: int, base: float, warmup: int, total: int, min_ratio: float) -> float:
+    if step < warmup:
+        return base * step / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (min_ratio + max(0.0, (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))))
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    checkpoint: Path | None
+    last_metrics: dict[str, float]
+    eval_metrics: dict[str, float]
+    seconds: float
+    stopped_by: str  # "steps" | "time" | "signal"
+    step_seconds: list[float] = dataclasses.field(default_factory=list)
+    signal: str | None = None  # "SIGINT" | "SIGTERM" when stopped_by == "signal"
+    plan: dict | None = None  # the last deadline plan (None without a deadline)
+    device_batch: int = 0  # rows per micro-batch at the end (after any halving on out-of-memory)
+
+
+def _plan(cfg: TrainConfig, epoch_len: int) -> tuple[int, int, int]:
+    total = cfg.max_steps if cfg.max_steps > 0 else max(1, int(cfg.epochs * epoch_len / cfg.global_batch_size))
+    ev = cfg.eval_interval_steps or (int(cfg.eval_interval_epochs * epoch_len / cfg.global_batch_size)
+                                     if cfg.eval_interval_epochs else 0)
+    ck = cfg.checkpoint_interval_steps or ev
+    return total, ev, ck
+
+
+def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = None,
+          init_weights: dict[str, torch.Tensor] | None = None, freeze_model: bool = False,
+          stop_after_steps: int | None = None, quiet: bool = False, final_eval: bool = True,
+          extra_config: dict | None = None, deadline: Deadline | None = None,
+          prior_step_s: float | None = None) -> TrainResult:
+    """Train per `cfg`. `resume`: a checkpoint/run folder to continue exactly. `init_weights`: a state dict to start
+    from (fine-tuning; the puzzle table may be absent). `freeze_model`: train only the puzzle embedding.
+    `stop_after_steps`: stop (with a checkpoint) after this many steps of this invocation (used by tests).
+    `deadline`: stop (with a checkpoint, and the final evaluation when it fits) before it; the steps that fit are
+    planned from the first timed steps (or `prior_step_s` before any) and the LR schedule spans them
+    (`cfg.time_budget_s` > 0 is sugar for a deadline that many seconds from now; the earlier one wins)."""
+    _check_inputs(cfg)
+    deadline = _run_deadline(cfg, deadline)
+    clock = deadline.clock
+    t_start = clock.now()
+    if deadline.passed():
+        raise InputError(f"the deadline passed {-deadline.remaining():.0f} s ago: no time to train",
+                         field="--deadline")
+    if cpu is None:
+        cpu = not torch.cuda.is_available()
+    acc = make_accelerator(cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+    rank, world = acc.process_index, acc.num_processes
+    if cfg.global_batch_size % world:
+        raise InputError(f"global batch {cfg.global_batch_size} is not divisible by {world} processes",
+                         field="global_batch_size")
+    local_batch = cfg.global_batch_size // world
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+
+    source = open_source(cfg.data)
+    meta = read_json(Path(cfg.data) / "meta.json")
+    loader = PuzzleLoader(source, "train", global_batch_size=cfg.global_batch_size, seed=cfg.seed, rank=rank,
+                          world_size=world)
+    total_steps, eval_every, ckpt_every = _plan(cfg, source.epoch_len)
+
+    mcfg = model_config(cfg.arch, meta, local_batch)  # its forward_dtype is a preference; checkpoints keep it
+    puzzle_rows = _puzzle_rows(cfg.data, mcfg)
+    resume_state = _check_resume(resume, mcfg, cfg.loss_type, puzzle_rows) if resume else None
+    precision = run_precision(cfg.forward_dtype, mcfg.forward_dtype, acc.device, announce_it=acc.is_main_process
+                              and not quiet)
+    device_batch = _initial_device_batch(cfg, dataclasses.replace(mcfg, forward_dtype=precision.dtype), local_batch,
+                                         acc.device)
+    model = build_model(dataclasses.replace(mcfg, forward_dtype=precision.dtype), cfg.loss_type)
+    if init_weights is not None:
+        missing, unexpected = model.load_state_dict(init_weights, strict=False)
+        bad = [k for k in missing if "puzzle_emb" not in k]
+        if bad or unexpected:
+            raise InputError(f"weights do not fit the model (missing {bad[:3]}, unexpected {unexpected[:3]})")
+    model.to(acc.device)
+    if compile_enabled(cfg.compile, acc.device):
+        compile_with_fallback(model.model.inner)
+    torch.manual_seed(cfg.seed + rank)  # per-rank randomness from here on (halting exploration), as the reference
+
+    from arcsolver.model.adam_atan2 import AdamAtan2
+    from arcsolver.model.ema import EMA
+    from arcsolver.model.puzzle_embedding import SignSGDSparse
+    inner = model.model.inner
+    params = [p for p in model.parameters() if p.requires_grad]
+    if freeze_model:
+        for p in params:
+            p.requires_grad_(False)
+        params = []
+    opt = AdamAtan2(params, lr=0.0, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2)) if params else None
+    emb_opt = SignSGDSparse(inner.puzzle_emb, lr=0.0, weight_decay=cfg.puzzle_emb_weight_decay) \
+        if mcfg.puzzle_emb_ndim > 0 else None
+    ema = EMA(model, cfg.ema_rate) if cfg.ema and params else None
+    scaling = LossScaling(precision.loss_scaling, acc.device.type)
+
+    ddp_model = acc.prepare(model) if world > 1 and params else model
+
+    run_dir = Path(cfg.out)
+    step = 0
+    carry = None
+    if resume:
+        st = resume_state
+        model.load_state_dict(checkpoint.load_raw(resume))
+        if opt is not None and st.get("opt") is not None:
+            opt.load_state_dict(st["opt"])
+        if emb_opt is not None and st.get("emb_opt") is not None:
+            emb_opt.load_state_dict(st["emb_opt"])
+        if ema is not None and st.get("ema") is not None:
+            ema.load_state_dict(st["ema"])
+        scaling.load_state_dict(st.get("loss_scaling"))
+        loader.load_state_dict(st["loader"][rank] if isinstance(st["loader"], list) else st["loader"])
+        step = int(st["step"])
+        torch.set_rng_state(st["rng"][rank] if isinstance(st["rng"], list) else st["rng"])
+        if torch.cuda.is_available() and st.get("cuda_rng") is not None and acc.device.type == "cuda":
+            torch.cuda.set_rng_state(st["cuda_rng"][rank])
+        carry = st["carry"][rank] if isinstance(st["carry"], list) else st["carry"]
+        if carry is not None:
+            carry = _carry_to(carry, acc.device)
+        if cfg.device_batch_size <= 0 and st.get("device_batch"):
+            device_batch = min(local_batch, int(st["device_batch"]))  # the split the run had: same rounding
+
+    log = MetricsLog(run_dir / "metrics.jsonl", enabled=acc.is_main_process, tensorboard=cfg.tensorboard,
+                     wandb=cfg.wandb, config=cfg.to_dict(), resumed_at=step if resume else None)
+    stop = {"why": None, "signal": None}
+    stop_requests = StopRequests().install()  # every rank: finish the step, agree, checkpoint, exit
+
+    def full_config() -> dict:
+        return {"train": cfg.to_dict(), "model": dataclasses.asdict(mcfg),
+                "data": {"path": str(Path(cfg.data).resolve()), "kind": meta["kind"], "seq_len": meta["seq_len"],
+                         "vocab_size": meta["vocab_size"], "num_puzzle_identifiers": meta["num_puzzle_identifiers"],
+                         "canvas": meta.get("canvas")}, "step": step,
+                "precision": {"dtype": precision.dtype, "loss_scaling": precision.loss_scaling,
+                              "reason": precision.reason}, **(extra_config or {})}
+
+    def save() -> Path | None:
+        states = acc.gather_for_metrics([_rank_state(loader, carry)], use_gather_object=True) if world > 1 \
+            else [_rank_state(loader, carry)]
+        path = None
+        if acc.is_main_process:
+            ts = {"step": step, "opt": opt.state_dict() if opt else None,
+                  "emb_opt": emb_opt.state_dict() if emb_opt else None,
+                  "ema": ema.state_dict() if ema else None, "loss_scaling": scaling.state_dict(),
+                  "loader": [s["loader"] for s in states], "rng": [s["rng"] for s in states],
+                  "cuda_rng": [s["cuda_rng"] for s in states], "carry": [s["carry"] for s in states],
+                  "device_batch": device_batch}
+            path = checkpoint.save(run_dir, step, model_state=model.state_dict(),
+                                   ema_state=ema.shadow_state() if ema else None, train_state=ts,
+                                   config=full_config(), puzzle_rows=puzzle_rows)
+        acc.wait_for_everyone()
+        return path
+
+    def evaluate() -> dict[str, float]:
+        if ema is not None:
+            ema.swap_in(model)
+        try:
+            eb = cfg.eval_batch_size or cfg.global_batch_size
+            test = PuzzleLoader(source, "test", global_batch_size=eb, rank=rank, world_size=world)
+            on_batch, book = None, None
+            if isinstance(source, ArcSource):
+                # ARC: also vote over the augmented versions, as predict --vote does, and score the top two.
+                from arcsolver.inference.predict import add_to_book
+                from arcsolver.inference.vote import VoteBook
+                book = VoteBook()
+                ver_sel, ex_sel = source.test_items()
+
+                def on_batch(b, preds, q):
+                    idx, p, qq = b["index"], preds, q
+                    if world > 1:
+                        idx, p, qq = acc.gather(idx), acc.gather(p.contiguous()), acc.gather(qq)
+                    if acc.is_main_process:
+                        add_to_book(book, source, ver_sel, ex_sel, idx, p, qq)
+            sums = evaluate_split(model.model, test.test_batches(), acc.device, max_batches=cfg.eval_max_batches,
+                                  steps=cfg.eval_steps or None, on_batch=on_batch)
+        finally:
+            if ema is not None:
+                ema.swap_out(model)
+        t = torch.tensor([sums[k] for k in sorted(sums)], dtype=torch.float64, device=acc.device)
+        t = acc.reduce(t, reduction="sum") if world > 1 else t
+        out = finish_metrics(dict(zip(sorted(sums), t.tolist())))
+        if book is not None and acc.is_main_process and not cfg.eval_max_batches:
+            from arcsolver.inference.predict import voted_scores
+            out.update(voted_scores(book, source))
+        return out
+
+    it = iter(loader)
+    planner = StepPlanner(deadline, {"checkpoint": checkpoint_seconds(model, has_ema=ema is not None,
+                                                                      has_opt=opt is not None)},
+                          prior_step_s=prior_step_s)
+    eval_factor = _eval_cost_in_steps(cfg, source, mcfg, local_batch, world) if final_eval or eval_every else 0.0
+    sched = _Schedule(cfg.lr_warmup_steps, total_steps, total_steps)  # (warm-up, cosine end, planned end)
+    plan = None
+    replan_at = step + 2  # the first plan after two timed steps of this run
+    last_metrics: dict[str, float] = {}
+    eval_metrics: dict[str, float] = {}
+    ckpt_path = None
+    step_times: list[float] = []
+    window: dict[str, torch.Tensor] = {}
+    steps_this_run = 0
+    progress = None
+    if acc.is_main_process and not quiet:
+        from tqdm import tqdm
+        # Under a deadline the total is unknown until the first plan (two steps in): no bar towards max_steps.
+        progress = tqdm(total=None if deadline.limited else total_steps, initial=step, dynamic_ncols=True,
+                        mininterval=bar_interval(), desc=_bar_label(deadline, t_start))
+    model.train()
+    if _any_rank(acc, world, planner.should_stop()):  # not even one step fits (a caller's estimate says so)
+        stop["why"] = "time"
+    if stop_after_steps == 0:  # a checkpoint of the initial state (fine-tuning with no time to train)
+        stop["why"] = "steps"
+    while step < sched.end and not stop["why"]:
+        t0 = clock.now()
+        batch = batch_to(next(it), acc.device)
+        if carry is None:
+            carry = model.model.initial_carry(batch)
+        carry, loss, metrics, device_batch = _forward_backward(ddp_model, model, acc, carry, batch, local_batch,
+                                                               device_batch, opt, emb_opt, scaling.backward)
+        step += 1  # counted before the LR is computed, as the reference: the first step runs at lr/warmup, not 0
+        lr = lr_at(step, cfg.lr, sched.warmup, sched.total, cfg.lr_min_ratio)
+        if opt is not None:
+            for g in opt.param_groups:
+                g["lr"] = lr
+        if emb_opt is not None:
+            emb_opt.set_lr(lr_at(step, cfg.puzzle_emb_lr, sched.warmup, sched.total, cfg.lr_min_ratio))
+        scaling.step(opt, emb_opt)  # both optimizers (float16: unscaled, skipped together on overflow)
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+        if emb_opt is not None:
+            emb_opt.zero_grad()
+        if ema is not None:
+            ema.update(model)
+        steps_this_run += 1
+        step_times.append(clock.now() - t0)
+        planner.observe(step_times[-1])
+        if deadline.limited and step >= replan_at:
+            first = plan is None
+            sched, plan, replan_at, final_eval = _replan(planner, step, total_steps, cfg, eval_factor, final_eval,
+                                                         acc, world, first, eval_every, ckpt_every)
+            log.write(step, "plan", plan.to_dict())
+            if progress is not None:
+                progress.total = sched.end
+                progress.refresh()
+                if first:
+                    progress.write(plan.describe())
+        # Metrics count only rows that halted at a step; sum them over the logging window so a window always has some.
+        window = {k: v.detach() + window.get(k, 0) for k, v in metrics.items()}
+
+        if step % cfg.log_every == 0 or step == sched.end:
+            m = _reduce_metrics(acc, window, world)
+            window = {}
+            m.update(lr=lr, loss_per_sample=float(loss.detach()) / local_batch,
+                     samples_per_s=cfg.global_batch_size * len(step_times[-cfg.log_every:]) /
+                     max(1e-9, sum(step_times[-cfg.log_every:])))
+            last_metrics = m
+            log.write(step, "train", m)
+            if progress is not None:
+                progress.set_postfix(loss=f"{m['loss_per_sample']:.3f}", acc=f"{m.get('accuracy', 0):.3f}",
+                                     exact=f"{m.get('exact_accuracy', 0):.3f}", sps=f"{m['samples_per_s']:.0f}")
+        if progress is not None:
+            progress.update(1)
+
+        if eval_every and step % eval_every == 0 and step < sched.end:
+            eval_metrics = evaluate()
+            log.write(step, "eval", eval_metrics)
+            if progress is not None:
+                voted = (f", voted pass@1 {eval_metrics['vote_pass@1']:.3f} pass@2 {eval_metrics['vote_pass@2']:.3f}"
+                         if "vote_pass@1" in eval_metrics else "")
+                progress.write(f"step {step}: eval exact {eval_metrics['exact_accuracy']:.4f} "
+                               f"token {eval_metrics['token_accuracy']:.4f} ({int(eval_metrics['count'])} examples){voted}")
+        if ckpt_every and step % ckpt_every == 0 and step < sched.end:
+            ckpt_path = save()
+
+        # Stop before a step that would end inside the reserves (checkpoint, final evaluation).
+        if planner.should_stop():
+            stop["why"] = "time"
+        if stop_after_steps is not None and steps_this_run >= stop_after_steps:
+            stop["why"] = "steps"
+        stop["why"], stop["signal"] = agree_on_stop(acc, world, stop["why"], stop_requests.received)
+        if stop["why"]:
+            break
+    if progress is not None:
+        progress.close()
+    # A run cut by its time budget still reports where it ended (the evaluation runs after the budget).
+    # (Not again when the periodic evaluation just ran at this step: same weights, same numbers.)
+    if step >= sched.end and sched.end < total_steps and stop["why"] is None:
+        stop["why"] = "time"  # ended at the planned step count: the deadline's plan, not max_steps
+    if final_eval and (step >= total_steps or stop["why"] in (None, "steps", "time")):
+        if step >= total_steps or (eval_every and step % eval_every) or not eval_every:
+            eval_metrics = evaluate()
+            log.write(step, "eval", eval_metrics)
+    ckpt_path = save()
+    if world > 1:
+        # Every rank must hold the same weights and puzzle table; record each rank's fingerprint to prove it.
+        fp = torch.tensor([_fingerprint(model)], dtype=torch.float64, device=acc.device)
+        fps = acc.gather(fp).tolist()
+        log.write(step, "sync", {"rank_fingerprints": fps, "in_sync": len(set(fps)) == 1})
+    log.close()
+    stop_requests.restore()
+    return TrainResult(step, ckpt_path, last_metrics, eval_metrics, clock.now() - t_start,
+                       stop["why"] or "steps", step_times, plan=plan.to_dict() if plan is not None else None,
+                       signal=stop["signal"], device_batch=device_batch)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the deadline: which steps fit, and the LR schedule sized to them
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    warmup: int  # LR warm-up steps
+    total: int  # the step at which the cosine reaches lr * lr_min_ratio
+    end: int  # the step at which this run stops (<= max_steps; the deadline's plan)
+
+
+WARMUP_SHARE = 0.1  # under a deadline, warm-up keeps its configured length up to this share of the planned steps
+
+
+def size_schedule(warmup: int, max_steps: int, planned_end: int | None) -> _Schedule:
+    """The LR schedule for a run that ends at `planned_end` (None: at `max_steps`): the cosine spans the steps that
+    will run, not the configured maximum, and a configured warm-up longer than 10% of them is cut to 10%."""
+    if planned_end is None or planned_end >= max_steps:
+        return _Schedule(warmup, max_steps, max_steps)
+    end = max(1, planned_end)
+    return _Schedule(min(warmup, max(1, math.ceil(WARMUP_SHARE * end))), end, end)
+
+
+def _run_deadline(cfg: TrainConfig, deadline: Deadline | None) -> Deadline:
+    from arcsolver.runtime.units import check_seconds
+    deadline = deadline or Deadline()
+    if cfg.time_budget_s:
+        budget = check_seconds(cfg.time_budget_s, "time_budget_s")
+        deadline = deadline.min(deadline.now() + budget)
+    return deadline
+
+
+def checkpoint_seconds(model: torch.nn.Module, *, has_ema: bool, has_opt: bool) -> float:
+    """Reserve for the final checkpoint: weights (+ EMA copy, + two Adam moments) at a conservative 100 MB/s, plus
+    a second for the rest (gathering loader/RNG state, the rename)."""
+    n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    return 1.0 + n_bytes * (1 + has_ema + 2 * has_opt) / 100e6
+
+
+def _eval_cost_in_steps(cfg: TrainConfig, source, mcfg, local_batch: int, world: int) -> float:
+    """The final evaluation's cost in training steps, from counting forward passes: a training step is one
+    supervision step of `local_batch` rows with a backward pass through the last of H cycles (~2x its forward), an
+    evaluation is `eval_steps` forward supervision steps per test row of this rank."""
+    try:
+        rows = PuzzleLoader(source, "test", global_batch_size=cfg.eval_batch_size or cfg.global_batch_size).test_size()
+    except Exception:  # noqa: BLE001 - a dataset without a test split evaluates nothing
+        return 0.0
+    eb = cfg.eval_batch_size or cfg.global_batch_size
+    if cfg.eval_max_batches:
+        rows = min(rows, cfg.eval_max_batches * eb)
+    rows = math.ceil(rows / eb) * eb / world  # padded batches
+    steps = cfg.eval_steps or int(getattr(mcfg, "halt_max_steps", 1))
+    train_units = local_batch * (1 + 2 / max(1, int(getattr(mcfg, "H_cycles", 1))))
+    return rows * steps / train_units
+
+
+def _any_rank(acc: Accelerator, world: int, flag: bool) -> bool:
+    if world == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=acc.device)
+    return float(acc.reduce(t, reduction="sum")) > 0
+
+
+def _replan(planner: StepPlanner, step: int, max_steps: int, cfg: TrainConfig, eval_factor: float,
+            final_eval: bool, acc: Accelerator, world: int, first: bool, eval_every: int = 0, ckpt_every: int = 0):
+    """Re-estimate the steps that fit; returns (schedule, plan, next re-plan step, final_eval). Periodic evaluations
+    and checkpoints count as a share of every step. Rank 0 decides and broadcasts, so every process keeps the same
+    LR (their step timings differ)."""
+    s = planner.step_s() or 0.0
+    planner.overhead_per_step = ((eval_factor * s / eval_every if eval_every else 0.0)
+                                 + (planner.reserves["checkpoint"] / ckpt_every if ckpt_every else 0.0))
+    keep_eval = final_eval
+    if final_eval:
+        need = eval_factor * s
+        # An evaluation that would eat more than a third of the time left is not worth the steps: skip it.
+        keep_eval = need <= planner.usable_s() / 3
+        planner.reserves["final evaluation"] = need if keep_eval else 0.0
+    end = planner.fit(step)
+    end = max_steps if end is None else max(step, min(end, max_steps))
+    if world > 1:
+        from accelerate.utils import broadcast
+        t = broadcast(torch.tensor([float(end), float(keep_eval)], dtype=torch.float64, device=acc.device), 0)
+        end, keep_eval = int(t[0]), bool(t[1])
+    new = size_schedule(cfg.lr_warmup_steps, max_steps, end)
+    phases = {f"{new.end - step} more steps x {s:.3g} s": (new.end - step) * s}
+    plan = Plan("train", planner.deadline.remaining(), phases, dict(planner.reserves),
+                {"planned_steps": new.end, "max_steps": max_steps, "warmup": new.warmup, "final_eval": keep_eval})
+    return new, plan, step + max(5, (new.end - step) // 8), keep_eval
+
+
+def _bar_label(deadline: Deadline, t_start: float) -> str:
+    from arcsolver.runtime.units import format_seconds
+    return f"train [budget {format_seconds(deadline.at - t_start)}]" if deadline.limited else "train"
+def agree_on_stop(acc: Accelerator, world: int, why: str | None, received: str | None) -> tuple[str | None, str | None]:
+    """(why, signal) this step, the same on every process: a signal received by any rank stops all of them.
+    `why` is this rank's own reason ("steps", "time"); a received signal outranks it. One all-reduce (MAX)."""
+    code = stop_code(received) if received else stop_code(why)
+    if world > 1:
+        t = torch.tensor([code], dtype=torch.int32, device=acc.device)
+        code = int(acc.reduce(t, reduction="max"))
+    reason = stop_reason(code)
+    if reason in ("SIGINT", "SIGTERM"):
+        return "signal", reason
+    return reason, None
+
+
+
+
+def _check_inputs(cfg: TrainConfig) -> None:
+    """Everything a run reads and where it writes, checked before the first write (training/checks.py,
+    data/checks.py)."""
+    from arcsolver.training.checks import check_config
+    from arcsolver.data.checks import check_dataset
+    from arcsolver.runtime.checks import check_writable
+    if not cfg.data:
+        raise InputError("no dataset given (--data DIR from `arcsolver prepare`)", field="--data")
+    check_config(cfg)
+    check_dataset(cfg.data)
+    check_writable(cfg.out, folder=True)
+
+
+def _check_resume(resume: str, mcfg, loss_type: str, puzzle_rows: dict | None = None) -> dict:
+    """The checkpoint to resume: valid, of this run's architecture, its puzzle rows named as this dataset's rows;
+    returns its training state."""
+    from arcsolver.model.checks import check_puzzle_rows, check_resume
+    ck, state = check_resume(resume, mcfg, loss_type)
+    if puzzle_rows is not None:
+        check_puzzle_rows(ck, puzzle_rows)
+    return state
+
+
+def _puzzle_rows(data: str, mcfg) -> dict | None:
+    """The name -> row map every checkpoint of this run carries (puzzle_embedding.dataset_row_map)."""
+    if mcfg.puzzle_emb_ndim <= 0:
+        return None
+    from arcsolver.model.puzzle_embedding import dataset_row_map
+    return dataset_row_map(data, mcfg.puzzle_emb_mode)
+
+
+def _initial_device_batch(cfg: TrainConfig, mcfg, local_batch: int, device: torch.device) -> int:
+    """Rows per micro-batch: `device_batch_size` when set, else what the memory model fits in the free memory
+    (the whole local batch on CPU; see memory_model)."""
+    if cfg.device_batch_size < 0:
+        raise InputError(f"must be >= 0 (0: automatic), got {cfg.device_batch_size}", field="device_batch_size")
+    if cfg.device_batch_size > 0:
+        return min(cfg.device_batch_size, local_batch)
+    from arcsolver.model.memory_model import choose_device_batch, free_device_bytes, training_memory
+    return choose_device_batch(lambda rows: training_memory(mcfg, rows, local_batch), local_batch,
+                               free_device_bytes(device))
+
+
+def _forward_backward(ddp_model, model, acc: Accelerator, carry, batch: dict[str, torch.Tensor], local_batch: int,
+                      device_batch: int, opt, emb_opt, backward=None):
+    """One step's forward + backward over the local batch in micro-batches (microbatch.accumulate), halving the
+    micro-batch on out-of-memory. `backward(loss)`: the loss scaling's (float16), else plain. Returns (carry,
+    summed loss, summed metrics, micro-batch used)."""
+    from arcsolver.inference import microbatch
+    noise = microbatch.draw_halt_noise(model.model.config, batch["inputs"].shape[0], acc.device) \
+        if model.training else None
+
+    def forward(c, b, n):
+        c, loss, metrics, _, _ = ddp_model(carry=c, batch=b, return_keys=(), halt_noise=n)
+        return c, loss, metrics
+
+    no_sync = (lambda: acc.no_sync(ddp_model)) if ddp_model is not model else None
+
+    def reset() -> None:  # a failed attempt leaves partial gradients and recorded embedding rows
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+        if emb_opt is not None:
+            emb_opt.zero_grad()
+
+    (carry, loss, metrics), device_batch = microbatch.run_halving_on_oom(
+        lambda db: microbatch.accumulate(forward, carry, batch, local_batch, db, noise, no_sync, backward),
+        device_batch,
+        reset, "training step")
+    return carry, loss, metrics, device_batch
+
+
+def _fingerprint(model: torch.nn.Module) -> float:
+    total = 0.0
+    for i, t in enumerate(model.state_dict().values()):
+        if t.is_floating_point():
+            total += float((t.double() * (1 + (i % 7))).sum()) + float(t.double().abs().sum())
+    return total
+
+
+def _carry_to(carry, device):
+    if isinstance(carry, torch.Tensor):
+        return carry.to(device)
+    if dataclasses.is_dataclass(carry):
+        return dataclasses.replace(carry, **{f.name: _carry_to(getattr(carry, f.name), device)
+                                             for f in dataclasses.fields(carry)})
+    if isinstance(carry, dict):
+        return {k: _carry_to(v, device) for k, v in carry.items()}
+    if isinstance(carry, (list, tuple)):
+        return type(carry)(_carry_to(v, device) for v in carry)
+    return carry
+
+
+def _rank_state(loader: PuzzleLoader, carry) -> dict:
+    return {"loader": loader.state_dict(), "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+            "carry": _carry_to(carry, torch.device("cpu")) if carry is not None else None}
+
+
+def _reduce_metrics(acc: Accelerator, metrics: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """Sum count-weighted metrics over processes, then normalise by the number of halted rows."""
+    keys = sorted(metrics)
+    t = torch.stack([metrics[k].detach().float().reshape(()) for k in keys]).to(acc.device)
+    if world > 1:
+        t = acc.reduce(t, reduction="sum")
+    vals = dict(zip(keys, t.tolist()))
+    count = max(vals.get("count", 0.0), 1.0)
+    out = {"halted": vals.get("count", 0.0)}
+    for k, v in vals.items():
+        if k == "count":
+            continue
+        out[k] = v / count if not k.endswith("loss") else v
+    return out
