@@ -6,6 +6,7 @@ leave as one line on stderr with exit code 2 (no traceback, nothing half-written
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -16,8 +17,23 @@ _STARTED = time.time()  # process start, near enough: time budgets count from he
 import click
 
 from arcsolver.training.config import FINETUNE
+from arcsolver.runtime.defaults import default_of
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.interrupts import EXIT_CTRL_C, ctrl_c_exits_quietly
+
+# Every option's default is the default of the function parameter it feeds, read from that function's signature
+# (runtime/defaults.py: without importing the module, so `--help` stays fast); tests/test_cli_defaults.py walks
+# every option. One reader per function:
+_PREPARE_ARC = functools.partial(default_of, "arcsolver.data.prepare", "prepare_arc")
+_SUDOKU = functools.partial(default_of, "arcsolver.data.sudoku", "prepare")
+_MAZE = functools.partial(default_of, "arcsolver.data.maze", "prepare")
+_GENERATE = functools.partial(default_of, "arcsolver.data.generate", "generate")
+_PREDICT = functools.partial(default_of, "arcsolver.inference.predict", "predict")
+_FINETUNE = functools.partial(default_of, "arcsolver.training.finetune", "finetune")
+_IMPORT = functools.partial(default_of, "arcsolver.training.import_ckpt", "import_checkpoint")
+_PACKAGE = functools.partial(default_of, "arcsolver.kaggle.package", "package")
+_REHEARSE = functools.partial(default_of, "arcsolver.kaggle.rehearse", "rehearse")
+_UPLOAD = functools.partial(default_of, "arcsolver.kaggle.upload", "upload")
 
 
 class _Group(click.Group):
@@ -44,12 +60,18 @@ def os_error_line(e: OSError) -> str:
     return f"{' -> '.join(files)}: {reason}" if files else str(reason)
 
 
+def _first_process() -> bool:
+    """Whether this process reports: under `accelerate launch` every process runs the command, and only the first
+    one (RANK 0) prints its summary; a plain run has no RANK."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _exit_if_interrupted(signal_name: str | None, steps: int, ckpt, resume_hint: str) -> None:
     """After a run stopped by a signal: one line saying where its checkpoint is; exit 130 after Ctrl-C."""
     if signal_name is None:
         return
     what = "interrupted (Ctrl-C)" if signal_name == "SIGINT" else "stopped by SIGTERM"
-    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch` every process stops; the first one says so
+    if _first_process():  # under `accelerate launch` every process stops; the first one says so
         click.echo(f"{what} after step {steps}: checkpoint {ckpt}{resume_hint}", err=True)
     sys.exit(EXIT_CTRL_C if signal_name == "SIGINT" else 0)
 
@@ -108,10 +130,13 @@ def prepare() -> None:
 @click.option("--eval", "eval_", multiple=True, metavar="SOURCE",
               help="Task source whose demos are trained on and whose test inputs form the test split (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output dataset folder.")
-@click.option("--num-aug", default=1000, show_default=True, help="Augmented versions per task (plus the original).")
-@click.option("--seed", default=42, show_default=True)
-@click.option("--all-colors", is_flag=True, help="Permute all 10 colours (default keeps black fixed).")
-@click.option("--canvas", default=30, show_default=True,
+# (Option lists of different commands share a shape, not logic: each line names its own command's parameter.)
+@click.option("--num-aug", default=_PREPARE_ARC("num_aug"), show_default=True,
+              help="Augmented versions per task (plus the original).")
+@click.option("--seed", default=_PREPARE_ARC("seed"), show_default=True)
+@click.option("--all-colors", is_flag=True, default=_PREPARE_ARC("all_colors"),
+              help="Permute all 10 colours (default keeps black fixed).")
+@click.option("--canvas", default=_PREPARE_ARC("canvas"), show_default=True,
               help="Token canvas side; < 30 only for small-grid tasks (not compatible with reference checkpoints).")
 def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas) -> None:
     """Prepare ARC tasks. SOURCE is a folder of task JSON files, a Kaggle *_challenges.json (its *_solutions.json
@@ -133,10 +158,11 @@ def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas) -> Non
 @click.option("--generate", type=int, default=None, metavar="N", help="Generate N training puzzles.")
 @click.option("--csv", type=str, default=None, help="Training puzzles in the public CSV format.")
 @click.option("--csv-test", type=str, default=None, help="Test puzzles CSV (default: generated or split off).")
-@click.option("--size", type=click.Choice(["4", "6", "9"]), default="9", show_default=True)
-@click.option("--test-count", default=1000, show_default=True)
-@click.option("--min-difficulty", default=0, show_default=True, help="Minimum solver backtracks when generating.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--size", type=click.Choice([4, 6, 9]), default=_SUDOKU("side"), show_default=True)
+@click.option("--test-count", default=_SUDOKU("test_count"), show_default=True)
+@click.option("--min-difficulty", default=_SUDOKU("min_difficulty"), show_default=True,
+              help="Minimum solver backtracks when generating.")
+@click.option("--seed", default=_SUDOKU("seed"), show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 def prepare_sudoku_cmd(generate, csv, csv_test, size, test_count, min_difficulty, seed, out) -> None:
     """Prepare a Sudoku dataset.
@@ -147,7 +173,7 @@ def prepare_sudoku_cmd(generate, csv, csv_test, size, test_count, min_difficulty
       arcsolver prepare sudoku --csv train.csv --csv-test test.csv --out data/sudoku-extreme
     """
     from arcsolver.data.prepare import prepare_sudoku, summary
-    meta = prepare_sudoku(out, generate=generate, csv=csv, csv_test=csv_test, size=int(size), test_count=test_count,
+    meta = prepare_sudoku(out, generate=generate, csv=csv, csv_test=csv_test, size=size, test_count=test_count,
                           seed=seed, min_difficulty=min_difficulty)
     click.echo(summary(meta, out))
 
@@ -156,14 +182,15 @@ def prepare_sudoku_cmd(generate, csv, csv_test, size, test_count, min_difficulty
 @click.option("--generate", type=int, default=None, metavar="N", help="Generate N training mazes.")
 @click.option("--csv", type=str, default=None, help="Training mazes in the public CSV format.")
 @click.option("--csv-test", type=str, default=None)
-@click.option("--size", default=30, show_default=True, help="Maze side.")
-@click.option("--hard/--any", default=True, show_default=True, help="Keep only long shortest paths (hard filter).")
+@click.option("--size", default=_MAZE("side"), show_default=True, help="Maze side.")
+@click.option("--hard/--any", default=_MAZE("hard"), show_default=True,
+              help="Keep only long shortest paths (hard filter).")
 @click.option("--min-path", type=int, default=None,
               help="Generated mazes: shortest path at least this long (default: the hard filter's, or 1 with --any).")
-@click.option("--loops", type=float, default=0.08, show_default=True,
+@click.option("--loops", type=float, default=_MAZE("loop_frac"), show_default=True,
               help="Generated mazes: share of interior walls knocked down to make loops (0: perfect mazes).")
-@click.option("--test-count", default=1000, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--test-count", default=_MAZE("test_count"), show_default=True)
+@click.option("--seed", default=_MAZE("seed"), show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 def prepare_maze_cmd(generate, csv, csv_test, size, hard, min_path, loops, test_count, seed, out) -> None:
     """Prepare a Maze dataset.
@@ -180,10 +207,12 @@ def prepare_maze_cmd(generate, csv, csv_test, size, hard, min_path, loops, test_
 
 
 @main.command("generate")
-@click.option("--families", default="all", show_default=True, help="`all` or a comma-separated list of families.")
-@click.option("--tasks-per-family", type=int, default=10, show_default=True)
-@click.option("--max-size", type=int, default=12, show_default=True, help="Largest grid side (inputs and outputs).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--families", default=_GENERATE("families"), show_default=True,
+              help="`all` or a comma-separated list of families.")
+@click.option("--tasks-per-family", type=int, default=_GENERATE("tasks_per_family"), show_default=True)
+@click.option("--max-size", type=int, default=_GENERATE("max_size"), show_default=True,
+              help="Largest grid side (inputs and outputs).")
+@click.option("--seed", type=int, default=_GENERATE("seed"), show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="New folder for the task JSON files.")
 @click.option("--list", "list_", is_flag=True, help="List the families and exit.")
 def generate_cmd(families, tasks_per_family, max_size, seed, out, list_) -> None:
@@ -201,8 +230,6 @@ def generate_cmd(families, tasks_per_family, max_size, seed, out, list_) -> None
         for f in FAMILIES.values():
             click.echo(f"{f.name:18s} {f.group:9s} {f.doc}")
         return
-    if out is None:
-        raise InputError("missing (the folder to write)", field="--out")
     s = generate(families, tasks_per_family, max_size, seed, out)
     click.echo(f"wrote {s['tasks']} tasks of {len(s['families'])} families to {s['out']} in {s['seconds']:.1f} s")
 
@@ -247,6 +274,8 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
     _exit_if_interrupted(res.signal, res.steps, res.checkpoint,
                          f" (continue: arcsolver train --resume {cfg.out} with the same options)")
     ev = res.eval_metrics
+    if not _first_process():
+        return
     click.echo(f"stopped after {res.steps} steps ({res.stopped_by}), {res.seconds:.0f} s; checkpoint {res.checkpoint}")
     if ev:
         click.echo(f"eval: exact accuracy {ev['exact_accuracy']:.4f}, token accuracy {ev['token_accuracy']:.4f} "
@@ -258,24 +287,28 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
 @click.option("--data", default=None, help="Prepared dataset (default: the one the checkpoint was trained on).")
 @click.option("--tasks", default=None, metavar="SOURCE", help="Answer only these tasks (they must have puzzle ids).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("submission.json"), show_default=True)
-@click.option("--vote/--no-vote", default=True, show_default=True,
+# (Option lists of different commands share a shape, not logic: each line names its own command's parameter.)
+@click.option("--vote/--no-vote", default=_PREDICT("vote"), show_default=True,
               help="Run every augmented version and vote (else the un-augmented task only).")
-@click.option("--batch-size", default=256, show_default=True)
-@click.option("--steps", type=int, default=None,
+@click.option("--batch-size", default=_PREDICT("batch_size"), show_default=True)
+@click.option("--steps", type=int, default=_PREDICT("steps"),
               help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
-@click.option("--max-versions", default=0, show_default=True, help="Use at most N versions per task (0: all).")
-@click.option("--no-ema", is_flag=True, help="Use the raw weights instead of the EMA copy.")
-@click.option("--flush-every", default=0, show_default=True,
+@click.option("--max-versions", default=_PREDICT("max_versions"), show_default=True,
+              help="Use at most N versions per task (0: all).")
+@click.option("--ema/--no-ema", default=_PREDICT("ema"), show_default=True,
+              help="The EMA copy of the weights (--no-ema: the raw weights).")
+@click.option("--flush-every", default=_PREDICT("flush_every"), show_default=True,
               help="Write the (complete, valid) submission every N batches (0: every 4, fewer when writing costs "
               "> 5% of the time); also on SIGTERM and at the deadline.")
 @_deadline_options("Stop by itself before this long, keeping every answer voted so far (exit 0).")
-@click.option("--forward-dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
-              show_default=True, help="auto: bfloat16 on GPUs with compute capability >= 8.0, else float32.")
-@click.option("--device-batch-size", type=int, default=None,
-              help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
-                   "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
-@click.option("--cpu", is_flag=True, default=None)
-def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, no_ema, flush_every, time_budget,
+@click.option("--forward-dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+              default=_PREDICT("forward_dtype"), show_default=True,
+              help="auto: bfloat16 on GPUs with compute capability >= 8.0, else float32.")
+@click.option("--device-batch-size", type=int, default=_PREDICT("device_batch_size"), show_default=True,
+              help="Rows per forward on each device (0: the most that fits the free GPU memory, halved on "
+                   "out-of-memory; CPU: the whole batch).")
+@click.option("--cpu", is_flag=True, default=_PREDICT("cpu"))
+def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, ema, flush_every, time_budget,
                 deadline_at, forward_dtype, device_batch_size, cpu) -> None:
     """Predict test outputs with augmentation voting and write a Kaggle submission.json (+ candidates JSON).
 
@@ -287,8 +320,10 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
     from arcsolver.inference.predict import predict
     deadline = _deadline(deadline_at, _budget(time_budget) or None)
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
-                  ema=not no_ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every,
-                  forward_dtype=forward_dtype, device_batch_size=device_batch_size or 0)
+                  ema=ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every,
+                  forward_dtype=forward_dtype, device_batch_size=device_batch_size)
+    if not _first_process():
+        return
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
                f"predictions voted, {res.seconds:.1f} s"
                + (f"; candidates in {res.candidates}" if res.candidates else ""))
@@ -316,7 +351,7 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, n
 @click.option("--embed-steps", type=int, default=None,
               help="Fixed embeddings-only steps instead of a budget plan (reproducible runs).")
 @click.option("--full-steps", type=int, default=None, help="Fixed full fine-tuning steps (with --embed-steps).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=_FINETUNE("seed"), show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any training field.")
 @click.option("--device-batch-size", type=int, default=None,
               help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
@@ -343,6 +378,8 @@ def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_
     if s.get("interrupted"):
         _exit_if_interrupted(s["interrupted"], s["embed_steps"] + s["full_steps"], s["checkpoint"],
                              " (no prediction made)")
+    if not _first_process():
+        return
     how = "predicted with the mean embedding (no time to train)" if s["mean_embedding_only"] else \
         f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps"
     click.echo(f"{how} in {s['train_seconds']:.0f} s; checkpoint {s['checkpoint']}"
@@ -357,11 +394,11 @@ def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_
               help="Sources holding the tasks the names refer to (repeatable).")
 @click.option("--eval-tasks", multiple=True, metavar="SOURCE", help="Tasks whose test inputs predict should answer.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-@click.option("--seq-len", default=900, show_default=True)
-@click.option("--num-heads", default=8, show_default=True)
-@click.option("--H-cycles", "H_cycles", default=3, show_default=True)
-@click.option("--L-cycles", "L_cycles", default=4, show_default=True)
-@click.option("--puzzle-emb-len", default=16, show_default=True)
+@click.option("--seq-len", default=_IMPORT("seq_len"), show_default=True)
+@click.option("--num-heads", default=_IMPORT("num_heads"), show_default=True)
+@click.option("--H-cycles", "H_cycles", default=_IMPORT("H_cycles"), show_default=True)
+@click.option("--L-cycles", "L_cycles", default=_IMPORT("L_cycles"), show_default=True)
+@click.option("--puzzle-emb-len", default=_IMPORT("puzzle_emb_len"), show_default=True)
 def import_cmd(path, identifiers, tasks, eval_tasks, out, seq_len, num_heads, H_cycles, L_cycles, puzzle_emb_len):
     """Import a reference TRM checkpoint (+ its identifiers.json) as an arcsolver run usable by predict --vote.
 
@@ -450,19 +487,20 @@ def kaggle() -> None:
 @kaggle.command("package")
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Checkpoint or run folder.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder to write (dataset/ and kernel/).")
-@click.option("--competition", default="arc-prize-2025", show_default=True)
+@click.option("--competition", default=_PACKAGE("competition"), show_default=True)
 @click.option("--owner", default=None, help="Kaggle user (default: from your Kaggle credentials).")
 @click.option("--dataset-slug", default=None)
 @click.option("--kernel-slug", default=None)
-@click.option("--gpu/--no-gpu", default=True, show_default=True)
+@click.option("--gpu/--no-gpu", default=_PACKAGE("gpu"), show_default=True)
 @click.option("--machine-shape", default=None, help="e.g. NvidiaL4 (4xL4) or NvidiaTeslaT4.")
-@click.option("--margin-minutes", default=30.0, show_default=True, help="Stop this long before the 12 h limit.")
+@click.option("--margin-minutes", default=_PACKAGE("margin_s") / 60, show_default=True,
+              help="Stop this long before the 12 h limit.")
 @click.option("--finetune-args", default="", metavar="'ARGS'",
               help="Extra arguments for the notebook's `arcsolver finetune`, e.g. '--num-aug 300 --set lr=2e-4' "
                    "(checked with finetune's own parser: a typo is refused here, not on Kaggle).")
 @click.option("--extra-wheels", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Ship every *.whl in DIR for the offline install (modules the Kaggle image lacks).")
-@click.option("--allow-small-canvas", is_flag=True,
+@click.option("--allow-small-canvas", is_flag=True, default=_PACKAGE("allow_small_canvas"),
               help="Package a checkpoint whose canvas is < 30 for an ARC competition (larger tasks fall back).")
 def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
                        margin_minutes, finetune_args, extra_wheels, allow_small_canvas) -> None:
@@ -473,7 +511,8 @@ def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel
     Example:
       arcsolver kaggle package --checkpoint runs/arc2 --out kaggle-out --machine-shape NvidiaL4
     """
-    from arcsolver.kaggle.package import package_cmd, wheels_in
+    from arcsolver.kaggle.package import package_cmd
+    from arcsolver.kaggle.wheel import wheels_in
     import shlex
     try:
         args = shlex.split(finetune_args)
@@ -517,9 +556,9 @@ def check_finetune_args(args: list[str]) -> None:
 @click.option("--test-file", type=click.Path(path_type=Path), default=None,
               help="A challenges file to stand in for arc-agi_test_challenges.json (e.g. an evaluation set).")
 @click.option("--solutions", default=None, metavar="SOURCE", help="Score the result against these solutions.")
-@click.option("--time-limit", default="10m", show_default=True,
+@click.option("--time-limit", default=f"{_REHEARSE('time_limit_s'):g}s", show_default=True,
               help="Kaggle's 12 h scaled down to this (the package's margin scales with it).")
-@click.option("--mode", type=click.Choice(["smoke", "full"]), default="smoke", show_default=True,
+@click.option("--mode", type=click.Choice(["smoke", "full"]), default=_REHEARSE("mode"), show_default=True,
               help="smoke: a commit run (a few tasks); full: the scoring rerun.")
 @click.option("--keep", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Keep the fake /kaggle tree, the script and the notebook log here.")
@@ -545,9 +584,10 @@ def kaggle_rehearse_cmd(folder, competition_data, test_file, solutions, time_lim
 
 @kaggle.command("upload")
 @click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--submit", is_flag=True, help="Also submit the pushed kernel version to the competition.")
-@click.option("--dry-run", is_flag=True, help="Print every API call, make none.")
-@click.option("--message", default=None, help="Version notes / submission message.")
+@click.option("--submit", is_flag=True, default=_UPLOAD("submit"),
+              help="Also submit the pushed kernel version to the competition.")
+@click.option("--dry-run", is_flag=True, default=_UPLOAD("dry_run"), help="Print every API call, make none.")
+@click.option("--message", default=_UPLOAD("message"), show_default=True, help="Version notes / submission message.")
 def kaggle_upload_cmd(folder, submit, dry_run, message) -> None:
     """Create or version the dataset, push the notebook, optionally submit it. The only command that uses the
     network. Credentials come from the standard Kaggle locations; none are ever written.
@@ -558,7 +598,7 @@ def kaggle_upload_cmd(folder, submit, dry_run, message) -> None:
       arcsolver kaggle upload kaggle-out --submit
     """
     from arcsolver.kaggle.upload import upload_cmd
-    click.echo(upload_cmd(folder, submit, dry_run, message or "arcsolver upload"))
+    click.echo(upload_cmd(folder, submit, dry_run, message))
 
 
 if __name__ == "__main__":

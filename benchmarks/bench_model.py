@@ -245,6 +245,9 @@ def _ref_block(blk, cfg: TRMConfig, cs, h: torch.Tensor) -> torch.Tensor:
     return _ref_rms(h + _ref_swiglu(h, blk.mlp), eps)
 
 
+# The recursion below stands again in tests/test_model.py (reference_inner). Both stay: the test's copy is the
+# independent statement the model is checked against (a test must not import a benchmark), this one is what the
+# benchmark times next to the model; a shared helper would let one bug hide in both.
 def _restated_inner_forward(self: TRMInner, carry: InnerCarry, batch: dict[str, torch.Tensor]):
     cfg = self.config
     cs = self.cos_sin()

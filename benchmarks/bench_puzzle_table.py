@@ -94,14 +94,15 @@ def row_map_bytes_per_name(tasks: int = 100, augmentations: int = AUGMENTATIONS)
     generated tasks', versions named as the reference)."""
     import numpy as np
     import orjson
-    from arcsolver.data.arc_dataset import version_name
+    from arcsolver.data.arc_dataset import SEPARATOR
     rng = np.random.default_rng(0)
     names = [f"family-0-{i:04d}" for i in range(tasks)]
     versions = ["<blank>"]
     for n in names:
-        for v in range(augmentations + 1):
-            cmap = np.concatenate([[0], rng.permutation(9) + 1])
-            versions.append(version_name(n, int(rng.integers(8)), cmap, v))
+        versions.append(n)  # the original: its bare name
+        for _ in range(augmentations):  # "<task>|||t<dihedral>|||<ten map digits>", black fixed
+            digits = "0" + "".join(str(d) for d in rng.permutation(9) + 1)
+            versions.append(f"{n}{SEPARATOR}t{int(rng.integers(8))}{SEPARATOR}{digits}")
     return len(orjson.dumps(names)) / tasks, len(orjson.dumps(versions)) / len(versions)
 
 

@@ -63,7 +63,45 @@ def pytest_collection_modifyitems(config, items):
 
 def free_port() -> int:
     """A TCP port nobody listens on now, for `accelerate launch --main_process_port`: fixed ports collide when two
-    multi-process tests run at once (the suite runs on two pytest-xdist workers)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    multi-process tests run at once (the suite runs on two pytest-xdist workers).
+
+    Drawn at random below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default), not with
+    bind(port 0): a port from that range is the kind the kernel hands next to any outgoing connection, and the other
+    worker's gloo ranks open dozens of them, so a port picked that way could be taken before rank 0 listens on it
+    (seen as rank 1 aborting under load)."""
+    import random
+    low = 32768
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port below the ephemeral range")
+
+
+def untrained_checkpoint(folder: Path, hidden_size: int = 16, canvas: int = 30) -> Path:
+    """An untrained checkpoint of a real (tiny) architecture: weights shaped as config.json says, as train writes
+    them, plus a train_state.pt that packaging must leave out."""
+    import dataclasses
+    from safetensors.torch import save_file
+    from arcsolver.model.build import build_model, model_config
+
+    meta = {"seq_len": canvas * canvas, "vocab_size": 12, "num_puzzle_identifiers": 3}
+    mcfg = model_config({"hidden_size": hidden_size, "num_heads": 2, "L_layers": 1, "H_cycles": 1, "L_cycles": 1,
+                         "expansion": 2.0, "forward_dtype": "float32"}, meta, 4)
+    state = build_model(mcfg).state_dict()
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "ema.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"model": dataclasses.asdict(mcfg), "train": {},
+                                                    "data": {"kind": "arc", "canvas": canvas, **meta}}))
+    (folder / "train_state.pt").write_bytes(b"optimizer state, not for Kaggle")
+    return folder

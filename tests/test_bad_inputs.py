@@ -363,7 +363,7 @@ CASES = [
     # kaggle (cheap checks only: no wheel build), generate
     ("kaggle-owner", ["kaggle", "package", "--checkpoint", "{run}", "--out", "{out}", "--owner", "bad owner!"],
      "not a Kaggle user name"),
-    ("kaggle-upload-missing", ["kaggle", "upload", "{root}/nowhere", "--dry-run"], "file not found"),
+    ("kaggle-upload-missing", ["kaggle", "upload", "{root}/nowhere", "--dry-run"], "no such folder"),
     ("generate-family", ["generate", "--families", "nope", "--out", "{out}"], "unknown family 'nope'"),
 ]
 

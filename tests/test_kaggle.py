@@ -25,14 +25,17 @@ import pytest
 from arcsolver.kaggle import runner as kaggle_runner
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.runtime.errors import InputError
-from arcsolver.kaggle.package import (DATASET_METADATA, KERNEL_METADATA, build_wheel, check_kernel_folder,
-                                      kaggle_username, package, package_cmd, slugify, template_cells, TEMPLATE,
-                                      validate_dataset_metadata, validate_kernel_metadata)
+from arcsolver.kaggle.credentials import kaggle_username
+from arcsolver.kaggle.metadata import (DATASET_METADATA, KERNEL_METADATA, check_kernel_folder, slugify,
+                                       validate_dataset_metadata, validate_kernel_metadata)
+from arcsolver.kaggle.notebook import TEMPLATE, template_cells
+from arcsolver.kaggle.package import package, package_cmd
+from arcsolver.kaggle.wheel import build_wheel
 from arcsolver.kaggle.runner import find_files, finetune_command, merge, run
 from arcsolver.kaggle.upload import credential_source, upload, upload_cmd
 from arcsolver.inference.submission import fallback_submission, validate_submission
 
-from conftest import random_task
+from conftest import random_task, untrained_checkpoint
 
 OWNER = "alice"
 DATASET_REF = f"{OWNER}/arcsolver-trm-checkpoint"
@@ -57,15 +60,8 @@ def clean_env(monkeypatch, tmp_path):
 # Fixtures: a fake checkpoint, the real wheel, one package, tasks, a fake Kaggle tree
 
 
-def make_checkpoint(folder: Path) -> Path:
-    from safetensors.numpy import save_file
-
-    folder.mkdir(parents=True)
-    save_file({"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, str(folder / "model.safetensors"))
-    save_file({"w": np.ones((2, 3), dtype=np.float32)}, str(folder / "ema.safetensors"))
-    (folder / "config.json").write_text(json.dumps({"model": {"hidden_size": 8}}))
-    (folder / "train_state.pt").write_bytes(b"optimizer state, not for Kaggle")
-    return folder
+def make_checkpoint(folder: Path, hidden_size: int = 16) -> Path:
+    return untrained_checkpoint(folder, hidden_size=hidden_size)
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +204,23 @@ def test_package_rejects_bad_inputs(tmp_path, wheel):
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o3").exists()  # nothing half-written
 
 
+def test_package_refuses_weights_of_another_architecture(tmp_path, wheel):
+    # complete, readable weights whose shapes are not the model config.json records (a config copied from another
+    # run): inference on Kaggle would fail loading them, hours later
+    ck = make_checkpoint(tmp_path / "ck")
+    other = make_checkpoint(tmp_path / "other", hidden_size=32)
+    (ck / "config.json").write_bytes((other / "config.json").read_bytes())
+    with pytest.raises(InputError, match=r"model.safetensors: .*shape .*(another architecture\?)"):
+        package(ck, tmp_path / "o", owner=OWNER, wheel=wheel)
+    assert not (tmp_path / "o").exists()
+    from click.testing import CliRunner
+    from arcsolver.cli import main
+    r = CliRunner().invoke(main, ["kaggle", "package", "--checkpoint", str(ck), "--out", str(tmp_path / "o"),
+                                  "--owner", OWNER])
+    assert r.exit_code == 2 and "another architecture" in r.stderr and not (tmp_path / "o").exists()
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 def test_owner_from_env_file_or_error(tmp_path, monkeypatch, wheel):
     ck = make_checkpoint(tmp_path / "ck")
     with pytest.raises(InputError, match="no Kaggle owner"):
@@ -226,7 +239,7 @@ def test_package_cmd_report(tmp_path, monkeypatch, wheel):
     ck = make_checkpoint(tmp_path / "ck")
     import arcsolver.kaggle.package as kp
 
-    monkeypatch.setattr(kp, "build_wheel", lambda dest, repo=kp.REPO: Path(shutil.copy2(wheel, dest / wheel.name)))
+    monkeypatch.setattr(kp, "build_wheel", lambda dest, repo=None: Path(shutil.copy2(wheel, dest / wheel.name)))
     text = package_cmd(ck, tmp_path / "out", "arc-prize-2025", OWNER, None, None, True, "NvidiaL4", 60.0)
     assert "alice/arcsolver-trm-checkpoint" in text and "internet off" in text and "11.00 h" in text
     assert "kaggle kernels push -p" in text
@@ -697,6 +710,17 @@ def test_upload_failures_are_one_line_errors(packaged):
 
     with pytest.raises(InputError, match="kaggle API dataset_status failed: ConnectionError"):
         _upload(packaged, Broken())
+
+
+def test_upload_of_a_missing_or_foreign_folder_names_the_folder(tmp_path):
+    # it once said "<folder>/dataset/dataset-metadata.json: file not found" for a mistyped folder
+    with pytest.raises(InputError) as e:
+        upload(tmp_path / "kaggle-oot", dry_run=True)
+    assert str(e.value).startswith(f"{tmp_path / 'kaggle-oot'}: no such folder") and "metadata" not in str(e.value)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(InputError, match="not a folder written by `arcsolver kaggle package`") as e:
+        upload(tmp_path / "runs", dry_run=True)
+    assert str(tmp_path / "runs") in str(e.value)
 
 
 def test_upload_dry_run_makes_no_calls(packaged, capsys):

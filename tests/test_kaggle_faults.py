@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 
 from arcsolver.kaggle import runner as kaggle_runner
-from arcsolver.kaggle.package import SOLVE_MODULES, build_wheel, package
+from arcsolver.kaggle.package import SOLVE_MODULES, package
+from arcsolver.kaggle.wheel import build_wheel
 from arcsolver.kaggle.rehearse import format_report, rehearse
 from arcsolver.kaggle.runner import run
 from arcsolver.kaggle.tasks import read_challenges
 from arcsolver.inference.submission import validate_submission
 
-from conftest import BUNDLED, random_task
+from conftest import BUNDLED, random_task, untrained_checkpoint
 
 OWNER = "alice"
 
@@ -234,11 +235,7 @@ def test_fault_30x30_task_on_a_small_canvas_checkpoint(tmp_path, wheel):
     """A checkpoint on a 10x10 canvas (packaged with --allow-small-canvas) cannot take a 30x30 task: that task is
     left to the fallback and reported; the others are solved. (On a 30x30 checkpoint the same task is solved by
     the real pipeline: test_rehearse_on_the_2025_format.)"""
-    from safetensors.numpy import save_file
-    ck = tmp_path / "ck"
-    ck.mkdir()
-    save_file({"w": np.zeros(2, dtype=np.float32)}, str(ck / "model.safetensors"))
-    (ck / "config.json").write_text(json.dumps({"data": {"canvas": 10}}))
+    ck = untrained_checkpoint(tmp_path / "ck", canvas=10)
     pkg = package(ck, tmp_path / "pkg", owner=OWNER, wheel=wheel, allow_small_canvas=True)
     tasks = small_tasks(3)
     big = np.ones((30, 30), dtype=int).tolist()
@@ -295,11 +292,7 @@ def test_fault_finetune_args_typo_is_refused_at_package_time(tmp_path, checkpoin
 
 def test_package_refuses_a_small_canvas_for_arc_unless_allowed(tmp_path, wheel):
     from arcsolver.runtime.errors import InputError
-    from safetensors.numpy import save_file
-    ck = tmp_path / "ck"
-    ck.mkdir()
-    save_file({"w": np.zeros(2, dtype=np.float32)}, str(ck / "model.safetensors"))
-    (ck / "config.json").write_text(json.dumps({"data": {"canvas": 12}}))
+    ck = untrained_checkpoint(tmp_path / "ck", canvas=12)
     with pytest.raises(InputError, match="12x12 canvas.*--allow-small-canvas"):
         package(ck, tmp_path / "a", owner=OWNER, wheel=wheel)
     assert not (tmp_path / "a").exists()
@@ -308,7 +301,7 @@ def test_package_refuses_a_small_canvas_for_arc_unless_allowed(tmp_path, wheel):
 
 
 def test_package_extra_wheels_dir(tmp_path, checkpoint30, wheel):
-    from arcsolver.kaggle.package import wheels_in
+    from arcsolver.kaggle.wheel import wheels_in
     extra = tmp_path / "extra"
     extra.mkdir()
     (extra / "tomli-2.0.1-py3-none-any.whl").write_bytes(b"PK")

@@ -57,6 +57,22 @@ def test_csv_roundtrip_and_errors(tmp_path):
         assert "row 2" in str(e.value) and field in str(e.value) and msg in str(e.value)
 
 
+def test_csv_of_mixed_maze_sizes_is_one_line(tmp_path):
+    # the CSV reader is shared with Sudoku (dense_dataset.read_csv); mazes of two sides once crashed in np.stack
+    q7, a7, _ = maze.generate(2, 7, seed=1)
+    q9, a9, _ = maze.generate(2, 9, seed=1)
+    f = tmp_path / "m.csv"
+    maze.write_csv(tmp_path / "a.csv", q7, a7)
+    maze.write_csv(tmp_path / "b.csv", q9, a9)
+    f.write_text((tmp_path / "a.csv").read_text() + "".join((tmp_path / "b.csv").read_text().splitlines(True)[1:]))
+    with pytest.raises(InputError, match=r"mixed sizes \[7, 9\]") as e:
+        maze.read_csv(f)
+    assert str(f) in str(e.value)
+    f.write_text("source,question,answer,rating\n")
+    with pytest.raises(InputError, match="no mazes"):
+        maze.read_csv(f)
+
+
 def test_prepare(tmp_path):
     maze.prepare(tmp_path / "m", generate=30, side=9, hard=False, test_count=10, seed=0)
     meta = dense_dataset.read_meta(tmp_path / "m")

@@ -183,6 +183,9 @@ def _swiglu_ref(x, mod):
     return F.linear(F.silu(g) * u, mod.down_proj.weight)
 
 
+# The recursion here stands again in benchmarks/bench_model.py (_restated_inner_forward). Both stay: this copy is
+# the independent statement the model is checked against (a test must not import a benchmark); the benchmark times
+# its own; a shared helper would let one bug hide in both.
 def reference_inner(inner, carry: InnerCarry, batch):
     """The reference's recursion written plainly (batch-first, transposes in the mixer, autograd everywhere)."""
     cfg = inner.config

@@ -81,6 +81,8 @@ def test_report_text_names_both_conventions_and_every_task():
     assert "missing_c" in text.split("missing from the submission")[-1]
     line_b = next(line for line in text.splitlines() if line.startswith("multi_b"))
     assert "Y." in line_b
+    # the count says what it counts (it once read "(outputs solved: 1 / 2 of 5)"): 1 by attempt_1, 2 by either
+    assert "test outputs solved, of 5: 1 by attempt_1, 2 by either attempt" in text
 
 
 def _write_kaggle(tmp_path, with_solutions=True):

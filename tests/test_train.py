@@ -118,6 +118,7 @@ def two_process_run(tmp_path_factory, data):
     tmp = tmp_path_factory.mktemp("ddp")
     r = _launch_two(data, tmp / "ddp", free_port(), tmp / "empty-hf")
     assert r.returncode == 0, r.stderr[-2000:]
+    (tmp / "stdout.txt").write_text(r.stdout)
     return tmp / "ddp"
 
 
@@ -128,6 +129,12 @@ def test_two_process_accelerate_run_keeps_ranks_identical(two_process_run):
     sync = [x for x in recs if x["split"] == "sync"]
     assert sync and sync[-1]["in_sync"] and len(sync[-1]["rank_fingerprints"]) == 2
     assert (out / "step_0000006" / "model.safetensors").is_file()
+
+
+def test_only_the_first_process_prints_the_summary(two_process_run):
+    # rank 1 saves no checkpoint; it once printed its own summary line too, "...; checkpoint None"
+    lines = [x for x in (two_process_run.parent / "stdout.txt").read_text().splitlines() if x.startswith("stopped after")]
+    assert len(lines) == 1 and lines[0].endswith(f"checkpoint {two_process_run / 'step_0000006'}"), lines
 
 
 def test_a_hostile_accelerate_config_does_not_change_the_run(tmp_path, data, two_process_run):

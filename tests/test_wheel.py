@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from arcsolver.kaggle.package import build_wheel
+from arcsolver.kaggle.wheel import build_wheel
 from arcsolver.kaggle.rehearse import rehearsal_env
 
 CHECKPOINT = Path(__file__).resolve().parent / "fixtures" / "old_layout" / "checkpoint"  # tiny (hidden size 16)

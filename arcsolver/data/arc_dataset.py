@@ -47,26 +47,20 @@ from arcsolver.data import colors
 from arcsolver.data.arc_tasks import Pair, Task
 from arcsolver.data.dihedral import out_shape, source_cell
 from arcsolver.data.encoding import CANVAS, VOCAB_SIZE
+from arcsolver.data.rng import shuffle_range, splitmix64
 from arcsolver.runtime.jsonio import atomic_dir, read_json, save_npy, write_json
 
 FORMAT = "arcsolver-arc-1"
 SEPARATOR = "|||"
 RETRIES_FACTOR = 5
+NUM_AUG = 1000  # augmented versions per task (plus the original): the reference's count
+SEED = 42  # of the augmentation draw
 ARRAYS = ["cells", "grid_off", "grid_hw", "ex_in", "ex_out", "ex_task", "ex_kind", "ex_pos", "task_ex",
           "train_ex", "task_train", "test_ex", "task_test", "ver_task", "ver_tid", "ver_map", "task_ver"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# numba kernels: a tiny deterministic RNG and content hashing of transformed grids
-
-
-@numba.njit(cache=True, inline="always")
-def splitmix64(state: np.uint64) -> tuple[np.uint64, np.uint64]:
-    state = state + np.uint64(0x9E3779B97F4A7C15)
-    z = state
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return state, z ^ (z >> np.uint64(31))
+# numba kernels: content hashing of transformed grids (the RNG is data/rng.py)
 
 
 @numba.njit(cache=True, inline="always")
@@ -130,13 +124,7 @@ def _augment_task(cells, grid_off, grid_hw, gin, gout, num_aug, max_trials, all_
             tid = np.int64(r % np.uint64(8))
             for k in range(10):
                 cmap[k] = k
-            lo = 0 if all_colors else 1
-            for k in range(9, lo, -1):  # Fisher-Yates over colours lo..9
-                state, r = splitmix64(state)
-                j = lo + np.int64(r % np.uint64(k - lo + 1))
-                t = cmap[k]
-                cmap[k] = cmap[j]
-                cmap[j] = t
+            state = shuffle_range(cmap, 0 if all_colors else 1, 10, state)  # colours 1..9, or 0..9 with all_colors
         h = _puzzle_hash(cells, grid_off, grid_hw, gin, gout, tid, cmap, scratch)
         slot = np.int64(h & np.uint64(cap - 1))
         dup = False
@@ -171,12 +159,6 @@ class TaskSet:
     test_set: bool = False
 
 
-def version_name(task_id: str, tid: int, cmap: np.ndarray, version_index: int) -> str:
-    if version_index == 0:
-        return task_id
-    return f"{task_id}{SEPARATOR}t{int(tid)}{SEPARATOR}{colors.map_to_digits(cmap)}"
-
-
 def parse_version_name(name: str) -> tuple[str, int, np.ndarray]:
     """Reference name -> (task id, dihedral id, colour map). Bare names are the identity."""
     if SEPARATOR not in name:
@@ -185,7 +167,7 @@ def parse_version_name(name: str) -> tuple[str, int, np.ndarray]:
     return task, int(t[1:]), colors.digits_to_map(digits)
 
 
-def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = 1000, seed: int = 42,
+def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = NUM_AUG, seed: int = SEED,
           all_colors: bool = False, canvas: int = CANVAS,
           versions: dict[str, list[tuple[int, np.ndarray]]] | None = None) -> Path:
     """Prepare an ARC dataset folder from task sets. Returns its path.

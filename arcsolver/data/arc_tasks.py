@@ -82,6 +82,11 @@ def parse_grid(value: Any, *, file: str, task: str, field: str) -> np.ndarray:
     raise AssertionError("unreachable")  # _explain_bad_grid always raises
 
 
+def same_grid(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Whether two grids are equal, shape included; a missing grid (None) equals nothing."""
+    return a is not None and b is not None and a.shape == b.shape and bool((a == b).all())
+
+
 def _has_bool(rows: list) -> bool:
     """numpy turns [[true, 1]] into [[1, 1]]: JSON booleans are not colours. The repr of a checked grid is short
     (<= 900 cells) and made in C, so this costs microseconds per grid."""

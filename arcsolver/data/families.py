@@ -126,6 +126,16 @@ def _objects_grid(rng: np.random.Generator, h: int, w: int, masks: list[Grid], c
     return g, spots
 
 
+def _solid_rects(rng: np.random.Generator, S: int, sides: tuple[int, int], min_grid: int,
+                 colours: Callable[[int], list[int]]) -> tuple[Grid, list[Grid], list[tuple[int, int]]] | None:
+    """1-3 solid rectangles with sides in `sides`, coloured by `colours(n)` (drawn after the sizes), placed apart on a
+    grid with sides in [min_grid, S]: (grid, masks, spots), or None when they do not fit."""
+    masks = [np.ones(_size(rng, *sides), dtype=bool) for _ in range(_int(rng, 1, 3))]
+    cols = colours(len(masks))
+    made = _objects_grid(rng, *_size(rng, min_grid, S), masks, cols)
+    return None if made is None else (made[0], masks, made[1])
+
+
 def _size(rng: np.random.Generator, lo: int, hi: int) -> tuple[int, int]:
     return _int(rng, lo, hi), _int(rng, lo, hi)
 
@@ -404,15 +414,10 @@ def _gravity(rng, p, S):
         lambda rng, S: {"fill": _colours(rng, 1)[0], "outline": _colours(rng, 1)[0]})
 def _fill_enclosed(rng, p, S):
     outline = p["outline"] if p["outline"] != p["fill"] else (p["fill"] % 9) + 1
-    masks = []
-    for _ in range(_int(rng, 1, 3)):
-        h, w = _size(rng, 3, min(6, S - 1))
-        m = np.ones((h, w), dtype=bool)
-        masks.append(m)
-    made = _objects_grid(rng, *_size(rng, 5, S), masks, [outline] * len(masks))
+    made = _solid_rects(rng, S, (3, min(6, S - 1)), 5, lambda n: [outline] * n)
     if made is None:
         return None
-    g, spots = made
+    g, masks, spots = made
     out = g.copy()
     for m, (r, c) in zip(masks, spots):
         g[r + 1:r + m.shape[0] - 1, c + 1:c + m.shape[1] - 1] = 0
@@ -423,12 +428,10 @@ def _fill_enclosed(rng, p, S):
 @family("hollow", "objects", "solid rectangles keep their border; their inside is cleared or painted",
         lambda rng, S: {"inside": _choice(rng, [0] + _colours(rng, 1))})
 def _hollow(rng, p, S):
-    masks = [np.ones(_size(rng, 3, min(6, S - 1)), dtype=bool) for _ in range(_int(rng, 1, 3))]
-    cols = _colours(rng, len(masks), exclude=(p["inside"],))
-    made = _objects_grid(rng, *_size(rng, 5, S), masks, cols)
+    made = _solid_rects(rng, S, (3, min(6, S - 1)), 5, lambda n: _colours(rng, n, exclude=(p["inside"],)))
     if made is None:
         return None
-    g, spots = made
+    g, masks, spots = made
     out = g.copy()
     for m, (r, c) in zip(masks, spots):
         out[r + 1:r + m.shape[0] - 1, c + 1:c + m.shape[1] - 1] = p["inside"]
@@ -553,12 +556,10 @@ def _copy_object(rng, p, S):
 @family("denoise", "objects", "isolated single noise cells are removed; the solid shapes stay",
         lambda rng, S: {"noise": _colours(rng, 1)[0]})
 def _denoise(rng, p, S):
-    masks = [np.ones(_size(rng, 2, 4), dtype=bool) for _ in range(_int(rng, 1, 3))]
-    cols = _colours(rng, len(masks), exclude=(p["noise"],))
-    made = _objects_grid(rng, *_size(rng, 6, S), masks, cols)
+    made = _solid_rects(rng, S, (2, 4), 6, lambda n: _colours(rng, n, exclude=(p["noise"],)))
     if made is None:
         return None
-    clean, _ = made
+    clean = made[0]
     g = clean.copy()
     h, w = g.shape
     for _ in range(_int(rng, 1, max(1, h * w // 10))):

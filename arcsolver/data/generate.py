@@ -158,9 +158,12 @@ def check_arguments(families: str, tasks_per_family: int, max_size: int, seed: i
     return names
 
 
-def generate(families: str, tasks_per_family: int, max_size: int, seed: int, out: Path) -> dict:
-    """Generate and write the tasks; returns a summary (counts per family, seconds)."""
+def generate(families: str = "all", tasks_per_family: int = 10, max_size: int = 12, seed: int = 0,
+             out: Path | None = None) -> dict:
+    """Generate and write the tasks into the new folder `out`; returns a summary (counts per family, seconds)."""
     t0 = time.time()
+    if out is None:
+        raise InputError("missing (the folder to write)", field="--out")
     names = check_arguments(families, tasks_per_family, max_size, seed, out)
     taken: set = set()
     counts = {}

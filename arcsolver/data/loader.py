@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from arcsolver.data import dense_dataset
-from arcsolver.data.arc_dataset import ArcStore, splitmix64
+from arcsolver.data.arc_dataset import ArcStore
+from arcsolver.data.rng import shuffle_range, splitmix64
 from arcsolver.data.dihedral import out_shape, source_cell
 from arcsolver.data.encoding import COLOR0, EOS, IGNORE_LABEL
 from arcsolver.runtime.jsonio import read_json
@@ -55,12 +56,7 @@ def _arc_epoch(task_train, train_ex, task_ver, seed):
     keep = np.zeros(total, np.bool_)
     order = np.arange(n_tasks)
     state = np.uint64(seed)
-    for i in range(n_tasks - 1, 0, -1):
-        state, r = splitmix64(state)
-        j = np.int64(r % np.uint64(i + 1))
-        t = order[i]
-        order[i] = order[j]
-        order[j] = t
+    state = shuffle_range(order, 0, n_tasks, state)
     p = 0
     for k in range(n_tasks):
         t = order[k]
@@ -74,12 +70,7 @@ def _arc_epoch(task_train, train_ex, task_ver, seed):
         for i in range(n):
             ver[p + i] = v
             ex[p + i] = train_ex[a + i]
-        for i in range(n - 1, 0, -1):
-            state, r = splitmix64(state)
-            j = np.int64(r % np.uint64(i + 1))
-            t2 = ex[p + i]
-            ex[p + i] = ex[p + j]
-            ex[p + j] = t2
+        state = shuffle_range(ex, p, p + n, state)
         state, r = splitmix64(state)
         keep[p + np.int64(r % np.uint64(n))] = True
         p += n
@@ -284,10 +275,6 @@ class PuzzleLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.step, self.seed = int(state["step"]), int(state["seed"])
-
-    @property
-    def examples_per_epoch(self) -> int:
-        return self.source.epoch_len
 
     # -- training -------------------------------------------------------------------------------------------
     def _epoch(self, e: int):

@@ -10,14 +10,13 @@ path, PAD 0; vocabulary 6; sequence side*side. Augmentation: the 8 dihedral tran
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numba
 import numpy as np
 
 from arcsolver.data import dense_dataset
-from arcsolver.data.arc_dataset import splitmix64
+from arcsolver.data.rng import splitmix64
 from arcsolver.runtime.errors import InputError
 
 CHARSET = "# SGo"
@@ -160,25 +159,16 @@ def generate(n: int, side: int = 30, seed: int = 0, hard: bool = False, min_path
     if side < 5:
         raise InputError(f"maze side must be >= 5, got {side}", field="--size")
     mp = min_path if min_path is not None else (default_min_path(side) + 1 if hard else 1)
-    seen: set[bytes] = set()
-    excluded = set(exclude or ())
-    qs, ans, lens = [], [], []
-    k = 0
-    while len(qs) < n:
-        if k > 50 * n + 1000:
-            raise InputError(f"could not generate {n} mazes of side {side} with path >= {mp}", field="--generate")
-        s = int(splitmix64(np.uint64(seed * 1_000_003 + k))[1] >> np.uint64(2)) | 1
-        k += 1
+
+    def draw(s: int):
         q, a, L = _generate_one(side, s, loop_frac, mp, 200)
-        if L < 0:
-            continue
-        key = q.astype(np.uint8).tobytes()
-        if key in seen or (excluded and equivalence_key(q.reshape(side, side)) in excluded):
-            continue
-        seen.add(key)
-        qs.append(q)
-        ans.append(a)
-        lens.append(L)
+        return None if L < 0 else (q, a, L)
+
+    def too_few() -> InputError:
+        return InputError(f"could not generate {n} mazes of side {side} with path >= {mp}", field="--generate")
+
+    found = dense_dataset.distinct_puzzles(n, seed, draw, 50 * n + 1001, exclude, equivalence_key, too_few)
+    qs, ans, lens = zip(*found) if found else ((), (), ())
     sh = (n, side, side)
     return np.array(qs, np.uint8).reshape(sh), np.array(ans, np.uint8).reshape(sh), np.array(lens, np.int64)
 
@@ -235,47 +225,24 @@ def _parse(s: str, file: str, row: int, field: str, allow_path: bool) -> np.ndar
     return g
 
 
+def _parse_pair(question: str, answer: str, file: str, row: int) -> tuple[np.ndarray, np.ndarray]:
+    q = _parse(question, file, row, "question", False)
+    a = _parse(answer, file, row, "answer", True)
+    if q.shape != a.shape or not is_shortest_path(q, a):
+        raise InputError("not the question with a shortest S->G path marked", file=file, task=f"row {row}",
+                         field="answer")
+    return q, a
+
+
 def read_csv(path: str | Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    file = str(path)
-    try:
-        f = open(path, newline="")
-    except FileNotFoundError:
-        raise InputError("file not found", file=file) from None
-    with f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:4]] != ["source", "question", "answer", "rating"]:
-            raise InputError(f"expected header source,question,answer,rating, got {header}", file=file, task="row 1")
-        qs, ans, rt = [], [], []
-        for rown, rec in enumerate(reader, start=2):
-            if limit is not None and len(qs) >= limit:
-                break
-            if len(rec) < 4:
-                raise InputError(f"{len(rec)} columns, expected 4", file=file, task=f"row {rown}")
-            q = _parse(rec[1], file, rown, "question", False)
-            a = _parse(rec[2], file, rown, "answer", True)
-            if q.shape != a.shape or not is_shortest_path(q, a):
-                raise InputError("not the question with a shortest S->G path marked", file=file, task=f"row {rown}",
-                                 field="answer")
-            qs.append(q)
-            ans.append(a)
-            try:
-                rt.append(float(rec[3]) if rec[3].strip() else 0.0)
-            except ValueError:
-                raise InputError(f"not a number: {rec[3]!r}", file=file, task=f"row {rown}", field="rating") from None
-    if not qs:
-        raise InputError("no mazes", file=file)
-    return np.stack(qs), np.stack(ans), np.array(rt)
+    """The public Maze-Hard format (dense_dataset.read_csv). Returns (questions, answers, rating)."""
+    return dense_dataset.read_csv(path, _parse_pair, "mazes", limit)
 
 
 def write_csv(path: str | Path, questions: np.ndarray, answers: np.ndarray, source: str = "arcsolver") -> None:
     def s(g):
         return "".join(CHARSET[x - 1] for x in g.reshape(-1))
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["source", "question", "answer", "rating"])
-        for q, a in zip(questions, answers):
-            w.writerow([source, s(q), s(a), 0])
+    dense_dataset.write_csv(path, ([source, s(q), s(a), 0] for q, a in zip(questions, answers)))
 
 
 # -- augmentation and prepare --------------------------------------------------------------------------------------

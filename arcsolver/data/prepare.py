@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from arcsolver.data import arc_dataset
+from arcsolver.data.arc_dataset import CANVAS, NUM_AUG, SEED
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json
@@ -21,8 +22,8 @@ from arcsolver.runtime.jsonio import read_json
 BUNDLED_TASKS = Path(__file__).resolve().parent / "bundled"
 
 
-def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), *, num_aug: int = 1000,
-                seed: int = 42, all_colors: bool = False, canvas: int = 30) -> dict:
+def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), *, num_aug: int = NUM_AUG,
+                seed: int = SEED, all_colors: bool = False, canvas: int = CANVAS) -> dict:
     if not train and not eval:
         if not BUNDLED_TASKS.is_dir():
             raise InputError("no sources given and the bundled tasks folder is missing", file=str(BUNDLED_TASKS))
@@ -38,6 +39,7 @@ def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), 
 
 def prepare_sudoku(out: Path, *, generate: int | None, csv: str | None, csv_test: str | None, size: int,
                    test_count: int, seed: int, min_difficulty: int) -> dict:
+    """`sudoku.prepare` (its signature holds the defaults) with one line for a bad combination of sources."""
     from arcsolver.data import sudoku
     if (generate is None) == (csv is None):
         raise InputError("give exactly one of --generate N or --csv FILE", field="prepare sudoku")
@@ -48,6 +50,7 @@ def prepare_sudoku(out: Path, *, generate: int | None, csv: str | None, csv_test
 
 def prepare_maze(out: Path, *, generate: int | None, csv: str | None, csv_test: str | None, size: int, hard: bool,
                  test_count: int, seed: int, min_path: int | None = None, loops: float = 0.08) -> dict:
+    """`maze.prepare` (its signature holds the defaults) with one line for a bad combination of sources."""
     from arcsolver.data import maze
     if (generate is None) == (csv is None):
         raise InputError("give exactly one of --generate N or --csv FILE", field="prepare maze")

@@ -13,7 +13,6 @@ band and row-within-band shuffles, stack and column-within-stack shuffles, and a
 
 from __future__ import annotations
 
-import csv
 import functools
 import itertools
 from pathlib import Path
@@ -22,7 +21,7 @@ import numba
 import numpy as np
 
 from arcsolver.data import dense_dataset
-from arcsolver.data.arc_dataset import splitmix64
+from arcsolver.data.rng import shuffle_range, splitmix64
 from arcsolver.runtime.errors import InputError
 
 BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
@@ -162,13 +161,7 @@ def _generate_one(side, br, bc, seed):
     _search(g, side, br, bc, 1, seed | 1, sol)  # a random full grid
     puzzle = sol.copy()
     order = np.arange(n)
-    state = np.uint64(seed) ^ np.uint64(0x5DEECE66D)
-    for i in range(n - 1, 0, -1):
-        state, x = splitmix64(state)
-        j = np.int64(x % np.uint64(i + 1))
-        t = order[i]
-        order[i] = order[j]
-        order[j] = t
+    shuffle_range(order, 0, n, np.uint64(seed) ^ np.uint64(0x5DEECE66D))  # the order clues are tried for removal
     tmp = np.zeros(n, np.int64)
     scratch = np.zeros(n, np.int64)
     for k in range(n):
@@ -256,26 +249,19 @@ def generate(n: int, side: int = 9, seed: int = 0, min_difficulty: int = 0, excl
     if side not in BOXES:
         raise InputError(f"Sudoku size must be one of {sorted(BOXES)}, got {side}", field="--size")
     br, bc = BOXES[side]
-    seen: set[bytes] = set()
-    excluded = set(exclude or ())
-    puzzles, sols, diffs = [], [], []
-    k = 0
     limit = max_tries or max(1000, 200 * n)
-    while len(puzzles) < n:
-        if k >= limit:
-            raise InputError(f"could not generate {n} distinct puzzles with difficulty >= {min_difficulty}"
-                             + (" that are not augmentations of the training puzzles" if excluded else "") +
-                             f" in {limit} tries", field="--generate")
-        s = int(splitmix64(np.uint64(seed * 1_000_003 + k))[1] >> np.uint64(2)) | 1
-        k += 1
+
+    def draw(s: int):
         p, sol, bt = _generate_one(side, br, bc, s)
-        key = p.astype(np.uint8).tobytes()
-        if bt < min_difficulty or key in seen or (excluded and equivalence_key(p.reshape(side, side)) in excluded):
-            continue
-        seen.add(key)
-        puzzles.append(p)
-        sols.append(sol)
-        diffs.append(bt)
+        return None if bt < min_difficulty else (p, sol, bt)
+
+    def too_few() -> InputError:
+        return InputError(f"could not generate {n} distinct puzzles with difficulty >= {min_difficulty}"
+                          + (" that are not augmentations of the training puzzles" if exclude else "") +
+                          f" in {limit} tries", field="--generate")
+
+    found = dense_dataset.distinct_puzzles(n, seed, draw, limit, exclude, equivalence_key, too_few)
+    puzzles, sols, diffs = zip(*found) if found else ((), (), ())
     shape = (n, side, side)
     return (np.array(puzzles, np.uint8).reshape(shape), np.array(sols, np.uint8).reshape(shape),
             np.array(diffs, np.int64))
@@ -312,54 +298,27 @@ def _parse_cells(s: str, file: str, row: int, field: str) -> np.ndarray:
     return out.reshape(side, side)
 
 
+def _parse_pair(question: str, answer: str, file: str, row: int) -> tuple[np.ndarray, np.ndarray]:
+    q = _parse_cells(question.strip(), file, row, "question")
+    a = _parse_cells(answer.strip(), file, row, "answer")
+    if q.shape != a.shape:
+        raise InputError("question and answer sizes differ", file=file, task=f"row {row}", field="answer")
+    if (a == 0).any() or not is_valid_solution(a):
+        raise InputError("not a complete valid Sudoku", file=file, task=f"row {row}", field="answer")
+    if ((q != 0) & (q != a)).any():
+        raise InputError("differs from a given of the question", file=file, task=f"row {row}", field="answer")
+    return q, a
+
+
 def read_csv(path: str | Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The public Sudoku-Extreme format: header source,question,answer,rating. Returns (puzzles, solutions, rating)."""
-    file = str(path)
-    try:
-        f = open(path, newline="")
-    except FileNotFoundError:
-        raise InputError("file not found", file=file) from None
-    with f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:4]] != ["source", "question", "answer", "rating"]:
-            raise InputError(f"expected header source,question,answer,rating, got {header}", file=file, task="row 1")
-        puzzles, sols, ratings = [], [], []
-        for rown, rec in enumerate(reader, start=2):
-            if limit is not None and len(puzzles) >= limit:
-                break
-            if len(rec) < 4:
-                raise InputError(f"{len(rec)} columns, expected 4", file=file, task=f"row {rown}")
-            q = _parse_cells(rec[1].strip(), file, rown, "question")
-            a = _parse_cells(rec[2].strip(), file, rown, "answer")
-            if q.shape != a.shape:
-                raise InputError("question and answer sizes differ", file=file, task=f"row {rown}", field="answer")
-            if (a == 0).any() or not is_valid_solution(a):
-                raise InputError("not a complete valid Sudoku", file=file, task=f"row {rown}", field="answer")
-            if ((q != 0) & (q != a)).any():
-                raise InputError("differs from a given of the question", file=file, task=f"row {rown}", field="answer")
-            try:
-                r = float(rec[3]) if rec[3].strip() else 0.0
-            except ValueError:
-                raise InputError(f"not a number: {rec[3]!r}", file=file, task=f"row {rown}", field="rating") from None
-            puzzles.append(q)
-            sols.append(a)
-            ratings.append(r)
-    if not puzzles:
-        raise InputError("no puzzles", file=file)
-    sides = {p.shape[0] for p in puzzles}
-    if len(sides) > 1:
-        raise InputError(f"mixed sizes {sorted(sides)}", file=file)
-    return np.stack(puzzles), np.stack(sols), np.array(ratings)
+    """The public Sudoku-Extreme format (dense_dataset.read_csv). Returns (puzzles, solutions, rating)."""
+    return dense_dataset.read_csv(path, _parse_pair, "puzzles", limit)
 
 
 def write_csv(path: str | Path, puzzles: np.ndarray, solutions: np.ndarray, ratings=None, source: str = "arcsolver") -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["source", "question", "answer", "rating"])
-        for i, (p, s) in enumerate(zip(puzzles, solutions)):
-            w.writerow([source, "".join("." if x == 0 else str(x) for x in p.reshape(-1)),
-                        "".join(str(x) for x in s.reshape(-1)), 0 if ratings is None else ratings[i]])
+    dense_dataset.write_csv(path, ([source, "".join("." if x == 0 else str(x) for x in p.reshape(-1)),
+                                    "".join(str(x) for x in s.reshape(-1)), 0 if ratings is None else ratings[i]]
+                                   for i, (p, s) in enumerate(zip(puzzles, solutions))))
 
 
 # -- encoding and augmentation -------------------------------------------------------------------------------------

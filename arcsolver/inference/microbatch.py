@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 from typing import Any, Callable
 
 import torch
 
-log = logging.getLogger(__name__)
+from arcsolver.runtime.report import logger
+
+log = logger(__name__)  # warnings: runtime/report.py
 
 
 def split_rows(obj: Any, start: int, stop: int) -> Any:

@@ -22,11 +22,8 @@ A long prediction never throws away what it has voted (the Kaggle run is killed 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import signal
-import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +37,7 @@ from arcsolver.runtime.errors import InputError
 from arcsolver.inference.rollout import batch_to, rollout
 from arcsolver.inference.microbatch import rollout_in_micro_batches
 from arcsolver.runtime.jsonio import write_json
-from arcsolver.runtime.metrics_log import bar_interval
+from arcsolver.runtime.report import progress_bar, say
 from arcsolver.data.loader import ArcSource, PuzzleLoader
 from arcsolver.inference.submission import build_submission, write_submission
 from arcsolver.inference.vote import VoteBook, candidates_json
@@ -209,13 +206,6 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     task_done_at = _task_completion_points(a["ver_task"][ver_sel])  # items done -> whole tasks done
 
     book = VoteBook(label=str(ckpt))
-    bar: dict = {"progress": None}  # created after the first flush and the model load (errors there stay one line)
-
-    def say(message: str) -> None:  # flush lines on their own lines, not glued to the bar's
-        if bar["progress"] is not None:
-            bar["progress"].write(message, file=sys.stderr)
-        else:
-            print(message, file=sys.stderr, flush=True)
     cand_path = candidates_path(out) if candidates else None
     flusher = _Flusher(Path(out), task_list, book, clock, flush_every, on_flush,
                        say if acc.is_main_process and not quiet else None, cand_path)
@@ -226,11 +216,8 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
                           forward_dtype=forward_dtype, announce_precision=acc.is_main_process and not quiet)
     steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or None  # as the run evaluated itself
     device_batch = _prediction_device_batch(model, device_batch_size, batch_size // acc.num_processes, acc.device)
-    progress = None
-    if acc.is_main_process and not quiet:
-        from tqdm import tqdm
-        progress = bar["progress"] = tqdm(total=n_items, desc="predict", dynamic_ncols=True,
-                                          mininterval=bar_interval())
+    # the bar after the first flush and the model load (errors there stay one line)
+    progress = progress_bar("predict", total=n_items, enabled=acc.is_main_process and not quiet)
     row_times: list[float] = []  # seconds per row of each batch, on the deadline's clock
     try:
         for batch in loader.test_batches():

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import torch
 
-IGNORE_LABEL = -100
+from arcsolver.data.encoding import IGNORE_LABEL
 
 
 class Rollout:

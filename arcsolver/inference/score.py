@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from arcsolver.data.arc_tasks import load_solutions, load_tasks, parse_grid
+from arcsolver.data.arc_tasks import load_solutions, load_tasks, parse_grid, same_grid
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json
 
@@ -36,10 +36,6 @@ def _attempt(entry: Any, name: str, task: str, i: int, problems: list[str]) -> n
     except InputError as e:
         problems.append(f"{e} (counted as wrong)")
         return None
-
-
-def _same(a: np.ndarray | None, b: np.ndarray) -> bool:
-    return a is not None and a.shape == b.shape and bool((a == b).all())
 
 
 def score_submission(sub: dict, solutions: dict[str, list[np.ndarray]]) -> dict[str, Any]:
@@ -70,8 +66,8 @@ def score_submission(sub: dict, solutions: dict[str, list[np.ndarray]]) -> dict[
             for i, truth in enumerate(outputs[:len(entries)]):
                 a1 = _attempt(entries[i], "attempt_1", tid, i, problems)
                 a2 = _attempt(entries[i], "attempt_2", tid, i, problems)
-                first[i] = _same(a1, truth)
-                either[i] = first[i] or _same(a2, truth)
+                first[i] = same_grid(a1, truth)
+                either[i] = first[i] or same_grid(a2, truth)
         rows.append({
             "task": tid,
             "n_outputs": n,
@@ -130,7 +126,8 @@ def format_report(result: dict[str, Any]) -> str:
         "                      pass@1    pass@2",
         f"per task (ARC Prize) {_pct(r['per_task']['pass@1'])}  {_pct(r['per_task']['pass@2'])}",
         f"per output (Kaggle)  {_pct(r['per_output']['pass@1'])}  {_pct(r['per_output']['pass@2'])}"
-        f"   (outputs solved: {r['solved_outputs']['pass@1']} / {r['solved_outputs']['pass@2']} of {r['n_outputs']})",
+        f"   (test outputs solved, of {r['n_outputs']}: {r['solved_outputs']['pass@1']} by attempt_1, "
+        f"{r['solved_outputs']['pass@2']} by either attempt)",
         "",
     ]
     width = max([len("task")] + [len(t["task"]) for t in r["tasks"]])

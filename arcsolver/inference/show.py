@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from arcsolver.data.arc_tasks import Task, load_tasks, parse_grid
+from arcsolver.data.arc_tasks import Task, load_tasks, parse_grid, same_grid
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import atomic_write_bytes, read_json
 from arcsolver.inference.vote import VoteBook
@@ -137,10 +137,6 @@ def _arrow(canvas: Image.Image, x: int, y: int) -> None:
     draw.polygon([(x + ARROW_W - 4, y), (x + ARROW_W - 11, y - 5), (x + ARROW_W - 11, y + 5)], fill=TEXT)
 
 
-def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
-    return a is not None and b is not None and a.shape == b.shape and bool((a == b).all())
-
-
 def render_task_image(task: Task, attempts: list[list[Shown]] | None = None) -> Image.Image:
     """The picture of one task (see the module docstring); `attempts[i]` are drawn beside test input i."""
     grids = [g for p in task.train + task.test for g in (p.input, p.output) if g is not None]
@@ -158,7 +154,7 @@ def render_task_image(task: Task, attempts: list[list[Shown]] | None = None) -> 
         else:
             row.append(("truth unknown", None, None, False))
         for s in (attempts[n] if attempts and n < len(attempts) else []):
-            verdict = None if p.output is None else _same(s.grid, p.output)
+            verdict = None if p.output is None else same_grid(s.grid, p.output)
             row.append((s.label, s.grid, verdict, True))
         rows.append(row)
 
@@ -251,7 +247,7 @@ def _status(task: Task, shown: list[list[Shown]] | None) -> tuple[str, str]:
         return "no prediction", "none"
     if not task.has_test_outputs:
         return "no truth", "none"
-    ok = sum(any(_same(s.grid, p.output) for s in row) for p, row in zip(task.test, shown))
+    ok = sum(any(same_grid(s.grid, p.output) for s in row) for p, row in zip(task.test, shown))
     n = len(task.test)
     return f"{ok}/{n} solved", "ok" if ok == n else ("part" if ok else "bad")
 

@@ -17,7 +17,6 @@ a missing attempt or a malformed grid, so:
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,9 @@ from arcsolver.data.arc_tasks import Task, load_tasks, parse_grid
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json, write_json
 from arcsolver.inference.vote import VoteBook
+from arcsolver.runtime.report import logger
 
-log = logging.getLogger(__name__)
+log = logger(__name__)  # warnings: runtime/report.py
 
 ATTEMPTS = ("attempt_1", "attempt_2")
 

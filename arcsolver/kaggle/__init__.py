@@ -1,4 +1,4 @@
-"""Kaggle: the ready-to-push folder (`package`), the notebook's code (`runner`, and its reading of the
+"""Kaggle: the ready-to-push folder (`package`, from `credentials`, `metadata`, `wheel` and `notebook`), the notebook's code (`runner`, and its reading of the
 competition's task files, `tasks`), the upload (`upload`) and the local rehearsal of a packaged notebook
 (`rehearse`). `notebook_template.py` is the notebook's cells, package data read as text (so an installed wheel can
 package), never imported.

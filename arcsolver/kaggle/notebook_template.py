@@ -1,7 +1,7 @@
 """Cells of the Kaggle submission notebook, in jupytext "percent" format (`# %%` starts a code cell,
 `# %% [markdown]` a markdown cell whose lines drop their leading `# `).
 
-`arcsolver.kaggle.package` reads this file, replaces the single `ARCSOLVER_CONFIG = {}` line with the values of
+`arcsolver.kaggle.notebook` reads this file, replaces the single `ARCSOLVER_CONFIG = {}` line with the values of
 the package being built (competition, dataset, wheel name, deadline, margin, mode) and writes the `.ipynb`. This
 docstring (everything before the first `# %%`) is not part of the notebook. The file stays valid Python with an
 empty config, so it can be linted and run as a script (`ARCSOLVER_KAGGLE_ROOT=/path/to/fake/kaggle python ...`).

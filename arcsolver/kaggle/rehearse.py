@@ -36,7 +36,8 @@ LIMIT_S = 12 * 3600
 
 
 def _package_parts(folder: Path) -> tuple[dict, Path, Path]:
-    from arcsolver.kaggle.package import KERNEL_METADATA, PACKAGE_MARKER
+    from arcsolver.kaggle.metadata import KERNEL_METADATA
+    from arcsolver.kaggle.package import PACKAGE_MARKER
     marker = folder / PACKAGE_MARKER
     if not marker.is_file():
         raise InputError(f"not a package folder from `arcsolver kaggle package` (no {PACKAGE_MARKER})",

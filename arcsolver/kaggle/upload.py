@@ -13,7 +13,7 @@ Sequence (method names and keyword arguments of the kaggle 2.2.4 `KaggleApi`):
 
 Notable choices:
 * `dir_mode="zip"`: the client's default "skip" silently drops sub-folders, i.e. the checkpoint.
-* Both metadata files are validated first (kaggle.package's validators); a kernel with internet on, or without an
+* Both metadata files are validated first (kaggle.metadata's validators); a kernel with internet on, or without an
   explicit `enable_internet` (which the client reads as ON), is refused before anything is sent.
 * The kaggle module is imported only when an upload really happens, and only after credentials were found in the
   environment or the config folders: older clients call `exit(1)` at import without them, and a missing credential
@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from arcsolver.runtime.errors import InputError
-from arcsolver.kaggle.package import check_dataset_folder, check_kernel_folder, kaggle_config_dirs
+from arcsolver.kaggle.credentials import kaggle_config_dirs
+from arcsolver.kaggle.metadata import check_dataset_folder, check_kernel_folder
 
 SUBMISSION_FILE = "submission.json"
 DATASET_FAILED = ("failed", "deleted")
@@ -127,6 +128,11 @@ def upload(folder: str | os.PathLike, *, submit: bool = False, dry_run: bool = F
     """
     folder = Path(folder)
     ds_dir, kn_dir = folder / "dataset", folder / "kernel"
+    if not folder.is_dir():
+        raise InputError("no such folder (give the --out folder of `arcsolver kaggle package`)", file=str(folder))
+    if not ds_dir.is_dir() or not kn_dir.is_dir():
+        raise InputError("not a folder written by `arcsolver kaggle package` (expected dataset/ and kernel/ in it)",
+                         file=str(folder))
     ds_meta = check_dataset_folder(ds_dir)
     kn_meta = check_kernel_folder(kn_dir)  # refuses internet on or missing
     dataset_ref, kernel_ref = ds_meta["id"], kn_meta["id"]

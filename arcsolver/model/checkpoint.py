@@ -127,10 +127,5 @@ def load_puzzle_rows(path: str | Path) -> dict | None:
     return rows
 
 
-def load_ema(path: str | Path) -> dict[str, torch.Tensor] | None:
-    f = resolve(path) / "ema.safetensors"
-    return load_file(str(f)) if f.is_file() else None
-
-
 def load_raw(path: str | Path) -> dict[str, torch.Tensor]:
     return load_file(str(resolve(path) / "model.safetensors"))

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE_LABEL = -100
+from arcsolver.data.encoding import IGNORE_LABEL
 
 
 def log_stablemax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:

@@ -15,12 +15,12 @@ guarded: a dynamo/inductor exception prints one warning and the module runs eage
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Callable
 
 import torch
 
 from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.report import say
 
 
 def compile_enabled(setting: Any, device: torch.device | str) -> bool:
@@ -40,7 +40,7 @@ def _compile_errors() -> tuple[type[BaseException], ...]:
 def compile_with_fallback(module: torch.nn.Module, *, backend: str | Callable = "inductor",
                           warn: Callable[[str], None] | None = None) -> torch.nn.Module:
     """Compile `module` in place; on a compile error, warn once and run it eager from then on. Returns `module`."""
-    warn = warn or _warn_stderr
+    warn = warn or say
     module.compile(dynamic=False, backend=backend)
     compiled = module._compiled_call_impl  # what Module.compile installed; Module.__call__ runs it when set
     errors = _compile_errors()
@@ -69,5 +69,3 @@ def is_compiled(module: torch.nn.Module) -> bool:
     return getattr(module, "_compiled_call_impl", None) is not None
 
 
-def _warn_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

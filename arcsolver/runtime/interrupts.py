@@ -23,6 +23,8 @@ import threading
 import time
 from typing import Callable, Iterator
 
+from arcsolver.runtime.report import say
+
 EXIT_CTRL_C = 130
 
 # Why a loop stops, in increasing priority: processes that disagree adopt the highest (all-reduce MAX).
@@ -104,7 +106,7 @@ def ctrl_c_exits_quietly() -> Iterator[None]:
         yield
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt) or (_ctrl_c_seen and isinstance(e, Exception)):
-            print("interrupted (Ctrl-C): stopped; no output was left half-written", file=sys.stderr, flush=True)
+            say("interrupted (Ctrl-C): stopped; no output was left half-written")
             sys.exit(EXIT_CTRL_C)
         raise
     finally:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from pathlib import Path
 
 import orjson
+
+from arcsolver.runtime.report import say
 
 
 class MetricsLog:
@@ -35,14 +36,14 @@ class MetricsLog:
                 from torch.utils.tensorboard import SummaryWriter
                 self.tb = SummaryWriter(str(self.path.parent / "tensorboard"))
             except Exception as e:  # tensorboard not installed
-                warnings.warn(f"TensorBoard logging disabled: {e}")
+                say(f"TensorBoard logging disabled: {e}")
         if wandb:
             try:
                 import wandb as wb
                 os.environ.setdefault("WANDB_MODE", "offline")
                 self.wb = wb.init(project="arcsolver", config=config or {}, dir=str(self.path.parent))
             except Exception as e:
-                warnings.warn(f"wandb logging disabled: {e}")
+                say(f"wandb logging disabled: {e}")
 
     def write(self, step: int, split: str, metrics: dict) -> None:
         if not self.enabled:
@@ -84,10 +85,3 @@ def drop_after(path: Path, step: int) -> int:
     if len(keep) != len(lines):
         atomic_write_bytes(path, b"".join(keep))
     return len(lines) - len(keep)
-
-
-def bar_interval() -> float:
-    """Seconds between progress-bar refreshes: tqdm's 0.1 on a terminal, 30 when stderr is a log file (a bar line
-    every 0.1 s makes multi-megabyte logs)."""
-    import sys
-    return 0.1 if sys.stderr.isatty() else 30.0

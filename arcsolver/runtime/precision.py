@@ -20,12 +20,12 @@ off (see `accelerator_kwargs`) so that a user's saved `accelerate config` cannot
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import torch
 
 from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.report import say
 
 SETTINGS = ("auto", "float32", "bfloat16", "float16")
 BF16_MIN_CAPABILITY = (8, 0)
@@ -95,7 +95,7 @@ def announce(precision: Precision, enabled: bool = True) -> None:
     line = precision.describe()
     if enabled and line not in _ANNOUNCED:
         _ANNOUNCED.add(line)
-        print(line, file=sys.stderr, flush=True)
+        say(line)
 
 
 def accelerator_kwargs() -> dict:

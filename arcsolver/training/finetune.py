@@ -27,6 +27,7 @@ from arcsolver.model import checkpoint
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.training.config import FINETUNE
 from arcsolver.runtime.deadline import Deadline, Plan
+from arcsolver.runtime import report
 from arcsolver.runtime.errors import InputError
 from arcsolver.training.finetune_plan import CUT_ORDER, decide, measure_costs
 from arcsolver.runtime.jsonio import read_json, write_json
@@ -88,7 +89,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     cfg = _finetune_config(base, overrides, batch_size, lr_scale, seed, ema)
     if device_batch_size is not None:
         cfg.device_batch_size = device_batch_size
-    say = (lambda m: print(m, flush=True)) if state.is_main_process and not quiet else (lambda m: None)
+    say = report.say if state.is_main_process and not quiet else (lambda m: None)
 
     # 1. the plan (main process decides, every process follows), then the dataset it asks for
     n_tests = sum(len(t.test) for t in task_list)
@@ -173,7 +174,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     if final is None:
         # No time to train: a checkpoint of the mean-embedding model, so that prediction has something to load.
         train(dataclasses.replace(cfg, out=str(out / "mean"), max_steps=1), cpu=cpu, init_weights=weights,
-              freeze_model=True, quiet=True, final_eval=False, extra_config=extra, stop_after_steps=0)
+              freeze_model=True, quiet=True, final_eval=False, extra_config=extra, initial_checkpoint_only=True)
         final = checkpoint.resolve(out / "mean")
     summary = {"checkpoint": str(final), "data": str(data_dir),
                "plan": plan.to_dict() if plan else {"fixed": [embed_steps or 0, full_steps or 0]},

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +37,8 @@ from arcsolver.inference.rollout import batch_to, evaluate_split, finish_metrics
 from arcsolver.runtime.jsonio import read_json
 from arcsolver.data.loader import ArcSource, PuzzleLoader, open_source
 from arcsolver.runtime.interrupts import StopRequests, stop_code, stop_reason
-from arcsolver.runtime.metrics_log import MetricsLog, bar_interval
+from arcsolver.runtime.metrics_log import MetricsLog
+from arcsolver.runtime.report import progress_bar, say
 from arcsolver.model.build import build_model, model_config
 from arcsolver.runtime.precision import LossScaling, make_accelerator, run_precision
 
@@ -74,22 +74,101 @@ def _plan(cfg: TrainConfig, epoch_len: int) -> tuple[int, int, int]:
 
 def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = None,
           init_weights: dict[str, torch.Tensor] | None = None, freeze_model: bool = False,
-          stop_after_steps: int | None = None, quiet: bool = False, final_eval: bool = True,
+          initial_checkpoint_only: bool = False, quiet: bool = False, final_eval: bool = True,
           extra_config: dict | None = None, deadline: Deadline | None = None,
           prior_step_s: float | None = None) -> TrainResult:
     """Train per `cfg`. `resume`: a checkpoint/run folder to continue exactly. `init_weights`: a state dict to start
     from (fine-tuning; the puzzle table may be absent). `freeze_model`: train only the puzzle embedding.
-    `stop_after_steps`: stop (with a checkpoint) after this many steps of this invocation (used by tests).
+    `initial_checkpoint_only`: take no step, write a checkpoint of the initial state (fine-tuning with no time to
+    train: the mean-embedding model).
     `deadline`: stop (with a checkpoint, and the final evaluation when it fits) before it; the steps that fit are
     planned from the first timed steps (or `prior_step_s` before any) and the LR schedule spans them
-    (`cfg.time_budget_s` > 0 is sugar for a deadline that many seconds from now; the earlier one wins)."""
+    (`cfg.time_budget_s` > 0 is sugar for a deadline that many seconds from now; the earlier one wins).
+
+    Read top to bottom: check the inputs, build the run (accelerator, data, model, optimizers), restore a resumed
+    one, plan the steps, then step / evaluate / checkpoint until a stop, and finish (final evaluation, checkpoint)."""
     _check_inputs(cfg)
     deadline = _run_deadline(cfg, deadline)
-    clock = deadline.clock
-    t_start = clock.now()
+    t_start = deadline.clock.now()
     if deadline.passed():
         raise InputError(f"the deadline passed {-deadline.remaining():.0f} s ago: no time to train",
                          field="--deadline")
+    run, resume_state = _build_run(cfg, cpu=cpu, resume=resume, init_weights=init_weights,
+                                   freeze_model=freeze_model, quiet=quiet, extra_config=extra_config)
+    if resume:
+        _restore(run, resume, resume_state)
+    log = MetricsLog(run.dir / "metrics.jsonl", enabled=run.acc.is_main_process, tensorboard=cfg.tensorboard,
+                     wandb=cfg.wandb, config=cfg.to_dict(), resumed_at=run.step if resume else None)
+    stop_requests = StopRequests().install()  # every rank: finish the step, agree, checkpoint, exit
+    loop = _plan_loop(run, deadline, t_start, prior_step_s=prior_step_s, final_eval=final_eval, quiet=quiet)
+    if _any_rank(run.acc, run.world, loop.planner.should_stop()):  # not even one step fits (a caller's estimate)
+        loop.stop_why = "time"
+    if initial_checkpoint_only:
+        loop.stop_why = "steps"
+    batches = iter(run.loader)
+    while run.step < loop.sched.end and not loop.stop_why:
+        loss, metrics, lr = _train_step(run, loop, batches, deadline.clock)
+        if deadline.limited and run.step >= loop.replan_at:
+            _replan_and_report(run, loop, log)
+        _log_train_metrics(run, loop, log, loss, metrics, lr)
+        _periodic_eval_and_checkpoint(run, loop, log)
+        _decide_stop(run, loop, stop_requests)
+    _finish(run, loop, log)
+    stop_requests.restore()
+    return TrainResult(run.step, loop.ckpt_path, loop.last_metrics, loop.eval_metrics,
+                       deadline.clock.now() - t_start, loop.stop_why or "steps", loop.step_times,
+                       plan=loop.plan.to_dict() if loop.plan is not None else None, signal=loop.stop_signal,
+                       device_batch=run.device_batch)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the run: what one training run holds, how it is built, restored, saved and evaluated
+
+
+@dataclass
+class _Run:
+    """The state of one training run on this process: the accelerator, data, model, optimizers and the position
+    (step, carry, micro-batch size) that a checkpoint records."""
+    cfg: TrainConfig
+    acc: Accelerator
+    source: object
+    meta: dict
+    loader: PuzzleLoader
+    mcfg: object
+    precision: object
+    model: torch.nn.Module
+    ddp_model: torch.nn.Module
+    opt: object
+    emb_opt: object
+    ema: object
+    scaling: LossScaling
+    local_batch: int
+    device_batch: int
+    total_steps: int
+    eval_every: int
+    ckpt_every: int
+    extra_config: dict | None
+    puzzle_rows: dict | None = None  # the name -> row map every checkpoint carries (puzzle_embedding.dataset_row_map)
+    step: int = 0
+    carry: object = None
+
+    @property
+    def rank(self) -> int:
+        return self.acc.process_index
+
+    @property
+    def world(self) -> int:
+        return self.acc.num_processes
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.cfg.out)
+
+
+def _build_run(cfg: TrainConfig, *, cpu: bool | None, resume: str | None, init_weights, freeze_model: bool,
+               quiet: bool, extra_config: dict | None) -> tuple[_Run, dict | None]:
+    """Accelerator, loader, model (+ initial weights, compilation), optimizers and EMA; returns the run and the
+    training state of the checkpoint to resume (checked against this run's architecture before anything is built)."""
     if cpu is None:
         cpu = not torch.cuda.is_available()
     acc = make_accelerator(cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
@@ -140,210 +219,261 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     scaling = LossScaling(precision.loss_scaling, acc.device.type)
 
     ddp_model = acc.prepare(model) if world > 1 and params else model
+    run = _Run(cfg=cfg, acc=acc, source=source, meta=meta, loader=loader, mcfg=mcfg, precision=precision,
+               model=model, ddp_model=ddp_model, opt=opt, emb_opt=emb_opt, ema=ema, scaling=scaling,
+               local_batch=local_batch, device_batch=device_batch, total_steps=total_steps,
+               eval_every=eval_every, ckpt_every=ckpt_every, extra_config=extra_config, puzzle_rows=puzzle_rows)
+    return run, resume_state
 
-    run_dir = Path(cfg.out)
-    step = 0
-    carry = None
-    if resume:
-        st = resume_state
-        model.load_state_dict(checkpoint.load_raw(resume))
-        if opt is not None and st.get("opt") is not None:
-            opt.load_state_dict(st["opt"])
-        if emb_opt is not None and st.get("emb_opt") is not None:
-            emb_opt.load_state_dict(st["emb_opt"])
-        if ema is not None and st.get("ema") is not None:
-            ema.load_state_dict(st["ema"])
-        scaling.load_state_dict(st.get("loss_scaling"))
-        loader.load_state_dict(st["loader"][rank] if isinstance(st["loader"], list) else st["loader"])
-        step = int(st["step"])
-        torch.set_rng_state(st["rng"][rank] if isinstance(st["rng"], list) else st["rng"])
-        if torch.cuda.is_available() and st.get("cuda_rng") is not None and acc.device.type == "cuda":
-            torch.cuda.set_rng_state(st["cuda_rng"][rank])
-        carry = st["carry"][rank] if isinstance(st["carry"], list) else st["carry"]
-        if carry is not None:
-            carry = _carry_to(carry, acc.device)
-        if cfg.device_batch_size <= 0 and st.get("device_batch"):
-            device_batch = min(local_batch, int(st["device_batch"]))  # the split the run had: same rounding
 
-    log = MetricsLog(run_dir / "metrics.jsonl", enabled=acc.is_main_process, tensorboard=cfg.tensorboard,
-                     wandb=cfg.wandb, config=cfg.to_dict(), resumed_at=step if resume else None)
-    stop = {"why": None, "signal": None}
-    stop_requests = StopRequests().install()  # every rank: finish the step, agree, checkpoint, exit
+def _restore(run: _Run, resume: str, st: dict) -> None:
+    """Continue exactly where the checkpoint `resume` stopped: weights, optimizer/EMA/loss-scaling state, this
+    rank's loader position, RNG state and carry, and the micro-batch split the run had."""
+    rank = run.rank
+    run.model.load_state_dict(checkpoint.load_raw(resume))
+    if run.opt is not None and st.get("opt") is not None:
+        run.opt.load_state_dict(st["opt"])
+    if run.emb_opt is not None and st.get("emb_opt") is not None:
+        run.emb_opt.load_state_dict(st["emb_opt"])
+    if run.ema is not None and st.get("ema") is not None:
+        run.ema.load_state_dict(st["ema"])
+    run.scaling.load_state_dict(st.get("loss_scaling"))
+    run.loader.load_state_dict(st["loader"][rank] if isinstance(st["loader"], list) else st["loader"])
+    run.step = int(st["step"])
+    torch.set_rng_state(st["rng"][rank] if isinstance(st["rng"], list) else st["rng"])
+    if torch.cuda.is_available() and st.get("cuda_rng") is not None and run.acc.device.type == "cuda":
+        torch.cuda.set_rng_state(st["cuda_rng"][rank])
+    carry = st["carry"][rank] if isinstance(st["carry"], list) else st["carry"]
+    if carry is not None:
+        carry = _carry_to(carry, run.acc.device)
+    run.carry = carry
+    if run.cfg.device_batch_size <= 0 and st.get("device_batch"):
+        run.device_batch = min(run.local_batch, int(st["device_batch"]))  # the split the run had: same rounding
 
-    def full_config() -> dict:
-        return {"train": cfg.to_dict(), "model": dataclasses.asdict(mcfg),
-                "data": {"path": str(Path(cfg.data).resolve()), "kind": meta["kind"], "seq_len": meta["seq_len"],
-                         "vocab_size": meta["vocab_size"], "num_puzzle_identifiers": meta["num_puzzle_identifiers"],
-                         "canvas": meta.get("canvas")}, "step": step,
-                "precision": {"dtype": precision.dtype, "loss_scaling": precision.loss_scaling,
-                              "reason": precision.reason}, **(extra_config or {})}
 
-    def save() -> Path | None:
-        states = acc.gather_for_metrics([_rank_state(loader, carry)], use_gather_object=True) if world > 1 \
-            else [_rank_state(loader, carry)]
-        path = None
-        if acc.is_main_process:
-            ts = {"step": step, "opt": opt.state_dict() if opt else None,
-                  "emb_opt": emb_opt.state_dict() if emb_opt else None,
-                  "ema": ema.state_dict() if ema else None, "loss_scaling": scaling.state_dict(),
-                  "loader": [s["loader"] for s in states], "rng": [s["rng"] for s in states],
-                  "cuda_rng": [s["cuda_rng"] for s in states], "carry": [s["carry"] for s in states],
-                  "device_batch": device_batch}
-            path = checkpoint.save(run_dir, step, model_state=model.state_dict(),
-                                   ema_state=ema.shadow_state() if ema else None, train_state=ts,
-                                   config=full_config(), puzzle_rows=puzzle_rows)
-        acc.wait_for_everyone()
-        return path
+def _full_config(run: _Run) -> dict:
+    """config.json of a checkpoint: the training config, the model's, the dataset's shape and the precision."""
+    cfg, meta = run.cfg, run.meta
+    return {"train": cfg.to_dict(), "model": dataclasses.asdict(run.mcfg),
+            "data": {"path": str(Path(cfg.data).resolve()), "kind": meta["kind"], "seq_len": meta["seq_len"],
+                     "vocab_size": meta["vocab_size"], "num_puzzle_identifiers": meta["num_puzzle_identifiers"],
+                     "canvas": meta.get("canvas")}, "step": run.step,
+            "precision": {"dtype": run.precision.dtype, "loss_scaling": run.precision.loss_scaling,
+                          "reason": run.precision.reason}, **(run.extra_config or {})}
 
-    def evaluate() -> dict[str, float]:
+
+def _save(run: _Run) -> Path | None:
+    """A checkpoint of the run at its current step (every rank's loader/RNG/carry gathered; rank 0 writes)."""
+    acc = run.acc
+    states = acc.gather_for_metrics([_rank_state(run.loader, run.carry)], use_gather_object=True) if run.world > 1 \
+        else [_rank_state(run.loader, run.carry)]
+    path = None
+    if acc.is_main_process:
+        opt, emb_opt, ema = run.opt, run.emb_opt, run.ema
+        ts = {"step": run.step, "opt": opt.state_dict() if opt else None,
+              "emb_opt": emb_opt.state_dict() if emb_opt else None,
+              "ema": ema.state_dict() if ema else None, "loss_scaling": run.scaling.state_dict(),
+              "loader": [s["loader"] for s in states], "rng": [s["rng"] for s in states],
+              "cuda_rng": [s["cuda_rng"] for s in states], "carry": [s["carry"] for s in states],
+              "device_batch": run.device_batch}
+        path = checkpoint.save(run.dir, run.step, model_state=run.model.state_dict(),
+                               ema_state=ema.shadow_state() if ema else None, train_state=ts,
+                               config=_full_config(run), puzzle_rows=run.puzzle_rows)
+    acc.wait_for_everyone()
+    return path
+
+
+def _evaluate(run: _Run) -> dict[str, float]:
+    """Token and exact accuracy on the test split with the EMA weights; on ARC also voted pass@1/pass@2."""
+    cfg, acc, source, model, ema, world = run.cfg, run.acc, run.source, run.model, run.ema, run.world
+    if ema is not None:
+        ema.swap_in(model)
+    try:
+        eb = cfg.eval_batch_size or cfg.global_batch_size
+        test = PuzzleLoader(source, "test", global_batch_size=eb, rank=run.rank, world_size=world)
+        on_batch, book = None, None
+        if isinstance(source, ArcSource):
+            # ARC: also vote over the augmented versions, as predict --vote does, and score the top two.
+            from arcsolver.inference.predict import add_to_book
+            from arcsolver.inference.vote import VoteBook
+            book = VoteBook()
+            ver_sel, ex_sel = source.test_items()
+
+            def on_batch(b, preds, q):
+                idx, p, qq = b["index"], preds, q
+                if world > 1:
+                    idx, p, qq = acc.gather(idx), acc.gather(p.contiguous()), acc.gather(qq)
+                if acc.is_main_process:
+                    add_to_book(book, source, ver_sel, ex_sel, idx, p, qq)
+        sums = evaluate_split(model.model, test.test_batches(), acc.device, max_batches=cfg.eval_max_batches,
+                              steps=cfg.eval_steps or None, on_batch=on_batch)
+    finally:
         if ema is not None:
-            ema.swap_in(model)
-        try:
-            eb = cfg.eval_batch_size or cfg.global_batch_size
-            test = PuzzleLoader(source, "test", global_batch_size=eb, rank=rank, world_size=world)
-            on_batch, book = None, None
-            if isinstance(source, ArcSource):
-                # ARC: also vote over the augmented versions, as predict --vote does, and score the top two.
-                from arcsolver.inference.predict import add_to_book
-                from arcsolver.inference.vote import VoteBook
-                book = VoteBook()
-                ver_sel, ex_sel = source.test_items()
+            ema.swap_out(model)
+    t = torch.tensor([sums[k] for k in sorted(sums)], dtype=torch.float64, device=acc.device)
+    t = acc.reduce(t, reduction="sum") if world > 1 else t
+    out = finish_metrics(dict(zip(sorted(sums), t.tolist())))
+    if book is not None and acc.is_main_process and not cfg.eval_max_batches:
+        from arcsolver.inference.predict import voted_scores
+        out.update(voted_scores(book, source))
+    return out
 
-                def on_batch(b, preds, q):
-                    idx, p, qq = b["index"], preds, q
-                    if world > 1:
-                        idx, p, qq = acc.gather(idx), acc.gather(p.contiguous()), acc.gather(qq)
-                    if acc.is_main_process:
-                        add_to_book(book, source, ver_sel, ex_sel, idx, p, qq)
-            sums = evaluate_split(model.model, test.test_batches(), acc.device, max_batches=cfg.eval_max_batches,
-                                  steps=cfg.eval_steps or None, on_batch=on_batch)
-        finally:
-            if ema is not None:
-                ema.swap_out(model)
-        t = torch.tensor([sums[k] for k in sorted(sums)], dtype=torch.float64, device=acc.device)
-        t = acc.reduce(t, reduction="sum") if world > 1 else t
-        out = finish_metrics(dict(zip(sorted(sums), t.tolist())))
-        if book is not None and acc.is_main_process and not cfg.eval_max_batches:
-            from arcsolver.inference.predict import voted_scores
-            out.update(voted_scores(book, source))
-        return out
 
-    it = iter(loader)
-    planner = StepPlanner(deadline, {"checkpoint": checkpoint_seconds(model, has_ema=ema is not None,
-                                                                      has_opt=opt is not None)},
+# ---------------------------------------------------------------------------------------------------------------
+# the loop: the plan of steps, one step, what is reported after it, when to stop, and the end of the run
+
+
+@dataclass
+class _Loop:
+    """Where the loop stands: the step plan (deadline planner, LR schedule), the progress bar, what was measured
+    and reported so far, and why it stops."""
+    planner: StepPlanner
+    sched: "_Schedule"
+    eval_factor: float
+    final_eval: bool
+    replan_at: int
+    progress: object = None
+    plan: Plan | None = None
+    last_metrics: dict = dataclasses.field(default_factory=dict)
+    eval_metrics: dict = dataclasses.field(default_factory=dict)
+    ckpt_path: Path | None = None
+    step_times: list = dataclasses.field(default_factory=list)
+    window: dict = dataclasses.field(default_factory=dict)
+    stop_why: str | None = None
+    stop_signal: str | None = None
+
+
+def _plan_loop(run: _Run, deadline: Deadline, t_start: float, *, prior_step_s: float | None, final_eval: bool,
+               quiet: bool) -> _Loop:
+    """The step planner (reserving the final checkpoint), the LR schedule over max_steps until a deadline's plan
+    resizes it, the final evaluation's cost in steps, and the progress bar; puts the model in training mode."""
+    cfg, model = run.cfg, run.model
+    planner = StepPlanner(deadline, {"checkpoint": checkpoint_seconds(model, has_ema=run.ema is not None,
+                                                                      has_opt=run.opt is not None)},
                           prior_step_s=prior_step_s)
-    eval_factor = _eval_cost_in_steps(cfg, source, mcfg, local_batch, world) if final_eval or eval_every else 0.0
-    sched = _Schedule(cfg.lr_warmup_steps, total_steps, total_steps)  # (warm-up, cosine end, planned end)
-    plan = None
-    replan_at = step + 2  # the first plan after two timed steps of this run
-    last_metrics: dict[str, float] = {}
-    eval_metrics: dict[str, float] = {}
-    ckpt_path = None
-    step_times: list[float] = []
-    window: dict[str, torch.Tensor] = {}
-    steps_this_run = 0
-    progress = None
-    if acc.is_main_process and not quiet:
-        from tqdm import tqdm
-        # Under a deadline the total is unknown until the first plan (two steps in): no bar towards max_steps.
-        progress = tqdm(total=None if deadline.limited else total_steps, initial=step, dynamic_ncols=True,
-                        mininterval=bar_interval(), desc=_bar_label(deadline, t_start))
+    eval_factor = _eval_cost_in_steps(cfg, run.source, run.mcfg, run.local_batch, run.world) \
+        if final_eval or run.eval_every else 0.0
+    loop = _Loop(planner=planner,
+                 sched=_Schedule(cfg.lr_warmup_steps, run.total_steps, run.total_steps),  # warm-up, cosine end, end
+                 eval_factor=eval_factor, final_eval=final_eval,
+                 replan_at=run.step + 2)  # the first plan after two timed steps of this run
+    # Under a deadline the total is unknown until the first plan (two steps in): no bar towards max_steps.
+    loop.progress = progress_bar(_bar_label(deadline, t_start), total=None if deadline.limited else run.total_steps,
+                                 initial=run.step, enabled=run.acc.is_main_process and not quiet)
     model.train()
-    if _any_rank(acc, world, planner.should_stop()):  # not even one step fits (a caller's estimate says so)
-        stop["why"] = "time"
-    if stop_after_steps == 0:  # a checkpoint of the initial state (fine-tuning with no time to train)
-        stop["why"] = "steps"
-    while step < sched.end and not stop["why"]:
-        t0 = clock.now()
-        batch = batch_to(next(it), acc.device)
-        if carry is None:
-            carry = model.model.initial_carry(batch)
-        carry, loss, metrics, device_batch = _forward_backward(ddp_model, model, acc, carry, batch, local_batch,
-                                                               device_batch, opt, emb_opt, scaling.backward)
-        step += 1  # counted before the LR is computed, as the reference: the first step runs at lr/warmup, not 0
-        lr = lr_at(step, cfg.lr, sched.warmup, sched.total, cfg.lr_min_ratio)
-        if opt is not None:
-            for g in opt.param_groups:
-                g["lr"] = lr
-        if emb_opt is not None:
-            emb_opt.set_lr(lr_at(step, cfg.puzzle_emb_lr, sched.warmup, sched.total, cfg.lr_min_ratio))
-        scaling.step(opt, emb_opt)  # both optimizers (float16: unscaled, skipped together on overflow)
-        if opt is not None:
-            opt.zero_grad(set_to_none=True)
-        if emb_opt is not None:
-            emb_opt.zero_grad()
-        if ema is not None:
-            ema.update(model)
-        steps_this_run += 1
-        step_times.append(clock.now() - t0)
-        planner.observe(step_times[-1])
-        if deadline.limited and step >= replan_at:
-            first = plan is None
-            sched, plan, replan_at, final_eval = _replan(planner, step, total_steps, cfg, eval_factor, final_eval,
-                                                         acc, world, first, eval_every, ckpt_every)
-            log.write(step, "plan", plan.to_dict())
-            if progress is not None:
-                progress.total = sched.end
-                progress.refresh()
-                if first:
-                    progress.write(plan.describe())
-        # Metrics count only rows that halted at a step; sum them over the logging window so a window always has some.
-        window = {k: v.detach() + window.get(k, 0) for k, v in metrics.items()}
+    return loop
 
-        if step % cfg.log_every == 0 or step == sched.end:
-            m = _reduce_metrics(acc, window, world)
-            window = {}
-            m.update(lr=lr, loss_per_sample=float(loss.detach()) / local_batch,
-                     samples_per_s=cfg.global_batch_size * len(step_times[-cfg.log_every:]) /
-                     max(1e-9, sum(step_times[-cfg.log_every:])))
-            last_metrics = m
-            log.write(step, "train", m)
-            if progress is not None:
-                progress.set_postfix(loss=f"{m['loss_per_sample']:.3f}", acc=f"{m.get('accuracy', 0):.3f}",
-                                     exact=f"{m.get('exact_accuracy', 0):.3f}", sps=f"{m['samples_per_s']:.0f}")
-        if progress is not None:
-            progress.update(1)
 
-        if eval_every and step % eval_every == 0 and step < sched.end:
-            eval_metrics = evaluate()
-            log.write(step, "eval", eval_metrics)
-            if progress is not None:
-                voted = (f", voted pass@1 {eval_metrics['vote_pass@1']:.3f} pass@2 {eval_metrics['vote_pass@2']:.3f}"
-                         if "vote_pass@1" in eval_metrics else "")
-                progress.write(f"step {step}: eval exact {eval_metrics['exact_accuracy']:.4f} "
-                               f"token {eval_metrics['token_accuracy']:.4f} ({int(eval_metrics['count'])} examples){voted}")
-        if ckpt_every and step % ckpt_every == 0 and step < sched.end:
-            ckpt_path = save()
+def _train_step(run: _Run, loop: _Loop, batches, clock) -> tuple[torch.Tensor, dict, float]:
+    """One optimizer step: next batch, forward + backward in micro-batches, LR of the step, both optimizers, EMA;
+    the step's time goes to the planner. Returns (loss, metrics, lr)."""
+    cfg, opt, emb_opt, sched = run.cfg, run.opt, run.emb_opt, loop.sched
+    t0 = clock.now()
+    batch = batch_to(next(batches), run.acc.device)
+    if run.carry is None:
+        run.carry = run.model.model.initial_carry(batch)
+    run.carry, loss, metrics, run.device_batch = _forward_backward(
+        run.ddp_model, run.model, run.acc, run.carry, batch, run.local_batch, run.device_batch, opt, emb_opt,
+        run.scaling.backward)
+    run.step += 1  # counted before the LR is computed, as the reference: the first step runs at lr/warmup, not 0
+    lr = lr_at(run.step, cfg.lr, sched.warmup, sched.total, cfg.lr_min_ratio)
+    if opt is not None:
+        for g in opt.param_groups:
+            g["lr"] = lr
+    if emb_opt is not None:
+        emb_opt.set_lr(lr_at(run.step, cfg.puzzle_emb_lr, sched.warmup, sched.total, cfg.lr_min_ratio))
+    run.scaling.step(opt, emb_opt)  # both optimizers (float16: unscaled, skipped together on overflow)
+    if opt is not None:
+        opt.zero_grad(set_to_none=True)
+    if emb_opt is not None:
+        emb_opt.zero_grad()
+    if run.ema is not None:
+        run.ema.update(run.model)
+    loop.step_times.append(clock.now() - t0)
+    loop.planner.observe(loop.step_times[-1])
+    return loss, metrics, lr
 
-        # Stop before a step that would end inside the reserves (checkpoint, final evaluation).
-        if planner.should_stop():
-            stop["why"] = "time"
-        if stop_after_steps is not None and steps_this_run >= stop_after_steps:
-            stop["why"] = "steps"
-        stop["why"], stop["signal"] = agree_on_stop(acc, world, stop["why"], stop_requests.received)
-        if stop["why"]:
-            break
-    if progress is not None:
-        progress.close()
+
+def _replan_and_report(run: _Run, loop: _Loop, log: MetricsLog) -> None:
+    """Under a deadline: re-plan the steps that fit (and the LR schedule over them), log the plan, resize the bar."""
+    first = loop.plan is None
+    loop.sched, loop.plan, loop.replan_at, loop.final_eval = _replan(
+        loop.planner, run.step, run.total_steps, run.cfg, loop.eval_factor, loop.final_eval, run.acc, run.world,
+        first, run.eval_every, run.ckpt_every)
+    log.write(run.step, "plan", loop.plan.to_dict())
+    if loop.progress is not None:
+        loop.progress.total = loop.sched.end
+        loop.progress.refresh()
+        if first:
+            say(loop.plan.describe())
+
+
+def _log_train_metrics(run: _Run, loop: _Loop, log: MetricsLog, loss: torch.Tensor, metrics: dict,
+                       lr: float) -> None:
+    """Every `log_every` steps (and at the end): the window's metrics to metrics.jsonl and the bar; the bar ticks."""
+    cfg, step = run.cfg, run.step
+    # Metrics count only rows that halted at a step; sum them over the logging window so a window always has some.
+    loop.window = {k: v.detach() + loop.window.get(k, 0) for k, v in metrics.items()}
+    if step % cfg.log_every == 0 or step == loop.sched.end:
+        m = _reduce_metrics(run.acc, loop.window, run.world)
+        loop.window = {}
+        recent = loop.step_times[-cfg.log_every:]
+        m.update(lr=lr, loss_per_sample=float(loss.detach()) / run.local_batch,
+                 samples_per_s=cfg.global_batch_size * len(recent) / max(1e-9, sum(recent)))
+        loop.last_metrics = m
+        log.write(step, "train", m)
+        if loop.progress is not None:
+            loop.progress.set_postfix(loss=f"{m['loss_per_sample']:.3f}", acc=f"{m.get('accuracy', 0):.3f}",
+                                      exact=f"{m.get('exact_accuracy', 0):.3f}", sps=f"{m['samples_per_s']:.0f}")
+    if loop.progress is not None:
+        loop.progress.update(1)
+
+
+def _periodic_eval_and_checkpoint(run: _Run, loop: _Loop, log: MetricsLog) -> None:
+    """Every `eval_every` / `ckpt_every` steps before the last: evaluate (logged, one line under the bar) and save."""
+    step = run.step
+    if run.eval_every and step % run.eval_every == 0 and step < loop.sched.end:
+        ev = loop.eval_metrics = _evaluate(run)
+        log.write(step, "eval", ev)
+        if loop.progress is not None:
+            voted = (f", voted pass@1 {ev['vote_pass@1']:.3f} pass@2 {ev['vote_pass@2']:.3f}"
+                     if "vote_pass@1" in ev else "")
+            say(f"step {step}: eval exact {ev['exact_accuracy']:.4f} token {ev['token_accuracy']:.4f} "
+                f"({int(ev['count'])} examples){voted}")
+    if run.ckpt_every and step % run.ckpt_every == 0 and step < loop.sched.end:
+        loop.ckpt_path = _save(run)
+
+
+def _decide_stop(run: _Run, loop: _Loop, stop_requests: StopRequests) -> None:
+    """Stop before a step that would end inside the reserves (checkpoint, final evaluation), or on a signal; every
+    rank agrees on the same step."""
+    if loop.planner.should_stop():
+        loop.stop_why = "time"
+    loop.stop_why, loop.stop_signal = agree_on_stop(run.acc, run.world, loop.stop_why, stop_requests.received)
+
+
+def _finish(run: _Run, loop: _Loop, log: MetricsLog) -> None:
+    """Close the bar; the final evaluation (unless the periodic one just ran at this step, or a signal stopped the
+    run); the last checkpoint; on several processes, each rank's weight fingerprint to prove they agree."""
+    if loop.progress is not None:
+        loop.progress.close()
+    step, total_steps, eval_every = run.step, run.total_steps, run.eval_every
     # A run cut by its time budget still reports where it ended (the evaluation runs after the budget).
     # (Not again when the periodic evaluation just ran at this step: same weights, same numbers.)
-    if step >= sched.end and sched.end < total_steps and stop["why"] is None:
-        stop["why"] = "time"  # ended at the planned step count: the deadline's plan, not max_steps
-    if final_eval and (step >= total_steps or stop["why"] in (None, "steps", "time")):
+    if step >= loop.sched.end and loop.sched.end < total_steps and loop.stop_why is None:
+        loop.stop_why = "time"  # ended at the planned step count: the deadline's plan, not max_steps
+    if loop.final_eval and (step >= total_steps or loop.stop_why in (None, "steps", "time")):
         if step >= total_steps or (eval_every and step % eval_every) or not eval_every:
-            eval_metrics = evaluate()
-            log.write(step, "eval", eval_metrics)
-    ckpt_path = save()
-    if world > 1:
+            loop.eval_metrics = _evaluate(run)
+            log.write(step, "eval", loop.eval_metrics)
+    loop.ckpt_path = _save(run)
+    if run.world > 1:
         # Every rank must hold the same weights and puzzle table; record each rank's fingerprint to prove it.
-        fp = torch.tensor([_fingerprint(model)], dtype=torch.float64, device=acc.device)
-        fps = acc.gather(fp).tolist()
+        fp = torch.tensor([_fingerprint(run.model)], dtype=torch.float64, device=run.acc.device)
+        fps = run.acc.gather(fp).tolist()
         log.write(step, "sync", {"rank_fingerprints": fps, "in_sync": len(set(fps)) == 1})
     log.close()
-    stop_requests.restore()
-    return TrainResult(step, ckpt_path, last_metrics, eval_metrics, clock.now() - t_start,
-                       stop["why"] or "steps", step_times, plan=plan.to_dict() if plan is not None else None,
-                       signal=stop["signal"], device_batch=device_batch)
+
 
 
 # ---------------------------------------------------------------------------------------------------------------
