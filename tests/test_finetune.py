@@ -15,7 +15,7 @@ from arcsolver.data.arc_dataset import TaskSet, build
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.training.config import build_config
 from arcsolver.runtime.deadline import Deadline, ManualClock
-from arcsolver.training.finetune import _mean_table, finetune
+from arcsolver.training.finetune import finetune
 from arcsolver.training.finetune_plan import AUG_FLOOR, MIN_STEPS, Costs, decide
 from arcsolver.inference.submission import check_submission
 from arcsolver.training.train import train
@@ -24,9 +24,13 @@ from conftest import BUNDLED
 
 
 def test_mean_table_initialisation():
+    from arcsolver.model.puzzle_embedding import extend_table
     old = torch.tensor([[0.0, 0.0], [1.0, 2.0], [3.0, 6.0]])
-    new = _mean_table(old, 4)
-    assert new.shape == (4, 2) and torch.equal(new, torch.tensor([[2.0, 4.0]] * 4))  # blank row excluded
+    new, kept = extend_table(old, None, ["<blank>", "a", "b", "c"])
+    assert kept == 0 and new.shape == (4, 2) and torch.equal(new, torch.tensor([[2.0, 4.0]] * 4))  # blank excluded
+    # with the checkpoint's row names, a row it was trained for keeps its row; the others start at the mean
+    new, kept = extend_table(old, ["<blank>", "x", "y"], ["<blank>", "new", "y", "x"])
+    assert kept == 2 and torch.equal(new, torch.tensor([[2.0, 4.0], [2.0, 4.0], [3.0, 6.0], [1.0, 2.0]]))
 
 
 # ---------------------------------------------------------------------------------------------------------------

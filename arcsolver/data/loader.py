@@ -16,7 +16,11 @@ The test split is every (version, test input) in order, in global batches padded
 ignored labels and the blank puzzle id 0; `valid` marks the real rows.
 
 Batches are dicts of torch tensors: inputs int32 [b, L], labels int64 [b, L] (ignored = -100),
-puzzle_identifiers int32 [b], plus `index` int64 [b] (position in the split, -1 for padding) for the test split.
+puzzle_identifiers int32 [b] (the version's row, `version` mode), task_identifiers int32 [b] (task index + 1, 0 for
+padding: the row in `task` mode) and augmentations int32 [b, 11] (the version's dihedral id, then its colour map),
+plus `index` int64 [b] (position in the split, -1 for padding) for the test split. Every batch carries both modes'
+keys, read off the store's versions (task, dihedral, colour map), so either mode trains on the same prepared data.
+Dense datasets have no tasks or versions: task 0 and the identity augmentation.
 """
 
 from __future__ import annotations
@@ -163,6 +167,36 @@ class ArcSource:
         pids = np.where(ver >= 0, ver.astype(np.int64) + 1, 0).astype(np.int32)
         return inputs, labels, pids
 
+    def augmentations(self, ver: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Versions (-1 = padding) -> (task ids int32 [b]: task index + 1, 0 for padding; augmentations int32
+        [b, 11]: dihedral id, colour map; the identity for padding)."""
+        a = self.a
+        valid = ver >= 0
+        safe = np.where(valid, ver, 0).astype(np.int64)
+        tasks = np.where(valid, a["ver_task"][safe].astype(np.int64) + 1, 0).astype(np.int32) if len(a["ver_task"]) \
+            else np.zeros(len(ver), np.int32)
+        augs = identity_augmentations(len(ver))
+        if len(a["ver_task"]):
+            augs[valid, 0] = a["ver_tid"][safe[valid]]
+            augs[valid, 1:] = a["ver_map"][safe[valid]]
+        return tasks, augs
+
+
+def identity_augmentations(n: int) -> np.ndarray:
+    """[n, 11] int32 rows of (dihedral 0, identity colour map)."""
+    augs = np.zeros((n, 11), np.int32)
+    augs[:, 1:] = np.arange(10, dtype=np.int32)
+    return augs
+
+
+def _batch(inputs: np.ndarray, labels: np.ndarray, pids: np.ndarray, tasks: np.ndarray | None = None,
+           augs: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    n = len(pids)
+    return {"inputs": torch.from_numpy(inputs.astype(np.int32)), "labels": torch.from_numpy(labels),
+            "puzzle_identifiers": torch.from_numpy(pids),
+            "task_identifiers": torch.from_numpy(tasks if tasks is not None else np.zeros(n, np.int32)),
+            "augmentations": torch.from_numpy(augs if augs is not None else identity_augmentations(n))}
+
 
 class DenseSource:
     """Items are rows of a dense (Sudoku/Maze) dataset; augmentation is drawn per batch."""
@@ -273,6 +307,7 @@ class PuzzleLoader:
             seeds = np.array([_mix_seed(np.uint64(self.seed) ^ np.uint64(0xA5A5A5A5), np.int64(p))
                               for p in range(lo, lo + b)], dtype=np.uint64)
             inputs, labels, pids = src.encode(ver, ex, ~keep, seeds)
+            return _batch(inputs, labels, pids, *src.augmentations(ver))
         else:
             # Augment the whole global batch with one generator, then slice: shards see what one process would.
             rows, _, _ = self._items(k * B, B)
@@ -280,8 +315,7 @@ class PuzzleLoader:
             inputs, labels, pids = src.encode_split("train", rows, rng)
             sl = slice(self.rank * b, (self.rank + 1) * b)
             inputs, labels, pids = inputs[sl], labels[sl], pids[sl]
-        return {"inputs": torch.from_numpy(inputs.astype(np.int32)), "labels": torch.from_numpy(labels),
-                "puzzle_identifiers": torch.from_numpy(pids)}
+        return _batch(inputs, labels, pids)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         if self.split != "train":
@@ -308,8 +342,8 @@ class PuzzleLoader:
             ex = np.where(valid, ex_all[safe], -1).astype(np.int32)
             if isinstance(self.source, ArcSource):
                 inputs, labels, pids = self.source.encode(ver, ex, np.zeros(b, np.bool_), np.zeros(b, np.uint64))
+                batch = _batch(inputs, labels, pids, *self.source.augmentations(ver))
             else:
-                inputs, labels, pids = self.source.encode_split("test", ver, None)
-            yield {"inputs": torch.from_numpy(inputs.astype(np.int32)), "labels": torch.from_numpy(labels),
-                   "puzzle_identifiers": torch.from_numpy(pids),
-                   "index": torch.from_numpy(np.where(valid, idx, -1).astype(np.int64))}
+                batch = _batch(*self.source.encode_split("test", ver, None))
+            batch["index"] = torch.from_numpy(np.where(valid, idx, -1).astype(np.int64))
+            yield batch

@@ -126,6 +126,21 @@ def _check_inputs(ckpt: str | Path, data: str | None, out: Path) -> tuple[Path, 
     return ck, cfg, str(data)
 
 
+def _check_dataset_fits(ck: Path, cfg: dict, meta: dict, data: str) -> None:
+    """The dataset is the one the checkpoint was trained (or fine-tuned) on: its canvas, its number of puzzle rows
+    (versions, or tasks in task mode) and, when the checkpoint carries its name -> row map, the same name per row."""
+    from arcsolver.model.puzzle_embedding import dataset_row_map, table_rows
+    from arcsolver.model.checks import check_puzzle_rows
+    mode = cfg["model"].get("puzzle_emb_mode", "version")
+    mine = {"seq_len": int(meta["seq_len"]), "num_puzzle_identifiers": table_rows(meta, mode)}
+    for key, value in mine.items():
+        if value != int(cfg["model"][key]):
+            raise InputError(f"dataset {key} {value} does not match the checkpoint's {cfg['model'][key]} "
+                             "(predict with the dataset the checkpoint was trained or fine-tuned on)", file=str(data))
+    if int(cfg["model"].get("puzzle_emb_ndim", 1)) > 0:
+        check_puzzle_rows(ck, dataset_row_map(data, mode), data=str(data))
+
+
 def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str | None = None, vote: bool = True,
             batch_size: int = 256, steps: int | None = None, ema: bool = True, cpu: bool | None = None,
             candidates: bool = True, max_versions: int = 0, quiet: bool = False, deadline: Deadline | None = None,
@@ -154,10 +169,7 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     ckpt, cfg, data = _check_inputs(ckpt, data, out)
     source = ArcSource(data)
     store = source.store
-    for key in ("seq_len", "num_puzzle_identifiers"):
-        if int(store.meta[key]) != int(cfg["model"][key]):
-            raise InputError(f"dataset {key} {store.meta[key]} does not match the checkpoint's {cfg['model'][key]} "
-                             "(predict with the dataset the checkpoint was trained or fine-tuned on)", file=str(data))
+    _check_dataset_fits(ckpt, cfg, store.meta, data)
 
     # Which tasks to answer: the dataset's test tasks, or the tasks of --tasks (which must be among them).
     test_idx = store.test_task_indices()

@@ -36,7 +36,7 @@ class Rollout:
         B, dev = batch["inputs"].shape[0], batch["inputs"].device
         start = inner.reset_carry(torch.ones(B, dtype=torch.bool, device=dev), inner.empty_carry(B, dev))
         self.z_H, self.z_L = inner.to_internal(start.z_H), inner.to_internal(start.z_L)
-        self.x = inner.to_internal(inner.input_embeddings(batch["inputs"], batch["puzzle_identifiers"]))
+        self.x = inner.to_internal(inner.embed_batch(batch))
         self.cos_sin = inner.cos_sin()
         self.steps = 0
 

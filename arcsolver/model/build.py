@@ -16,9 +16,10 @@ def model_config(arch: dict[str, Any], data_meta: dict, local_batch: int):
     unknown = set(arch) - fields
     if unknown:
         raise InputError(f"unknown model field(s): {', '.join(sorted(unknown))}", field="arch")
+    from arcsolver.model.puzzle_embedding import table_rows
     kw = dict(arch)
     kw.update(batch_size=local_batch, seq_len=int(data_meta["seq_len"]), vocab_size=int(data_meta["vocab_size"]),
-              num_puzzle_identifiers=int(data_meta["num_puzzle_identifiers"]))
+              num_puzzle_identifiers=table_rows(data_meta, kw.get("puzzle_emb_mode", "version")))
     kw.setdefault("puzzle_emb_ndim", kw.get("hidden_size", 512))
     return TRMConfig(**kw)
 

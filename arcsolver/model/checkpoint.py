@@ -4,6 +4,9 @@
   <run>/step_000123/ema.safetensors     the EMA shadow of the parameters (absent when EMA is off)
   <run>/step_000123/train_state.pt      optimizer + scheduler state, RNG states, loader position, the ACT carry
   <run>/step_000123/config.json         training config, model config, dataset summary
+  <run>/step_000123/puzzle_rows.json    the name -> row map of the puzzle table (puzzle_embedding.dataset_row_map:
+                                        task names, and every version's name in version mode), so a run can be
+                                        continued, a table extended by fine-tuning or exported without the dataset
   <run>/latest                          name of the newest complete checkpoint folder
 
 Weights are safetensors (safe to load, mmap-able, readable from other frameworks). Training state holds Python
@@ -33,7 +36,7 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def save(run_dir: str | Path, step: int, *, model_state: dict[str, torch.Tensor],
          ema_state: dict[str, torch.Tensor] | None, train_state: dict[str, Any] | None, config: dict,
-         keep_last: int = 0) -> Path:
+         keep_last: int = 0, puzzle_rows: dict | None = None) -> Path:
     """Write one checkpoint atomically and point `latest` at it; keep the newest `keep_last` (0: keep all)."""
     run_dir = Path(run_dir)
     name = f"step_{step:07d}"
@@ -44,6 +47,8 @@ def save(run_dir: str | Path, step: int, *, model_state: dict[str, torch.Tensor]
         if train_state is not None:
             torch.save(train_state, tmp / "train_state.pt")
         write_json(tmp / "config.json", config, indent=True)
+        if puzzle_rows is not None:
+            write_json(tmp / "puzzle_rows.json", puzzle_rows)
     atomic_write_bytes(run_dir / "latest", name.encode())
     if keep_last > 0:
         old = sorted(p for p in run_dir.glob("step_*") if p.is_dir())[:-keep_last]
@@ -108,6 +113,18 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
     if not isinstance(st, dict) or not {"step", "loader", "rng", "carry"} <= set(st):
         raise InputError("training state incomplete (expected step, loader, rng, carry)", file=str(f))
     return st
+
+
+def load_puzzle_rows(path: str | Path) -> dict | None:
+    """The checkpoint's name -> row map (see the module docstring), or None for checkpoints written before it."""
+    f = resolve(path) / "puzzle_rows.json"
+    if not f.is_file():
+        return None
+    rows = read_json(f)
+    if not isinstance(rows, dict) or not isinstance(rows.get("tasks"), list) or rows.get("mode") not in (
+            "version", "task") or (rows["mode"] == "version" and not isinstance(rows.get("versions"), list)):
+        raise InputError("expected {mode: version|task, tasks: [...], versions: [...] (version mode)}", file=str(f))
+    return rows
 
 
 def load_raw(path: str | Path) -> dict[str, torch.Tensor]:

@@ -29,6 +29,7 @@ _INT, _FLOAT, _BOOL, _STR = int, float, bool, str
 POS_ENCODINGS = ("rope", "learned", "none")
 FORWARD_DTYPES = ("bfloat16", "float32", "float16")
 LOSS_TYPES = ("stablemax_cross_entropy", "softmax_cross_entropy")
+PUZZLE_EMB_MODES = ("version", "task")  # puzzle_embedding.PUZZLE_EMB_MODES (not imported: keeps this module light)
 ARCH_RULES: dict[str, Any] = {
     "batch_size": (_INT, 1, True, None), "seq_len": (_INT, 1, True, None), "puzzle_emb_ndim": (_INT, 0, True, None),
     "num_puzzle_identifiers": (_INT, 1, True, None), "vocab_size": (_INT, 2, True, None),
@@ -37,7 +38,7 @@ ARCH_RULES: dict[str, Any] = {
     "num_heads": (_INT, 1, True, None), "pos_encodings": POS_ENCODINGS, "rms_norm_eps": (_FLOAT, 0, False, None),
     "rope_theta": (_FLOAT, 0, False, None), "halt_max_steps": (_INT, 1, True, None),
     "halt_exploration_prob": (_FLOAT, 0, True, 1.0), "forward_dtype": FORWARD_DTYPES, "mlp_t": _BOOL,
-    "puzzle_emb_len": (_INT, 0, True, None), "no_ACT_continue": _BOOL,
+    "puzzle_emb_len": (_INT, 0, True, None), "no_ACT_continue": _BOOL, "puzzle_emb_mode": PUZZLE_EMB_MODES,
 }
 
 
@@ -167,6 +168,7 @@ def check_resume(path: str | Path, model_cfg, loss_type: str) -> tuple[Path, dic
     ignore = {"batch_size", "forward_dtype"}  # per-process / per-device choices, not the architecture
     fields = dataclasses.asdict(model_cfg)
     fields["puzzle_emb_ndim"] = fields.pop("puzzle_emb_ndim")  # derived from hidden_size: name the cause first
+    fields = {"puzzle_emb_mode": fields.pop("puzzle_emb_mode"), **fields}  # the cause of a different row count
     for k, v in fields.items():
         if k in ignore:
             continue
@@ -177,3 +179,23 @@ def check_resume(path: str | Path, model_cfg, loss_type: str) -> tuple[Path, dic
         raise InputError(f"the checkpoint has loss_type={cfg['train'].get('loss_type')!r}, this run {loss_type!r}",
                          file=cfile, field="train.loss_type")
     return ck, checkpoint.load_train_state(ck)  # read now: an unreadable state fails before the run folder is touched
+
+
+def check_puzzle_rows(ck: Path, want: dict, *, data: str | None = None) -> None:
+    """The checkpoint's puzzle rows (its puzzle_rows.json) are named as `want` (the dataset's map, same mode):
+    the same table row means the same task/version. Checkpoints written before row maps pass unchecked."""
+    from arcsolver.model import checkpoint
+    from arcsolver.model.puzzle_embedding import map_row_names
+    have = checkpoint.load_puzzle_rows(ck)
+    if have is None:
+        return
+    f = str(ck / "puzzle_rows.json")
+    if have["mode"] != want["mode"]:
+        raise InputError(f"puzzle rows are for puzzle_emb_mode={have['mode']!r}, this run uses {want['mode']!r}",
+                         file=f, field="mode")
+    a, b = map_row_names(have), map_row_names(want)
+    if a != b:
+        i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        x, y = (a[i] if i < len(a) else "(none)"), (b[i] if i < len(b) else "(none)")
+        raise InputError(f"{len(a)} puzzle rows, row {i} is {x!r}; the dataset{f' {data}' if data else ''} has "
+                         f"{len(b)}, row {i} {y!r} (use the dataset the checkpoint was trained on)", file=f)

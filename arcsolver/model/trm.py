@@ -31,7 +31,8 @@ Interface (used by train / predict / inference):
     (+ out["target_q_continue"] in training when no_ACT_continue is False)
     carry.halted [B] bool: rows whose episode ended at this step; carry.steps [B] int32; carry.current_data: the
     batch each row is actually working on (halted rows take the incoming batch's row at the next call)
-  Batches: "inputs" int32 [B, seq_len], "labels" int64 [B, seq_len] (-100 = ignored), "puzzle_identifiers" int32 [B].
+  Batches: "inputs" int32 [B, seq_len], "labels" int64 [B, seq_len] (-100 = ignored), "puzzle_identifiers" int32 [B]
+  (version mode), or "task_identifiers" int32 [B] + "augmentations" int32 [B, 11] (task mode; the loader gives all).
   Training (`model.train()`): a row halts at halt_max_steps, or earlier when q_halt > 0 (no_ACT_continue) / q_halt >
   q_continue, but with probability halt_exploration_prob not before a minimum drawn uniformly from
   [2, halt_max_steps]. Evaluation (`model.eval()`): every row runs exactly halt_max_steps steps.
@@ -48,7 +49,7 @@ from torch import nn
 
 from arcsolver.model.layers import (Attention, CastedEmbedding, CastedLinear, CosSin, RotaryEmbedding, SwiGLU,
                                     TokenMixer, add_rms_norm, trunc_normal_)
-from arcsolver.model.puzzle_embedding import SparsePuzzleEmbedding
+from arcsolver.model.puzzle_embedding import SparsePuzzleEmbedding, TaskPuzzleEmbedding
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 
@@ -78,6 +79,9 @@ class TRMConfig:
     mlp_t: bool = False
     puzzle_emb_len: int = 16  # 0: ceil(puzzle_emb_ndim / hidden_size)
     no_ACT_continue: bool = True
+    # "version": one puzzle row per augmented version (the reference); "task": one row per task + an augmentation
+    # code (puzzle_embedding.TaskPuzzleEmbedding). num_puzzle_identifiers counts the rows of that table.
+    puzzle_emb_mode: str = "version"
 
     @property
     def prefix_len(self) -> int:
@@ -163,7 +167,8 @@ class TRMInner(nn.Module):
         if cfg.puzzle_emb_ndim > 0:
             if cfg.puzzle_emb_ndim > self.prefix * D:
                 raise ValueError(f"puzzle_emb_ndim {cfg.puzzle_emb_ndim} does not fit in {self.prefix} prefix slots")
-            self.puzzle_emb = SparsePuzzleEmbedding(cfg.num_puzzle_identifiers, cfg.puzzle_emb_ndim, self.dtype)
+            table = TaskPuzzleEmbedding if cfg.puzzle_emb_mode == "task" else SparsePuzzleEmbedding
+            self.puzzle_emb = table(cfg.num_puzzle_identifiers, cfg.puzzle_emb_ndim, self.dtype)
         S = cfg.seq_len + self.prefix
         if cfg.pos_encodings == "rope":
             self.rotary_emb = RotaryEmbedding(D // cfg.num_heads, S, cfg.rope_theta)
@@ -176,12 +181,14 @@ class TRMInner(nn.Module):
     def cos_sin(self) -> CosSin | None:
         return self.rotary_emb() if hasattr(self, "rotary_emb") else None
 
-    def input_embeddings(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor) -> torch.Tensor:
-        """x [B, prefix + seq_len, D] in the forward dtype."""
+    def input_embeddings(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor,
+                         augmentations: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, prefix + seq_len, D] in the forward dtype. `puzzle_ids`: rows of the puzzle table (version ids, or
+        task ids in task mode, where `augmentations` [B, 11] gives each row's dihedral id and colour map)."""
         cfg = self.config
         emb = self.embed_tokens(inputs.to(torch.int32))
         if cfg.puzzle_emb_ndim > 0:
-            pe = self.puzzle_emb(puzzle_ids)  # [B, ndim]
+            pe = self.puzzle_emb(puzzle_ids) if augmentations is None else self.puzzle_emb(puzzle_ids, augmentations)
             pad = self.prefix * cfg.hidden_size - pe.shape[-1]
             if pad > 0:  # slot 0 = the puzzle vector, the other slots zero
                 pe = nn.functional.pad(pe, (0, pad))
@@ -189,6 +196,15 @@ class TRMInner(nn.Module):
         if cfg.pos_encodings == "learned":  # 1/sqrt(2) keeps the variance of the sum
             emb = 0.707106781 * (emb + self.embed_pos.embedding_weight.to(self.dtype))
         return self.embed_scale * emb
+
+    def embed_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """x for a batch from the loader: its puzzle ids (version mode) or task ids + augmentations (task mode)."""
+        if self.config.puzzle_emb_mode != "task" or self.config.puzzle_emb_ndim <= 0:
+            return self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"])
+        if "task_identifiers" not in batch or "augmentations" not in batch:
+            raise ValueError("puzzle_emb_mode 'task' needs batches with task_identifiers and augmentations "
+                             "(the loader gives them)")
+        return self.input_embeddings(batch["inputs"], batch["task_identifiers"], batch["augmentations"])
 
     def empty_carry(self, batch_size: int, device: torch.device | str | None = None) -> InnerCarry:
         shape = (batch_size, self.config.seq_len + self.prefix, self.config.hidden_size)
@@ -235,7 +251,7 @@ class TRMInner(nn.Module):
     def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor]
                 ) -> tuple[InnerCarry, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """(new carry (detached), logits [B, seq_len, V], (q_halt [B], q_continue [B]) in fp32)."""
-        x = self.to_internal(self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"]))
+        x = self.to_internal(self.embed_batch(batch))
         z_H, z_L = self.recurse(self.to_internal(carry.z_H), self.to_internal(carry.z_L), x, self.cos_sin())
         logits, q = self.heads(z_H)
         z_H, z_L = self.from_internal(z_H.detach()), self.from_internal(z_L.detach())
@@ -251,7 +267,7 @@ class TRM(nn.Module):
         self.inner = TRMInner(cfg)
 
     @property
-    def puzzle_emb(self) -> SparsePuzzleEmbedding:
+    def puzzle_emb(self) -> SparsePuzzleEmbedding | TaskPuzzleEmbedding:
         return self.inner.puzzle_emb
 
     def initial_carry(self, batch: dict[str, torch.Tensor]) -> Carry:

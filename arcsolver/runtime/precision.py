@@ -151,7 +151,7 @@ class LossScaling:
             self.scaler.unscale_(opt)
             grads += [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
         if emb_opt is not None:
-            emb_grads = [w.grad for w in (emb_opt.emb.local_weights or []) if w.grad is not None]
+            emb_grads = [w.grad for w in emb_opt.leaves() if w.grad is not None]
             for g in emb_grads:
                 g.div_(scale)
             grads += emb_grads

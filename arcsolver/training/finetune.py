@@ -33,9 +33,21 @@ from arcsolver.training.finetune_plan import CUT_ORDER, decide, measure_costs
 from arcsolver.runtime.jsonio import read_json, write_json
 
 
-def _mean_table(old: torch.Tensor, n: int) -> torch.Tensor:
-    rows = old[1:] if old.shape[0] > 1 else old  # row 0 is the blank id
-    return rows.mean(0, keepdim=True).expand(n, -1).clone()
+def _extended_weights(ckpt: Path, base: dict, data_dir: Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's weights (EMA) with its puzzle table extended to the rows of the fine-tuning dataset: a row
+    the checkpoint's name -> row map already has (a task, or version, it was trained on) keeps its trained row,
+    every new one starts at the mean of the trained rows. In task mode the augmentation codes (dihedral rows,
+    colour codes) are kept as trained: only the task table is extended."""
+    from arcsolver.model.puzzle_embedding import dataset_row_map, extend_table, map_row_names, table_key
+    weights = checkpoint.load_weights(ckpt, ema=True)
+    mode = base["model"].get("puzzle_emb_mode", "version")
+    key = table_key(mode)
+    if key not in weights:  # no puzzle embedding (puzzle_emb_ndim 0)
+        return weights
+    old = checkpoint.load_puzzle_rows(ckpt)
+    new = map_row_names(dataset_row_map(data_dir, mode))
+    weights[key], _ = extend_table(weights[key].float(), map_row_names(old) if old else None, new)
+    return weights
 
 
 def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | None = None,
@@ -128,10 +140,8 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
         say(f"finetune plan: fixed {embed_steps or 0} embeddings-only + {full_steps or 0} full steps"
             + (f", capped by the {deadline.describe()}" if deadline.limited else ""))
 
-    # 2. weights with a puzzle table sized for the new versions, rows = mean of the trained rows
-    weights = checkpoint.load_weights(ckpt, ema=True)
-    key = next(k for k in weights if k.endswith("puzzle_emb.weights"))
-    weights[key] = _mean_table(weights[key].float(), int(meta["num_puzzle_identifiers"]))
+    # 2. weights with a puzzle table sized for the new tasks (versions), new rows = mean of the trained rows
+    weights = _extended_weights(ckpt, base, data_dir)
     cfg = dataclasses.replace(cfg, data=str(data_dir))
 
     # 3. phase 1: embeddings only; phase 2: the whole model (each against its own sub-deadline)

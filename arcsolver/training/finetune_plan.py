@@ -175,6 +175,7 @@ def measure_costs(ckpt, device, *, n_rows: int, predict_batch: int, train_batch:
     import torch
     from arcsolver.inference.rollout import rollout
     from arcsolver.inference.predict import load_model
+    from arcsolver.model.puzzle_embedding import blank_puzzle_inputs
     from arcsolver.training.train import checkpoint_seconds
     t = clock.now()
     b = max(1, min(predict_batch, n_rows))
@@ -187,7 +188,7 @@ def measure_costs(ckpt, device, *, n_rows: int, predict_batch: int, train_batch:
     def timed(rows: int) -> float:
         batch = {"inputs": torch.randint(2, 12, (rows, seq), generator=gen, dtype=torch.int32).to(device),
                  "labels": torch.zeros(rows, seq, dtype=torch.int64, device=device),
-                 "puzzle_identifiers": torch.zeros(rows, dtype=torch.int32, device=device)}
+                 **blank_puzzle_inputs(rows, device)}
         t0 = clock.now()
         rollout(model, batch, 1)
         if device.type == "cuda":

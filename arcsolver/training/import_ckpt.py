@@ -12,7 +12,9 @@ map per name, tasks from `--tasks`), and the table rows are permuted to our id o
 tasks the checkpoint was trained on.
 
 Export: our weights (EMA) under the reference's key names with the `_orig_mod.` prefix, plus `identifiers.json`
-from the dataset, so reference code can load them.
+from the checkpoint's name -> row map (the dataset's file for checkpoints written before maps), so reference code can
+load them. Both ways are `puzzle_emb_mode=version` only (the reference's table): a task-mode checkpoint is refused
+with one line; an imported checkpoint is a version-mode run carrying its row map.
 """
 
 from __future__ import annotations
@@ -163,7 +165,9 @@ def import_checkpoint(path: str | Path, identifiers: str | Path, tasks: list[str
                        "vocab_size": meta["vocab_size"], "num_puzzle_identifiers": meta["num_puzzle_identifiers"],
                        "canvas": canvas},
               "imported_from": {"checkpoint": str(path), "identifiers": str(identifiers)}, "step": 0}
-    return checkpoint.save(out / "run", 0, model_state=state, ema_state=None, train_state=None, config=config)
+    from arcsolver.model.puzzle_embedding import dataset_row_map
+    return checkpoint.save(out / "run", 0, model_state=state, ema_state=None, train_state=None, config=config,
+                           puzzle_rows=dataset_row_map(data, "version"))
 
 
 def _check_import_options(out: Path, **options: int) -> None:
@@ -179,12 +183,23 @@ def _check_import_options(out: Path, **options: int) -> None:
     check_writable(out, folder=True)
 
 
+def _check_exportable(ck: Path, cfg: dict) -> None:
+    """Reference checkpoints have one puzzle row per augmented version: only version mode moves there."""
+    mode = cfg["model"].get("puzzle_emb_mode", "version")
+    if mode != "version":
+        raise InputError(f"puzzle_emb_mode={mode!r}: the reference format has one puzzle row per augmented version "
+                         "and no task rows or augmentation codes; only version-mode checkpoints export",
+                         file=str(ck / "config.json"), field="model.puzzle_emb_mode")
+
+
 def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     """Our checkpoint -> OUT/checkpoint (reference state dict, EMA weights) + OUT/identifiers.json + OUT/arch.json."""
     from arcsolver.model.checks import check_checkpoint
     from arcsolver.runtime.checks import check_writable
     ck, cfg = check_checkpoint(ckpt)
+    _check_exportable(ck, cfg)
     check_writable(out, folder=True)
+    rows = checkpoint.load_puzzle_rows(ck)
     state = checkpoint.load_weights(ck, ema=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,7 +208,9 @@ def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     torch.save(ref, tmp)
     tmp.replace(out / "checkpoint")
     ids = Path(cfg["data"]["path"]) / "identifiers.json"
-    if ids.is_file():
+    if rows is not None:  # the checkpoint's own row map: right even when the dataset has moved or changed
+        write_json(out / "identifiers.json", rows["versions"])
+    elif ids.is_file():
         shutil.copyfile(ids, out / "identifiers.json")
     write_json(out / "arch.json", cfg["model"], indent=True)
     return out / "checkpoint"

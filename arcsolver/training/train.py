@@ -148,6 +148,7 @@ class _Run:
     eval_every: int
     ckpt_every: int
     extra_config: dict | None
+    puzzle_rows: dict | None = None  # the name -> row map every checkpoint carries (puzzle_embedding.dataset_row_map)
     step: int = 0
     carry: object = None
 
@@ -185,7 +186,8 @@ def _build_run(cfg: TrainConfig, *, cpu: bool | None, resume: str | None, init_w
     total_steps, eval_every, ckpt_every = _plan(cfg, source.epoch_len)
 
     mcfg = model_config(cfg.arch, meta, local_batch)  # its forward_dtype is a preference; checkpoints keep it
-    resume_state = _check_resume(resume, mcfg, cfg.loss_type) if resume else None
+    puzzle_rows = _puzzle_rows(cfg.data, mcfg)
+    resume_state = _check_resume(resume, mcfg, cfg.loss_type, puzzle_rows) if resume else None
     precision = run_precision(cfg.forward_dtype, mcfg.forward_dtype, acc.device, announce_it=acc.is_main_process
                               and not quiet)
     device_batch = _initial_device_batch(cfg, dataclasses.replace(mcfg, forward_dtype=precision.dtype), local_batch,
@@ -220,7 +222,7 @@ def _build_run(cfg: TrainConfig, *, cpu: bool | None, resume: str | None, init_w
     run = _Run(cfg=cfg, acc=acc, source=source, meta=meta, loader=loader, mcfg=mcfg, precision=precision,
                model=model, ddp_model=ddp_model, opt=opt, emb_opt=emb_opt, ema=ema, scaling=scaling,
                local_batch=local_batch, device_batch=device_batch, total_steps=total_steps,
-               eval_every=eval_every, ckpt_every=ckpt_every, extra_config=extra_config)
+               eval_every=eval_every, ckpt_every=ckpt_every, extra_config=extra_config, puzzle_rows=puzzle_rows)
     return run, resume_state
 
 
@@ -276,7 +278,7 @@ def _save(run: _Run) -> Path | None:
               "device_batch": run.device_batch}
         path = checkpoint.save(run.dir, run.step, model_state=run.model.state_dict(),
                                ema_state=ema.shadow_state() if ema else None, train_state=ts,
-                               config=_full_config(run))
+                               config=_full_config(run), puzzle_rows=run.puzzle_rows)
     acc.wait_for_everyone()
     return path
 
@@ -595,10 +597,22 @@ def _check_inputs(cfg: TrainConfig) -> None:
     check_writable(cfg.out, folder=True)
 
 
-def _check_resume(resume: str, mcfg, loss_type: str) -> dict:
-    """The checkpoint to resume: valid, of this run's architecture; returns its training state."""
-    from arcsolver.model.checks import check_resume
-    return check_resume(resume, mcfg, loss_type)[1]
+def _check_resume(resume: str, mcfg, loss_type: str, puzzle_rows: dict | None = None) -> dict:
+    """The checkpoint to resume: valid, of this run's architecture, its puzzle rows named as this dataset's rows;
+    returns its training state."""
+    from arcsolver.model.checks import check_puzzle_rows, check_resume
+    ck, state = check_resume(resume, mcfg, loss_type)
+    if puzzle_rows is not None:
+        check_puzzle_rows(ck, puzzle_rows)
+    return state
+
+
+def _puzzle_rows(data: str, mcfg) -> dict | None:
+    """The name -> row map every checkpoint of this run carries (puzzle_embedding.dataset_row_map)."""
+    if mcfg.puzzle_emb_ndim <= 0:
+        return None
+    from arcsolver.model.puzzle_embedding import dataset_row_map
+    return dataset_row_map(data, mcfg.puzzle_emb_mode)
 
 
 def _initial_device_batch(cfg: TrainConfig, mcfg, local_batch: int, device: torch.device) -> int:
