@@ -1,8 +1,8 @@
 """Benchmark: the fine-tuning planner on CPU -- what planning costs (% of the budget) and how close its estimate of
 prediction time is to the prediction's measured time, on three budgets.
 
-Setup: a checkpoint of the CPU demo architecture (`arc-demo-cpu`: h=128, 4 heads, H2 L2, 4 supervision steps)
-pretrained for 2 steps on 8 bundled tasks (the weights do not change the work done), then `arcsolver finetune
+Setup: a checkpoint of the CPU demo preset (`arc-demo-cpu`; runs/results/bench_planner.txt was measured when it was
+h=128, 4 heads, H2 L2, 4 supervision steps; it is now h=64, H1 L2, 1 step) pretrained for 2 steps on 8 bundled tasks (the weights do not change the work done), then `arcsolver finetune
 --predict --time-budget B` as a user runs it (a subprocess, one thread) on all 12 bundled tasks with `--num-aug`
 augmentations. From each run's finetune.json: planning seconds (the checkpoint load + the timed forward step),
 what the ladder cut, the steps trained, the predicted and the measured prediction seconds (load, every voted

@@ -3,8 +3,8 @@ small the undo + vote stage is next to the model.
 
 Setup: two bundled tasks (`--tasks N`), prepared as evaluation tasks with up to 1000 augmented versions each on the
 CPU demo's 10x10 canvas (`--canvas 30` for the ARC setting: ~9x the work per example), and a checkpoint of the CPU
-demo architecture (`arc-demo-cpu`: h=128, 4 heads, RoPE, H2 L2, 4 supervision steps), trained for one step (the
-weights do not change the work done). Rows:
+demo preset (`arc-demo-cpu`; the committed results were measured when it was h=128, 4 heads, RoPE, H2 L2, 4
+supervision steps; it is now h=64, H1 L2, 1 step), trained for one step (the weights do not change the work done). Rows:
   * rollout: `inference.rollout` alone on one batch -> examples x supervision steps per second;
   * predict --vote end to end (`predict.predict`: loading, every version of every test input, undo, vote, writing
     submission + candidates) -> seconds per task and per test input;

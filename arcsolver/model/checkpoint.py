@@ -16,7 +16,6 @@ A crash mid-save leaves the previous checkpoint and `latest` intact.
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 import types
