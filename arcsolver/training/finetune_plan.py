@@ -6,11 +6,11 @@ times the model-loading part of prediction) and one forward supervision step of 
 one warm-up call, on a synthetic batch of the real shape. Everything else follows by counting forward passes
 (`train.py` spells out the same model): a training step of G rows is G rows x (1 + 2/H) forward-supervision units
 (the backward pass covers the last of H cycles at ~2x its forward), x `TRAIN_OVERHEAD`. An embeddings-only step is
-counted the same: its backward still runs through the network to reach the inputs, and measured on CPU (arc-demo-
-cpu when it was h=128 with 4 supervision steps, batch 64) it took 0.9-1.0x a full step. TRAIN_OVERHEAD = 0.9 is
-that measurement too (a full step took 0.66-0.70x of 1 + 2/H forward units timed at batch 8: training's larger
-batch runs more efficiently). The training phases do not rely on these estimates for their length: they plan their
-own steps from their own timed steps.
+counted the same: its backward still runs through the network to reach the inputs, and measured on CPU
+(arc-demo-cpu when it was h=128 with 4 supervision steps, batch 64) it took 0.9-1.0x a full step. TRAIN_OVERHEAD =
+0.9 is that measurement too (a full step took 0.66-0.70x of 1 + 2/H forward units timed at batch 8: training's
+larger batch runs more efficiently). The training phases do not rely on these estimates for their length: they
+plan their own steps from their own timed steps.
 
 The ladder (`decide`), for the time from now to the deadline minus the named reserves:
 1. train as many steps as fit after the prediction (steps are cut first, down to `MIN_STEPS`);
