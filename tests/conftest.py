@@ -87,6 +87,21 @@ def free_port() -> int:
     raise RuntimeError("no free TCP port below the ephemeral range")
 
 
+def bundled_tiny_checkpoint(tmp: Path, num_aug: int) -> str:
+    """The bundled tasks prepared as test tasks at canvas 10 (`tmp/data`), and a tiny-cpu model trained on them for
+    2 steps (`tmp/run`), without its final evaluation: the checkpoint path."""
+    from arcsolver.data.arc_dataset import TaskSet, build
+    from arcsolver.data.arc_tasks import load_tasks
+    from arcsolver.training.config import build_config
+    from arcsolver.training.train import train
+
+    data = tmp / "data"
+    build(data, [TaskSet("b", load_tasks(BUNDLED), test_set=True)], num_aug=num_aug, seed=0, canvas=10)
+    res = train(build_config("tiny-cpu", ["max_steps=2"], data=str(data), out=str(tmp / "run")), cpu=True,
+                quiet=True, final_eval=False)
+    return res.checkpoint
+
+
 def untrained_checkpoint(folder: Path, hidden_size: int = 16, canvas: int = 30) -> Path:
     """An untrained checkpoint of a real (tiny) architecture: weights shaped as config.json says, as train writes
     them, plus a train_state.pt that packaging must leave out."""

@@ -13,17 +13,13 @@ from arcsolver.inference.predict import predict
 from arcsolver.inference.submission import check_submission
 from arcsolver.training.train import train
 
-from conftest import BUNDLED
+from conftest import BUNDLED, bundled_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pred")
-    data = tmp / "data"
-    build(data, [TaskSet("b", load_tasks(BUNDLED), test_set=True)], num_aug=4, seed=0, canvas=10)
-    res = train(build_config("tiny-cpu", ["max_steps=2"], data=str(data), out=str(tmp / "run")), cpu=True,
-                quiet=True, final_eval=False)
-    return tmp, res.checkpoint
+    return tmp, bundled_tiny_checkpoint(tmp, num_aug=4)
 
 
 def test_predict_vote_writes_complete_submission_and_candidates(run):

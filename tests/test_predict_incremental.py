@@ -12,18 +12,15 @@ import pytest
 from click.testing import CliRunner
 
 from arcsolver.inference import predict as predict_mod
-from arcsolver.data.arc_dataset import TaskSet, build
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.cli import main
-from arcsolver.training.config import build_config
 from arcsolver.runtime.deadline import Deadline, ManualClock
 from arcsolver.kaggle.runner import model_answers
 from arcsolver.inference.predict import _task_completion_points, candidates_path, cheapest_tasks_first, predict
 from arcsolver.inference.submission import build_submission, check_submission, fallback_submission
-from arcsolver.training.train import train
 from arcsolver.inference.vote import candidates_json
 
-from conftest import BUNDLED, free_port
+from conftest import BUNDLED, bundled_tiny_checkpoint, free_port
 
 BATCH = 8
 
@@ -32,13 +29,10 @@ BATCH = 8
 def run(tmp_path_factory):
     """A tiny checkpoint and the submission of one complete, uninterrupted prediction (the reference)."""
     tmp = tmp_path_factory.mktemp("incr")
-    data = tmp / "data"
-    build(data, [TaskSet("b", load_tasks(BUNDLED), test_set=True)], num_aug=8, seed=0, canvas=10)
-    res = train(build_config("tiny-cpu", ["max_steps=2"], data=str(data), out=str(tmp / "run")), cpu=True,
-                quiet=True, final_eval=False)
-    full = predict(res.checkpoint, tmp / "full.json", quiet=True, cpu=True, batch_size=BATCH)
+    ckpt = bundled_tiny_checkpoint(tmp, num_aug=8)
+    full = predict(ckpt, tmp / "full.json", quiet=True, cpu=True, batch_size=BATCH)
     assert full.stopped_by == "done" and full.tasks_complete == full.tasks
-    return tmp, res.checkpoint, json.loads((tmp / "full.json").read_text()), full
+    return tmp, ckpt, json.loads((tmp / "full.json").read_text()), full
 
 
 def ref_candidates(tmp) -> dict:
