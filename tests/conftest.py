@@ -87,6 +87,15 @@ def free_port() -> int:
     raise RuntimeError("no free TCP port below the ephemeral range")
 
 
+def launch_failure(stderr: str) -> str:
+    """What a failed `accelerate launch` said before torchrun's own traceback (the rank's error, e.g. an abort
+    message), then the launcher's root-cause block: the launcher's traceback alone never names the cause."""
+    cut = stderr.find("Traceback (most recent call last):")
+    before = stderr[:cut] if cut > 0 else stderr
+    root = stderr.rfind("Root Cause")
+    return before[-2500:] + ("\n...\n" + stderr[root:root + 600] if root > 0 else "")
+
+
 def bundled_tiny_checkpoint(tmp: Path, num_aug: int) -> str:
     """The bundled tasks prepared as test tasks at canvas 10 (`tmp/data`), and a tiny-cpu model trained on them for
     2 steps (`tmp/run`), without its final evaluation: the checkpoint path."""

@@ -17,7 +17,7 @@ from arcsolver.model.build import build_model
 from arcsolver.training.train import train
 from arcsolver.model.trm import TRMConfig
 
-from conftest import BUNDLED, free_port
+from conftest import BUNDLED, free_port, launch_failure
 
 BATCH = 8
 STEPS = 6
@@ -296,6 +296,6 @@ def test_two_processes_with_micro_batches_stay_in_sync(tmp_path, data):
            "--steps", "3", "--batch-size", "8", "--device-batch-size", "2", "--cpu"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, CUDA_VISIBLE_DEVICES="",
                                                                        OMP_NUM_THREADS="1"), timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, launch_failure(r.stderr)
     sync = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"sync"' in x]
     assert sync and sync[-1]["in_sync"] and len(sync[-1]["rank_fingerprints"]) == 2

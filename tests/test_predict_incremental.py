@@ -20,7 +20,7 @@ from arcsolver.inference.predict import _task_completion_points, candidates_path
 from arcsolver.inference.submission import build_submission, check_submission, fallback_submission
 from arcsolver.inference.vote import candidates_json
 
-from conftest import BUNDLED, bundled_tiny_checkpoint, free_port
+from conftest import BUNDLED, bundled_tiny_checkpoint, free_port, launch_failure
 
 BATCH = 8
 
@@ -244,7 +244,7 @@ def test_two_processes_stop_and_flush_together(run, tmp_path):
            str(BATCH), "--flush-every", "1", "--time-budget", "10m"]
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, launch_failure(r.stderr)
     flushes = [line for line in r.stderr.replace("\r", "\n").splitlines() if "predict: flush " in line]
     assert len(flushes) >= ref.predictions // BATCH and "12/12 tasks complete" in flushes[-1]
     check_submission(json.loads(out.read_text()), load_tasks(BUNDLED))

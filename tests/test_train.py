@@ -14,7 +14,7 @@ from arcsolver.data.arc_dataset import TaskSet, build
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.runtime.jsonio import read_json
 
-from conftest import BUNDLED, free_port
+from conftest import BUNDLED, free_port, launch_failure
 
 PY = sys.executable
 BIN = Path(PY).parent
@@ -117,7 +117,7 @@ def _launch_two(data: Path, out: Path, port: int, hf_home: Path, steps: int = 6)
 def two_process_run(tmp_path_factory, data):
     tmp = tmp_path_factory.mktemp("ddp")
     r = _launch_two(data, tmp / "ddp", free_port(), tmp / "empty-hf")
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, launch_failure(r.stderr)
     (tmp / "stdout.txt").write_text(r.stdout)
     return tmp / "ddp"
 
@@ -147,7 +147,7 @@ def test_a_hostile_accelerate_config_does_not_change_the_run(tmp_path, data, two
         "dynamo_config:\n  dynamo_backend: INDUCTOR\nnum_machines: 1\nnum_processes: 2\nmachine_rank: 0\n"
         "use_cpu: true\n")
     r = _launch_two(data, tmp_path / "hostile", free_port(), hostile)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, launch_failure(r.stderr)
     a, b = weights(two_process_run), weights(tmp_path / "hostile")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
