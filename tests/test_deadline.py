@@ -145,6 +145,18 @@ def test_train_under_a_deadline_plans_steps_sizes_lr_and_stops_in_time(tmp_path,
     assert res.checkpoint is not None and res.checkpoint.is_dir()
 
 
+def test_into_a_log_file_the_bar_is_drawn_on_its_timer_not_at_every_replan_or_metrics_line(tmp_path, data,
+                                                                                              monkeypatch, capsys):
+    """stderr is a file here (not a terminal): re-plans (every few steps near the end) and metrics lines (every
+    step with log_every=1) change the bar without drawing it; tqdm's 30 s timer and the close draw it."""
+    clock = ManualClock(5000.0)
+    _simulated_steps(monkeypatch, clock, lambda k: 2.0)
+    cfg = build_config("tiny-cpu", ["max_steps=100000", "log_every=1"], data=str(data), out=str(tmp_path / "run"))
+    res = train(cfg, cpu=True, quiet=False, deadline=Deadline(clock.now() + 60.0, clock), final_eval=False)
+    err = capsys.readouterr().err
+    assert res.steps > 15 and err.count("train [budget") <= 4, err
+
+
 def test_train_without_a_deadline_keeps_max_steps_and_its_schedule(tmp_path, data, monkeypatch):
     clock = ManualClock(0.0)
     _simulated_steps(monkeypatch, clock, lambda k: 1000.0)

@@ -28,6 +28,12 @@ def bar_interval() -> float:
     return 0.1 if sys.stderr.isatty() else 30.0
 
 
+def redraw_now() -> bool:
+    """Whether a change to the bar (its total, its figures) should be drawn at once: on a terminal yes; into a log
+    file no, the next timed refresh shows it (a forced redraw there is one more bar line in the log each time)."""
+    return sys.stderr.isatty()
+
+
 def progress_bar(desc: str, *, total: int | None = None, initial: int = 0, enabled: bool = True):
     """The run's progress bar on stderr (None when `enabled` is false: other ranks, quiet runs)."""
     if not enabled:

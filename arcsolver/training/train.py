@@ -38,7 +38,7 @@ from arcsolver.runtime.jsonio import read_json
 from arcsolver.data.loader import ArcSource, PuzzleLoader, open_source
 from arcsolver.runtime.interrupts import StopRequests, stop_code, stop_reason
 from arcsolver.runtime.metrics_log import MetricsLog
-from arcsolver.runtime.report import progress_bar, say
+from arcsolver.runtime.report import progress_bar, redraw_now, say
 from arcsolver.model.build import build_model, model_config
 from arcsolver.runtime.precision import LossScaling, make_accelerator, run_precision
 
@@ -403,7 +403,8 @@ def _replan_and_report(run: _Run, loop: _Loop, log: MetricsLog) -> None:
     log.write(run.step, "plan", loop.plan.to_dict())
     if loop.progress is not None:
         loop.progress.total = loop.sched.end
-        loop.progress.refresh()
+        if redraw_now():
+            loop.progress.refresh()
         if first:
             say(loop.plan.describe())
 
@@ -424,7 +425,8 @@ def _log_train_metrics(run: _Run, loop: _Loop, log: MetricsLog, loss: torch.Tens
         log.write(step, "train", m)
         if loop.progress is not None:
             loop.progress.set_postfix(loss=f"{m['loss_per_sample']:.3f}", acc=f"{m.get('accuracy', 0):.3f}",
-                                      exact=f"{m.get('exact_accuracy', 0):.3f}", sps=f"{m['samples_per_s']:.0f}")
+                                      exact=f"{m.get('exact_accuracy', 0):.3f}", sps=f"{m['samples_per_s']:.0f}",
+                                      refresh=redraw_now())
     if loop.progress is not None:
         loop.progress.update(1)
 
