@@ -20,6 +20,7 @@ from arcsolver.training.config import FINETUNE
 from arcsolver.runtime.defaults import default_of
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.interrupts import EXIT_CTRL_C, ctrl_c_exits_quietly
+from arcsolver.runtime.units import format_seconds
 
 # Every option's default is the default of the function parameter it feeds, read from that function's signature
 # (runtime/defaults.py: without importing the module, so `--help` stays fast); tests/test_cli_defaults.py walks
@@ -556,7 +557,7 @@ def check_finetune_args(args: list[str]) -> None:
 @click.option("--test-file", type=click.Path(path_type=Path), default=None,
               help="A challenges file to stand in for arc-agi_test_challenges.json (e.g. an evaluation set).")
 @click.option("--solutions", default=None, metavar="SOURCE", help="Score the result against these solutions.")
-@click.option("--time-limit", default=f"{_REHEARSE('time_limit_s'):g}s", show_default=True,
+@click.option("--time-limit", default=format_seconds(_REHEARSE('time_limit_s')), show_default=True,
               help="Kaggle's 12 h scaled down to this (the package's margin scales with it).")
 @click.option("--mode", type=click.Choice(["smoke", "full"]), default=_REHEARSE("mode"), show_default=True,
               help="smoke: a commit run (a few tasks); full: the scoring rerun.")
