@@ -49,13 +49,15 @@ def prepare_sudoku(out: Path, *, generate: int | None, csv: str | None, csv_test
 
 
 def prepare_maze(out: Path, *, generate: int | None, csv: str | None, csv_test: str | None, size: int, hard: bool,
-                 test_count: int, seed: int, min_path: int | None = None, loops: float = 0.08) -> dict:
-    """`maze.prepare` (its signature holds the defaults) with one line for a bad combination of sources."""
+                 test_count: int, seed: int, min_path: int | None = None, loops: float | None = None) -> dict:
+    """`maze.prepare` (its signature holds the defaults: `min_path`/`loops` left None take them) with one line for a
+    bad combination of sources."""
     from arcsolver.data import maze
     if (generate is None) == (csv is None):
         raise InputError("give exactly one of --generate N or --csv FILE", field="prepare maze")
+    generation = {k: v for k, v in (("min_path", min_path), ("loop_frac", loops)) if v is not None}
     maze.prepare(out, generate=generate, csv=csv, csv_test=csv_test, side=size, hard=hard, test_count=test_count,
-                 seed=seed, min_path=min_path, loop_frac=loops)
+                 seed=seed, **generation)
     return read_json(Path(out) / "meta.json")
 
 
