@@ -1,0 +1,70 @@
+"""Soak test for multi-process runs: two 2-process `accelerate launch` trainings at once, round after round.
+
+A flaky rank shows up as one failed launch in dozens, which the test suite (one launch per test) catches only now
+and then in CI. This prints each round's exit codes and, for a failure, the failing rank's own last lines (what it
+said before torchrun's traceback). Run it beside CPU hogs to reproduce a loaded CI box:
+
+    python -c "while True: pass" & python -c "while True: pass" &
+    python benchmarks/two_process_soak.py --rounds 25
+
+History: at a950847 (stop 19) 1 of 12 launches ended with rank 1 aborting after a finished run ("terminate called
+without an active exception": gloo's threads torn down with the interpreter); with the process group destroyed at
+exit (runtime/precision.py), 0 of 50 (runs/results/two-process-soak.txt).
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from conftest import BUNDLED, free_port  # noqa: E402
+
+from arcsolver.data.arc_dataset import TaskSet, build  # noqa: E402
+from arcsolver.data.arc_tasks import load_tasks  # noqa: E402
+
+
+def launch(data: Path, out: Path, extra: list[str], env: dict) -> subprocess.Popen:
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(free_port()), "-m", "arcsolver.cli", "train", "--preset", "tiny-cpu",
+           "--data", str(data), "--out", str(out), "--cpu", *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def rank_error(stderr: str) -> str:
+    cut = stderr.find("Traceback (most recent call last):")
+    before = [x for x in (stderr[:cut] if cut > 0 else stderr).splitlines() if x.strip() and "it/s" not in x]
+    return "\n".join(before[-4:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=10)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="soak-"))
+    a, b = root / "a", root / "b"
+    build(a, [TaskSet("b", load_tasks(BUNDLED), test_set=True)], num_aug=20, seed=1, canvas=10)
+    build(b, [TaskSet("b", load_tasks(BUNDLED)[:6], test_set=True)], num_aug=6, seed=3, canvas=8)
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", HF_HOME=str(root / "hf"))
+    failures = 0
+    for i in range(args.rounds):
+        runs = {"checkpointing run": launch(a, root / f"ra{i}", ["--steps", "6", "--batch-size", "16", "--set",
+                                                                  "checkpoint_interval_steps=4", "--time-budget",
+                                                                  "10m"], env),
+                "micro-batched run": launch(b, root / f"rb{i}", ["--steps", "3", "--batch-size", "8",
+                                                                  "--device-batch-size", "2"], env)}
+        codes = []
+        for name, p in runs.items():
+            _, err = p.communicate(timeout=600)
+            codes.append(p.returncode)
+            if p.returncode:
+                failures += 1
+                print(f"round {i} {name}: exit {p.returncode}\n{rank_error(err)}", flush=True)
+        print(f"round {i}: exit codes {codes}", flush=True)
+    print(f"failed launches: {failures} of {2 * args.rounds}")
+
+
+if __name__ == "__main__":
+    main()
