@@ -42,12 +42,15 @@ def rank_error(stderr: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--keep", metavar="DIR", help="write each failed launch's whole stderr here")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="soak-"))
     a, b = root / "a", root / "b"
     build(a, [TaskSet("b", load_tasks(BUNDLED), test_set=True)], num_aug=20, seed=1, canvas=10)
     build(b, [TaskSet("b", load_tasks(BUNDLED)[:6], test_set=True)], num_aug=6, seed=3, canvas=8)
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", HF_HOME=str(root / "hf"))
+    # PYTHONFAULTHANDLER: a rank killed by a signal (SIGABRT from std::terminate) prints every thread's Python stack.
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", HF_HOME=str(root / "hf"),
+               PYTHONFAULTHANDLER="1")
     failures = 0
     for i in range(args.rounds):
         runs = {"checkpointing run": launch(a, root / f"ra{i}", ["--steps", "6", "--batch-size", "16", "--set",
@@ -62,6 +65,9 @@ def main() -> None:
             if p.returncode:
                 failures += 1
                 print(f"round {i} {name}: exit {p.returncode}\n{rank_error(err)}", flush=True)
+                if args.keep:
+                    Path(args.keep).mkdir(parents=True, exist_ok=True)
+                    (Path(args.keep) / f"round{i}-{name.split()[0]}.txt").write_text(err)
         print(f"round {i}: exit codes {codes}", flush=True)
     print(f"failed launches: {failures} of {2 * args.rounds}")
 
