@@ -602,5 +602,17 @@ def kaggle_upload_cmd(folder, submit, dry_run, message) -> None:
     click.echo(upload_cmd(folder, submit, dry_run, message))
 
 
+def run() -> None:
+    """The `arcsolver` console command and `python -m arcsolver.cli`: the command line, then the process's end
+    (runtime/process_end.py: a rank of a multi-process run leaves without teardown, which could abort it after a
+    finished run)."""
+    from arcsolver.runtime.process_end import end_process
+    try:
+        main()
+    except SystemExit as e:  # click ends every command with one, its exit code
+        end_process(e.code)
+    end_process(0)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -110,29 +110,7 @@ def make_accelerator(cpu: bool, **kwargs) -> "Accelerator":
     """The Accelerator with its maths pinned in code (no mixed precision, no dynamo), whatever a user's saved
     `accelerate config` or `accelerate launch` flags say (`accelerator_kwargs`). Shared by train and predict."""
     from accelerate import Accelerator
-    acc = Accelerator(cpu=cpu, **accelerator_kwargs(), **kwargs)
-    _release_process_group_at_exit()
-    return acc
-
-
-_RELEASE_REGISTERED = False
-
-
-def _release_process_group_at_exit() -> None:
-    """Destroy the process group before the interpreter shuts down, once per process. Without it gloo's worker
-    threads can still hold tensors when Python tears down, and the process dies with SIGABRT ("terminate called
-    without an active exception") after a finished run: seen as rank 1 failing a 2-process run now and then."""
-    global _RELEASE_REGISTERED
-    import torch.distributed as dist
-    if _RELEASE_REGISTERED or not (dist.is_available() and dist.is_initialized()):
-        return
-    import atexit
-
-    def release() -> None:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    atexit.register(release)
-    _RELEASE_REGISTERED = True
+    return Accelerator(cpu=cpu, **accelerator_kwargs(), **kwargs)
 
 
 def run_precision(setting: str, preference: str, device: torch.device, *, announce_it: bool) -> Precision:
