@@ -7,9 +7,8 @@ said before torchrun's traceback). Run it beside CPU hogs to reproduce a loaded 
     python -c "while True: pass" & python -c "while True: pass" &
     python benchmarks/two_process_soak.py --rounds 25
 
-History: at a950847 (stop 19) 1 of 12 launches ended with rank 1 aborting after a finished run ("terminate called
-without an active exception": gloo's threads torn down with the interpreter); with the process group destroyed at
-exit (runtime/precision.py), 0 of 50 (runs/results/two-process-soak.txt).
+Run it from the checkout whose code you measure: `python -m arcsolver.cli` in the ranks imports `arcsolver` from the
+current directory before PYTHONPATH. Results and the cause found with it: runs/results/two-process-soak.md.
 """
 import argparse
 import os
