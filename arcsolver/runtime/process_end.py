@@ -22,6 +22,8 @@ import logging
 import os
 import sys
 
+from arcsolver.runtime.report import say
+
 
 def end_process(code: object) -> None:
     """Exit with `code`, as `sys.exit(code)` reads it (None: 0, an int, anything else printed to stderr: 1);
@@ -34,7 +36,7 @@ def end_process(code: object) -> None:
     elif isinstance(code, int):
         status = code
     else:
-        print(code, file=sys.stderr)
+        say(str(code))
         status = 1
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
