@@ -67,8 +67,8 @@ def free_port() -> int:
 
     Drawn at random below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default), not with
     bind(port 0): a port from that range is the kind the kernel hands next to any outgoing connection, and the other
-    worker's gloo ranks open dozens of them, so a port picked that way could be taken before rank 0 listens on it
-    (seen as rank 1 aborting under load)."""
+    worker's gloo ranks open dozens of them, so a port picked that way could be taken before rank 0 listens on it.
+    (The rank-1 aborts once blamed on this were the teardown abort of runtime/process_end.py.)"""
     import random
     low = 32768
     try:
