@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import BUNDLED, free_port  # noqa: E402
+from conftest import BUNDLED, free_port, said_before_the_launcher  # noqa: E402
 
 from arcsolver.data.arc_dataset import TaskSet, build  # noqa: E402
 from arcsolver.data.arc_tasks import load_tasks  # noqa: E402
@@ -33,9 +33,9 @@ def launch(data: Path, out: Path, extra: list[str], env: dict) -> subprocess.Pop
 
 
 def rank_error(stderr: str) -> str:
-    cut = stderr.find("Traceback (most recent call last):")
-    before = [x for x in (stderr[:cut] if cut > 0 else stderr).splitlines() if x.strip() and "it/s" not in x]
-    return "\n".join(before[-4:])
+    """The last four lines the ranks said (progress bars left out)."""
+    said = [x for x in said_before_the_launcher(stderr).splitlines() if x.strip() and "it/s" not in x]
+    return "\n".join(said[-4:])
 
 
 def main() -> None:

@@ -87,13 +87,17 @@ def free_port() -> int:
     raise RuntimeError("no free TCP port below the ephemeral range")
 
 
+def said_before_the_launcher(stderr: str) -> str:
+    """The stderr of an `accelerate launch` up to torchrun's own traceback: what the ranks said (e.g. an abort)."""
+    cut = stderr.find("Traceback (most recent call last):")
+    return stderr[:cut] if cut > 0 else stderr
+
+
 def launch_failure(stderr: str) -> str:
     """What a failed `accelerate launch` said before torchrun's own traceback (the rank's error, e.g. an abort
     message), then the launcher's root-cause block: the launcher's traceback alone never names the cause."""
-    cut = stderr.find("Traceback (most recent call last):")
-    before = stderr[:cut] if cut > 0 else stderr
     root = stderr.rfind("Root Cause")
-    return before[-2500:] + ("\n...\n" + stderr[root:root + 600] if root > 0 else "")
+    return said_before_the_launcher(stderr)[-2500:] + ("\n...\n" + stderr[root:root + 600] if root > 0 else "")
 
 
 def bundled_tiny_checkpoint(tmp: Path, num_aug: int) -> str:

@@ -163,4 +163,3 @@ def test_accelerator_ignores_the_environment_accelerate_launch_sets():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["no", "NO"]
-

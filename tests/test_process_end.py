@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-
 from conftest import free_port
 
 SCRIPT = """

@@ -8,8 +8,9 @@ destructor calls std::terminate: SIGABRT, "terminate called without an active ex
 and written everything (backtrace under gdb in runs/results/two-process-soak.md; a known torch problem, a fix in
 torch was tried and abandoned in 2026). torchrun then reports the whole launch as failed (exit 1) and a script
 chaining commands stops. The later the worker thread runs, the likelier: 1-3 of 50 launches beside two CPU hogs
-(`benchmarks/two_process_soak.py`); destroying the process group first (atexit) did not help (3 of 50; under gdb the
-worker thread was still alive at finalisation with it in place). A single process ends normally (`sys.exit`), atexit hooks and all.
+(`benchmarks/two_process_soak.py`); destroying the process group first (atexit) did not help (3 of 50; under gdb
+the worker thread was still alive at finalisation with it in place). A single process ends normally (`sys.exit`),
+atexit hooks and all.
 
 What the skip costs: atexit hooks of libraries do not run. Everything arcsolver writes is closed before the command
 returns (files written whole and renamed, metrics.jsonl flushed per line, TensorBoard/wandb closed by the run);
