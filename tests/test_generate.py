@@ -468,12 +468,12 @@ def test_same_seed_same_bytes_and_tasks_do_not_depend_on_the_other_families(tmp_
     generate("all", 3, 12, 5, tmp_path / "b")
     generate("gravity,flip", 3, 12, 5, tmp_path / "c")
     generate("all", 3, 12, 6, tmp_path / "d")
-    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    files = sorted(p.name for p in (tmp_path / "a").glob("[!.]*"))
     assert len(files) == 3 * len(FAMILIES)
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
-    for f in (tmp_path / "c").iterdir():
+    for f in (tmp_path / "c").glob("[!.]*"):
         assert f.read_bytes() == (tmp_path / "a" / f.name).read_bytes()
-    other = {p.read_bytes() for p in (tmp_path / "d").iterdir()}
+    other = {p.read_bytes() for p in (tmp_path / "d").glob("[!.]*")}
     assert not other & {(tmp_path / "a" / f).read_bytes() for f in files}
 
 
@@ -527,7 +527,7 @@ def test_refuses_a_non_empty_out_and_keeps_it(tmp_path):
     out = tmp_path / "g"
     out.mkdir()
     (out / "mine.json").write_text("{}")
-    with pytest.raises(InputError, match="not an empty folder"):
+    with pytest.raises(InputError, match="not written by arcsolver"):
         generate("flip", 1, 8, 0, out)
     assert [p.name for p in out.iterdir()] == ["mine.json"]
 
@@ -538,7 +538,7 @@ def test_cli_writes_tasks_and_lists_families(tmp_path):
                         "--tasks-per-family", "2", "--max-size", "8", "--seed", "1", "--out", str(out)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["flip-1-0000.json", "flip-1-0001.json",
+    assert sorted(p.name for p in out.glob("[!.]*")) == ["flip-1-0000.json", "flip-1-0001.json",
                                                       "gravity-1-0000.json", "gravity-1-0001.json"]
     r = subprocess.run([sys.executable, "-m", "arcsolver.cli", "generate", "--list"], capture_output=True, text=True)
     assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == len(FAMILIES)

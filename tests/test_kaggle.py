@@ -529,7 +529,7 @@ def test_default_cli_solve_subprocess(tmp_path, tasks_json, packaged, monkeypatc
     root = make_tree(tmp_path / "kaggle", tasks_json, packaged)
     passed = []
 
-    def command(tp, ck, od, deadline_at, n, extra=()):
+    def command(tp, ck, od, deadline_at, n, extra=(), publish=None):
         passed.append(deadline_at)
         return [sys.executable, "-c", script, "--tasks", str(tp), "--out", str(od)]
     monkeypatch.setattr(kaggle_runner, "finetune_command", command)

@@ -49,6 +49,7 @@ from arcsolver.data.dihedral import out_shape, source_cell
 from arcsolver.data.encoding import CANVAS, VOCAB_SIZE
 from arcsolver.data.rng import shuffle_range, splitmix64
 from arcsolver.runtime.jsonio import atomic_dir, read_json, save_npy, write_json
+from arcsolver.runtime.outputs import mark_folder
 
 FORMAT = "arcsolver-arc-1"
 SEPARATOR = "|||"
@@ -292,6 +293,7 @@ def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = NUM_AUG, s
         },
     }
     with atomic_dir(out) as tmp:
+        mark_folder(tmp, "dataset")
         (tmp / "arrays").mkdir()
         for k in ARRAYS:
             save_npy(tmp / "arrays" / f"{k}.npy", arrays[k])

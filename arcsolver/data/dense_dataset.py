@@ -24,6 +24,7 @@ import numpy as np
 from arcsolver.data.rng import stream_seed
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import atomic_dir, read_json, save_npy, write_json
+from arcsolver.runtime.outputs import mark_folder
 
 FORMAT = "arcsolver-dense-1"
 
@@ -36,6 +37,7 @@ def write(out: str | Path, meta: dict, splits: dict[str, tuple[np.ndarray, np.nd
     meta.setdefault("num_puzzle_identifiers", 1)
     meta["splits"] = {}
     with atomic_dir(out) as tmp:
+        mark_folder(tmp, "dataset")
         for name, (inputs, labels) in splits.items():
             inputs = np.ascontiguousarray(inputs, dtype=np.uint8)
             labels = np.ascontiguousarray(labels, dtype=np.uint8)

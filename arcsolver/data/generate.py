@@ -23,9 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from arcsolver.runtime.checks import SEED_MAX
 from arcsolver.runtime.errors import InputError
 from arcsolver.data.families import FAMILIES, MIN_SIZE, Family, Pair
 from arcsolver.runtime.jsonio import atomic_dir, dumps
+from arcsolver.runtime.outputs import claim_output, mark_folder
+from arcsolver.runtime.report import say
 
 MAX_SIDE = 30
 PAIR_TRIES = 60  # draws per pair before the task's parameters are drawn again
@@ -150,24 +153,26 @@ def check_arguments(families: str, tasks_per_family: int, max_size: int, seed: i
         raise InputError(f"must be an integer >= 1, got {tasks_per_family!r}", field="--tasks-per-family")
     if isinstance(max_size, bool) or not isinstance(max_size, int) or not MIN_SIZE <= max_size <= MAX_SIDE:
         raise InputError(f"must be an integer in {MIN_SIZE}..{MAX_SIDE}, got {max_size!r}", field="--max-size")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"must be an integer >= 0, got {seed!r}", field="--seed")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError("exists and is not an empty folder (choose a new --out or remove it)", file=str(out))
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise InputError(f"must be an integer in 0..{SEED_MAX}, got {seed!r}", field="--seed")
     return names
 
 
 def generate(families: str = "all", tasks_per_family: int = 10, max_size: int = 12, seed: int = 0,
-             out: Path | None = None) -> dict:
-    """Generate and write the tasks into the new folder `out`; returns a summary (counts per family, seconds)."""
+             out: Path | None = None, overwrite: bool = False) -> dict:
+    """Generate and write the tasks into the folder `out` (new, empty, or generated tasks written earlier; anything
+    else only with `overwrite`); returns a summary (counts per family, seconds)."""
     t0 = time.time()
     if out is None:
         raise InputError("missing (the folder to write)", field="--out")
     names = check_arguments(families, tasks_per_family, max_size, seed, out)
+    notice = claim_output(out, "generated-tasks", overwrite=overwrite).notice()
+    if notice:
+        say(notice)
     taken: set = set()
     counts = {}
     with atomic_dir(out) as tmp:
+        mark_folder(tmp, "generated-tasks")
         for name in names:
             for i in range(tasks_per_family):
                 task = generate_task(name, seed, i, max_size, taken)

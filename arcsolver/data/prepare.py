@@ -16,20 +16,32 @@ from arcsolver.data.arc_dataset import CANVAS, NUM_AUG, SEED
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json
+from arcsolver.runtime.outputs import claim_output
+from arcsolver.runtime.report import say
 
 # The bundled default: the project's own small tasks (package data, so an installed wheel has them too), all routed
 # as evaluation tasks.
 BUNDLED_TASKS = Path(__file__).resolve().parent / "bundled"
 
 
+def _claim(out: Path, inputs: Sequence[str | None], overwrite: bool) -> None:
+    """The output rule (runtime/outputs.py) for a dataset folder, said in one line when it replaces one."""
+    notice = claim_output(out, "dataset", inputs=inputs, overwrite=overwrite).notice()
+    if notice:
+        say(notice)
+
+
 def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), *, num_aug: int = NUM_AUG,
-                seed: int = SEED, all_colors: bool = False, canvas: int = CANVAS) -> dict:
+                seed: int = SEED, all_colors: bool = False, canvas: int = CANVAS, overwrite: bool = False) -> dict:
+    """Read the sources (every task validated), augment and write the dataset folder `out` (replacing only an
+    earlier dataset, or anything with `overwrite`; never one of the sources)."""
     if not train and not eval:
         if not BUNDLED_TASKS.is_dir():
             raise InputError("no sources given and the bundled tasks folder is missing", file=str(BUNDLED_TASKS))
         eval = [str(BUNDLED_TASKS)]
     if num_aug < 0:
         raise InputError(f"must be >= 0, got {num_aug}", field="--num-aug")
+    _claim(out, [*train, *eval], overwrite)
     # Test pairs of --train sources are trained on, so their outputs are required.
     sets = [arc_dataset.TaskSet(spec, load_tasks(spec, require_outputs=True), test_set=False) for spec in train]
     sets += [arc_dataset.TaskSet(spec, load_tasks(spec), test_set=True) for spec in eval]
@@ -38,23 +50,26 @@ def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), 
 
 
 def prepare_sudoku(out: Path, *, generate: int | None, csv: str | None, csv_test: str | None, size: int,
-                   test_count: int, seed: int, min_difficulty: int) -> dict:
+                   test_count: int, seed: int, min_difficulty: int, overwrite: bool = False) -> dict:
     """`sudoku.prepare` (its signature holds the defaults) with one line for a bad combination of sources."""
     from arcsolver.data import sudoku
     if (generate is None) == (csv is None):
         raise InputError("give exactly one of --generate N or --csv FILE", field="prepare sudoku")
+    _claim(out, [csv, csv_test], overwrite)
     sudoku.prepare(out, generate=generate, csv=csv, csv_test=csv_test, side=size, test_count=test_count, seed=seed,
                    min_difficulty=min_difficulty)
     return read_json(Path(out) / "meta.json")
 
 
 def prepare_maze(out: Path, *, generate: int | None, csv: str | None, csv_test: str | None, size: int, hard: bool,
-                 test_count: int, seed: int, min_path: int | None = None, loops: float | None = None) -> dict:
+                 test_count: int, seed: int, min_path: int | None = None, loops: float | None = None,
+                 overwrite: bool = False) -> dict:
     """`maze.prepare` (its signature holds the defaults: `min_path`/`loops` left None take them) with one line for a
     bad combination of sources."""
     from arcsolver.data import maze
     if (generate is None) == (csv is None):
         raise InputError("give exactly one of --generate N or --csv FILE", field="prepare maze")
+    _claim(out, [csv, csv_test], overwrite)
     generation = {k: v for k, v in (("min_path", min_path), ("loop_frac", loops)) if v is not None}
     maze.prepare(out, generate=generate, csv=csv, csv_test=csv_test, side=size, hard=hard, test_count=test_count,
                  seed=seed, **generation)

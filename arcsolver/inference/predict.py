@@ -22,6 +22,7 @@ A long prediction never throws away what it has voted (the Kaggle run is killed 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from dataclasses import dataclass
@@ -36,10 +37,12 @@ from arcsolver.runtime.deadline import Deadline
 from arcsolver.runtime.errors import InputError
 from arcsolver.inference.rollout import batch_to, rollout
 from arcsolver.inference.microbatch import rollout_in_micro_batches
+from arcsolver.runtime.checks import check_rule
 from arcsolver.runtime.jsonio import write_json
+from arcsolver.runtime.outputs import claim_output, owning_run
 from arcsolver.runtime.report import progress_bar, say
 from arcsolver.data.loader import ArcSource, PuzzleLoader
-from arcsolver.inference.submission import build_submission, write_submission
+from arcsolver.inference.submission import build_submission, publish_answers, write_submission
 from arcsolver.inference.vote import VoteBook, candidates_json
 
 
@@ -109,12 +112,28 @@ def voted_scores(book: VoteBook, source: ArcSource) -> dict[str, float]:
             "vote_tasks": float(res["n_tasks"])}
 
 
-def _check_inputs(ckpt: str | Path, data: str | None, out: Path) -> tuple[Path, dict, str]:
+def check_options(*, batch_size: int, steps: int | None, max_versions: int, flush_every: int,
+                  device_batch_size: int) -> None:
+    """The numeric options, before anything is read or written (a bad one must not cost an existing file)."""
+    rules = (("--batch-size", batch_size, 1), ("--steps", steps, 1), ("--max-versions", max_versions, 0),
+             ("--flush-every", flush_every, 0), ("--device-batch-size", device_batch_size, 0))
+    for name, value, low in rules:
+        if value is None and name == "--steps":
+            continue  # the run's own evaluation steps
+
+        def fail(msg: str, name: str = name):
+            raise InputError(msg, field=name)
+        check_rule((int, low, True, None), value, fail)
+
+
+def _check_inputs(ckpt: str | Path, data: str | None, out: Path, tasks: str | None,
+                  overwrite: bool) -> tuple[Path, dict, str]:
     """Checkpoint, dataset (given, or the checkpoint's) and output location, checked before any work
-    (model/checks.py, data/checks.py). Returns (checkpoint folder, its config, dataset path)."""
+    (model/checks.py, data/checks.py, runtime/outputs.py: the submission and its candidates file replace only
+    earlier ones, and never land inside the checkpoint's run, the dataset or the tasks). Returns (checkpoint folder,
+    its config, dataset path)."""
     from arcsolver.model.checks import check_checkpoint
     from arcsolver.data.checks import check_dataset
-    from arcsolver.runtime.checks import check_writable
     ck, cfg = check_checkpoint(ckpt)
     data = data or cfg["data"].get("path")
     if not data or not (Path(data) / "meta.json").is_file():
@@ -122,7 +141,13 @@ def _check_inputs(ckpt: str | Path, data: str | None, out: Path) -> tuple[Path, 
     meta = check_dataset(data)
     if meta.get("kind") != "arc":
         raise InputError(f"predict answers ARC tasks; this dataset is {meta.get('kind')!r}", file=str(data))
-    check_writable(out)
+    inputs = [owning_run(ckpt), ck, data, tasks]
+    claims = [claim_output(out, "submission", inputs=inputs, overwrite=overwrite),
+              claim_output(candidates_path(out), "candidates", inputs=inputs, overwrite=overwrite,
+                           field="--out (its candidates file)")]
+    if os.environ.get("RANK", "0") == "0":
+        for notice in filter(None, (c.notice() for c in claims)):
+            say(notice)
     return ck, cfg, str(data)
 
 
@@ -145,28 +170,37 @@ def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str 
             batch_size: int = 256, steps: int | None = None, ema: bool = True, cpu: bool | None = None,
             candidates: bool = True, max_versions: int = 0, quiet: bool = False, deadline: Deadline | None = None,
             flush_every: int = 0, on_flush=None, forward_dtype: str = "auto",
-            device_batch_size: int = 0) -> PredictResult:
+            device_batch_size: int = 0, overwrite: bool = False, publish: Path | None = None) -> PredictResult:
     """Vote and write `out` (see the module docstring). `deadline`: stop before it with the answers so far.
     `flush_every`: batches between flushes; 0 = automatic (every 4, doubled while a flush costs more than 5% of
     the time since the previous one). `on_flush(info)` is called after every flush with a dict (flush number,
     items and tasks done, test inputs voted): a hook for tests and logs. `device_batch_size`: rows per forward
-    (0: from the free device memory, memory_model; the whole batch on CPU); halved on out-of-memory."""
+    (0: from the free device memory, memory_model; the whole batch on CPU); halved on out-of-memory.
+    `overwrite`: replace an `out` that is not an earlier submission (runtime/outputs.py).
+    `publish`: a complete submission file (e.g. the Kaggle working file) into which every flush copies the model's
+    answers so far, atomically (`submission.publish_answers`)."""
+    check_options(batch_size=batch_size, steps=steps, max_versions=max_versions, flush_every=flush_every,
+                  device_batch_size=device_batch_size)
     stop = {"why": None}
     restore = _on_sigterm(lambda: stop.update(why="signal"))
     try:
         return _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidates, max_versions, quiet,
-                        deadline or Deadline(), flush_every, on_flush, stop, forward_dtype, device_batch_size)
+                        deadline or Deadline(), flush_every, on_flush, stop, forward_dtype, device_batch_size,
+                        overwrite, publish)
     finally:
         restore()
 
 
 def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidates, max_versions, quiet,
              deadline: Deadline, flush_every, on_flush, stop: dict, forward_dtype: str = "auto",
-             device_batch_size: int = 0) -> PredictResult:
+             device_batch_size: int = 0, overwrite: bool = False,
+             publish: Path | None = None) -> PredictResult:
     from arcsolver.runtime.precision import make_accelerator
     clock = deadline.clock
     t0 = clock.now()
-    ckpt, cfg, data = _check_inputs(ckpt, data, out)
+    ckpt, cfg, data = _check_inputs(ckpt, data, out, tasks, overwrite)
+    if publish is not None:
+        check_publish_target(publish)
     source = ArcSource(data)
     store = source.store
     _check_dataset_fits(ckpt, cfg, store.meta, data)
@@ -208,7 +242,7 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     book = VoteBook(label=str(ckpt))
     cand_path = candidates_path(out) if candidates else None
     flusher = _Flusher(Path(out), task_list, book, clock, flush_every, on_flush,
-                       say if acc.is_main_process and not quiet else None, cand_path)
+                       say if acc.is_main_process and not quiet else None, cand_path, publish)
     items_done = 0
     if acc.is_main_process:
         flusher.flush(0, int(np.searchsorted(task_done_at, 0, side="right")))  # a complete file before any batch
@@ -271,6 +305,15 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
                          items_done, tasks_complete, flusher.count)
 
 
+def check_publish_target(path: str | Path) -> None:
+    """`--publish` names an existing submission file (one arcsolver or the Kaggle runner wrote): it is updated in
+    place, never created or replaced wholesale."""
+    from arcsolver.runtime.outputs import recognise
+    if recognise(path) != "submission":
+        raise InputError("expected an existing submission file to publish answers into", file=str(path),
+                         field="--publish")
+
+
 def candidates_path(out: str | Path) -> Path:
     """Where the candidates of the submission `out` go: `<stem>.candidates.json` beside it."""
     return Path(out).with_name(Path(out).stem + ".candidates.json")
@@ -326,8 +369,9 @@ class _Flusher:
     AUTO_EVERY = 4
 
     def __init__(self, out: Path, tasks: list[Task], book: VoteBook, clock, every: int, on_flush, say,
-                 candidates: Path | None = None):
+                 candidates: Path | None = None, publish: Path | None = None):
         self.out, self.tasks, self.book, self.clock, self.candidates = out, tasks, book, clock, candidates
+        self.publish = publish
         self.adaptive = int(every) <= 0
         self.every, self.on_flush, self.say = int(every) if every > 0 else self.AUTO_EVERY, on_flush, say
         self.count = 0
@@ -345,6 +389,8 @@ class _Flusher:
         write_submission(self.out, sub, self.tasks)
         if self.candidates is not None:
             write_json(self.candidates, candidates_json(self.book))
+        if self.publish is not None:
+            publish_answers(self.publish, sub, self.book.keys())
         now = self.clock.now()
         self.cost_s = now - t
         if self.adaptive and self.count and self.cost_s > 0.05 * max(1e-9, t - self.last_t):

@@ -170,3 +170,21 @@ def validate_file(submission_path: str | Path, tasks_spec: str | Path) -> str:
     check_submission(sub, tasks, file=str(submission_path))
     n_tests = sum(len(t.test) for t in tasks)
     return f"OK: {submission_path}: {len(tasks)} tasks, {n_tests} test inputs, {2 * n_tests} attempts"
+
+
+def publish_answers(path: str | Path, sub: Submission, answered) -> int:
+    """Copy the entries `answered` ((task id, test index) pairs: what the model voted) of the complete submission
+    `sub` into the complete submission at `path`, which may hold more tasks (the Kaggle working file), atomically:
+    the file there stays valid and complete at every moment and gains every answer as soon as it is flushed.
+    Returns the number of entries copied."""
+    target = read_json(path)
+    if not isinstance(target, dict):
+        raise InputError("expected a submission (a JSON object of task ids)", file=str(path))
+    n = 0
+    for task, i in answered:
+        entries = target.get(task)
+        if isinstance(entries, list) and i < len(entries) and task in sub:
+            entries[i] = sub[task][i]
+            n += 1
+    write_json(path, target)
+    return n

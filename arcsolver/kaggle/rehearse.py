@@ -29,6 +29,8 @@ from pathlib import Path
 
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json
+from arcsolver.runtime.outputs import claim_folder
+from arcsolver.kaggle.runner import DEFAULT_MARGIN_S
 
 CODE_FILE_KEY = "code_file"
 CHALLENGES_NAME = "arc-agi_test_challenges.json"
@@ -142,11 +144,9 @@ def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike |
         from arcsolver.inference.score import load_solutions_any
         sols = load_solutions_any(solutions)
 
-    base = Path(keep).resolve() if keep is not None else Path(tempfile.mkdtemp(prefix="arcsolver-rehearse-"))
     if keep is not None:
-        if base.exists() and any(base.iterdir()):
-            raise InputError("exists and is not empty", file=str(base), field="--keep")
-        base.mkdir(parents=True, exist_ok=True)
+        claim_folder(keep, "rehearsal", inputs=[folder, cdata, tfile, solutions], field="--keep")
+    base = Path(keep).resolve() if keep is not None else Path(tempfile.mkdtemp(prefix="arcsolver-rehearse-"))
     try:
         root = base / "kaggle"
         challenges = fake_tree(root, competition, info["dataset"], dataset, cdata, tfile)
@@ -221,8 +221,9 @@ def _baked_margin(notebook: Path) -> float:
                     cfg = ast.literal_eval(node.value)
                 except ValueError:
                     cfg = {}
-                return float(cfg.get("margin_s") or 1800.0)
-    return 1800.0
+                margin = cfg.get("margin_s")
+                return float(DEFAULT_MARGIN_S if margin is None else margin)  # a package built with margin 0 keeps 0
+    return float(DEFAULT_MARGIN_S)
 
 
 def format_report(r: dict) -> str:

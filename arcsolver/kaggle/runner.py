@@ -206,16 +206,20 @@ def describe_accelerators() -> str:
 
 
 def finetune_command(tasks_path: Path, checkpoint: Path, out_dir: Path, deadline_at: float,
-                     n_gpus: int, extra_args: tuple[str, ...] | list[str] = ()) -> list[str]:
+                     n_gpus: int, extra_args: tuple[str, ...] | list[str] = (),
+                     publish: Path | None = None) -> list[str]:
     """`arcsolver finetune ... --deadline EPOCH --predict [extra_args]`, through `accelerate launch` when several
     GPUs are present. `deadline_at` is the solver's absolute deadline (epoch seconds, rounded down): the one clock
     every layer below plans against. `extra_args` are the package's `finetune_args` (e.g. `--num-aug 300`).
+    `publish`: the working submission.json, which every prediction flush updates with the answers so far (so a
+    kernel killed before the merge still submits them).
 
     `python -m` rather than the `arcsolver` script: after an offline `pip install` the script directory may not be
     on PATH, while the kernel's own interpreter always is.
     """
     args = ["finetune", "--from", str(checkpoint), "--tasks", str(tasks_path),
-            "--deadline", str(int(deadline_at)), "--predict", "--out", str(out_dir), *extra_args]
+            "--deadline", str(int(deadline_at)), "--predict", "--out", str(out_dir),
+            *(["--publish", str(publish)] if publish is not None else []), *extra_args]
     if n_gpus > 1:
         return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n_gpus),
                 "-m", "arcsolver.cli", *args]
@@ -249,7 +253,7 @@ def _kill_group(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
 def cli_solve(tasks_path: Path, checkpoint: Path, out_dir: Path, budget_s: float, smoke: bool, *,
               timeout_s: float | None = None, log_file: Path | None = None,
               finetune_args: tuple[str, ...] | list[str] = (), deadline_at: float | None = None,
-              grace_s: float = 30.0) -> Path:
+              grace_s: float = 30.0, publish: Path | None = None) -> Path:
     """The default solve: run `arcsolver finetune --deadline ... --predict` and return `out_dir/submission.json`.
 
     `deadline_at` (default: now + `budget_s`) is passed down; `timeout_s` (default: until the deadline plus 10 %,
@@ -260,7 +264,7 @@ def cli_solve(tasks_path: Path, checkpoint: Path, out_dir: Path, budget_s: float
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     deadline_at = time.time() + budget_s if deadline_at is None else deadline_at
-    cmd = finetune_command(tasks_path, checkpoint, out_dir, deadline_at, gpu_count(), finetune_args)
+    cmd = finetune_command(tasks_path, checkpoint, out_dir, deadline_at, gpu_count(), finetune_args, publish)
     left = deadline_at - time.time()
     timeout = timeout_s if timeout_s is not None else left + max(60.0, 0.1 * left)
     log_file = log_file or out_dir / "solve.log"
@@ -594,7 +598,8 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
                 def solve(tp: Path, ck: Path, od: Path, b: float, sm: bool) -> Path:
                     return cli_solve(tp, ck, od, b, sm, timeout_s=stops["sigterm"] - time.time(),
                                      log_file=working / "arcsolver-solve.log", finetune_args=finetune_args,
-                                     deadline_at=stops["solver"], grace_s=stops["sigkill"] - stops["sigterm"])
+                                     deadline_at=stops["solver"], grace_s=stops["sigkill"] - stops["sigterm"],
+                                     publish=out_path)
         t_solve = time.time()
         try:
             produced = _call_with_deadline(solve, (tasks_path, checkpoint, out_dir, budget, smoke),

@@ -16,6 +16,12 @@ from arcsolver.runtime.errors import InputError
 
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
+# Every integer setting ends up in a 64-bit tensor, a numpy array or a checkpoint's JSON/pickle: beyond this it would
+# fail far from the option that caused it (at the first checkpoint save, after the work it was meant to keep).
+INT64_MAX = 2**63 - 1
+# Seeds feed numpy and torch generators (and `seed + rank`): the 32-bit range every one of them accepts.
+SEED_MAX = 2**32 - 1
+
 
 def check_rule(rule: Any, value: Any, fail) -> Any:
     """Check one value against its rule; return it (ints widened to float for float fields)."""
@@ -30,6 +36,8 @@ def check_rule(rule: Any, value: Any, fail) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and isinstance(value, float)):
         fail(f"expected {_TYPE_WORDS[kind]}, got {value!r}")
+    if kind is int and not -INT64_MAX - 1 <= value <= INT64_MAX:
+        fail(f"expected an integer within 64 bits (|value| < 2**63), got {value!r}")
     if kind is float:
         value = float(value)
         if not math.isfinite(value):

@@ -9,7 +9,7 @@ import dataclasses
 from typing import Any
 
 from arcsolver.model.checks import FORWARD_DTYPES, LOSS_TYPES, check_arch_field, check_arch_relations
-from arcsolver.runtime.checks import check_rule
+from arcsolver.runtime.checks import SEED_MAX, check_rule
 from arcsolver.runtime.errors import InputError
 
 _INT, _FLOAT, _BOOL, _STR = int, float, bool, str
@@ -23,7 +23,7 @@ TRAIN_RULES: dict[str, Any] = {
     "lr_min_ratio": (_FLOAT, 0, True, 1.0), "lr_warmup_steps": (_INT, 0, True, None),
     "weight_decay": (_FLOAT, 0, True, None), "beta1": (_FLOAT, 0, True, 1.0), "beta2": (_FLOAT, 0, True, 1.0),
     "puzzle_emb_lr": (_FLOAT, 0, True, None), "puzzle_emb_weight_decay": (_FLOAT, 0, True, None), "ema": _BOOL,
-    "ema_rate": (_FLOAT, 0, True, 1.0), "seed": (_INT, 0, True, None), "eval_max_batches": (_INT, 0, True, None),
+    "ema_rate": (_FLOAT, 0, True, 1.0), "seed": (_INT, 0, True, SEED_MAX), "eval_max_batches": (_INT, 0, True, None),
     "eval_batch_size": (_INT, 0, True, None), "eval_steps": (_INT, 0, True, None), "loss_type": LOSS_TYPES,
     "compile": ("auto", True, False), "forward_dtype": ("auto",) + FORWARD_DTYPES,
     "time_budget_s": (_FLOAT, 0, True, None), "log_every": (_INT, 1, True, None), "tensorboard": _BOOL,

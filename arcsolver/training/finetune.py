@@ -17,6 +17,7 @@ deadline itself and stops before it with whatever it has voted. Nothing here ref
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -30,7 +31,9 @@ from arcsolver.runtime.deadline import Deadline, Plan
 from arcsolver.runtime import report
 from arcsolver.runtime.errors import InputError
 from arcsolver.training.finetune_plan import CUT_ORDER, decide, measure_costs
+from arcsolver.inference.predict import check_publish_target
 from arcsolver.runtime.jsonio import read_json, write_json
+from arcsolver.runtime.outputs import claim_folder, claim_output, owning_run
 
 
 def _extended_weights(ckpt: Path, base: dict, data_dir: Path) -> dict[str, torch.Tensor]:
@@ -56,7 +59,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
              batch_size: int | None = None, overrides: list[str] = (), seed: int = 0, cpu: bool | None = None,
              quiet: bool = False, started_at: float | None = None, embed_steps: int | None = None,
              full_steps: int | None = None, predict_batch_size: int = 256, device_batch_size: int | None = None,
-             ema: bool | None = FINETUNE.ema) -> dict:
+             ema: bool | None = FINETUNE.ema, overwrite: bool = False, publish: Path | None = None) -> dict:
     """Fine-tune `ckpt` on the tasks of `tasks`; returns a summary dict (and writes OUT/finetune.json).
 
     `deadline` (or `time_budget_s` seconds after `started_at`, default now; the earlier wins). `embed_steps` and
@@ -64,7 +67,9 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     the same weights on the same machine); a deadline still caps them, and only they allow no deadline at all.
     `device_batch_size`: rows per forward in training and prediction (gradient accumulation keeps the global
     batch); default from the free device memory (memory_model).
-    `ema`: None keeps the checkpoint's EMA setting during fine-tuning, False/True force it off/on."""
+    `ema`: None keeps the checkpoint's EMA setting during fine-tuning, False/True force it off/on.
+    `out` is new, empty or an earlier fine-tuning output (replaced whole); anything else only with `overwrite`.
+    `publish`: a complete submission file into which prediction copies its answers at every flush (predict)."""
     from accelerate import PartialState
     from arcsolver.training.train import train
     deadline = (deadline or Deadline()).min(
@@ -73,22 +78,17 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     t0 = clock.now()
     out = Path(out)
     fixed = embed_steps is not None or full_steps is not None
-    if fixed and ((embed_steps or 0) < 0 or (full_steps or 0) < 0 or not (embed_steps or full_steps)):
-        raise InputError("--embed-steps and --full-steps must be >= 0 and not both 0", field="--full-steps")
-    if not fixed and not deadline.limited:
-        raise InputError("no time limit: give --time-budget or --deadline, or fix the phases with --embed-steps/"
-                         "--full-steps", field="--time-budget")
-    if num_aug < 0:
-        raise InputError(f"must be >= 0, got {num_aug}", field="--num-aug")
-    if not 0.0 <= embed_fraction <= 1.0:
-        raise InputError(f"must be in [0, 1], got {embed_fraction}", field="--embed-fraction")
-    ckpt, base = _check_inputs(ckpt, out, batch_size=batch_size, lr_scale=lr_scale)
+    _check_options(deadline, embed_steps, full_steps, num_aug, embed_fraction, publish)
+    ckpt, base = _check_inputs(ckpt, out, tasks, batch_size=batch_size, lr_scale=lr_scale, overwrite=overwrite)
     canvas = int(base["data"].get("canvas") or 30)
     state = PartialState(cpu=bool(cpu) if cpu is not None else not torch.cuda.is_available())
     task_list = load_tasks(tasks)
     cfg = _finetune_config(base, overrides, batch_size, lr_scale, seed, ema)
     if device_batch_size is not None:
+        if device_batch_size < 0:
+            raise InputError(f"must be >= 0 (0: automatic), got {device_batch_size}", field="--device-batch-size")
         cfg.device_batch_size = device_batch_size
+    claim_folder(out, "finetune", inputs=_inputs(ckpt, tasks), overwrite=overwrite)  # every option checked: write
     say = report.say if state.is_main_process and not quiet else (lambda m: None)
 
     # 1. the plan (main process decides, every process follows), then the dataset it asks for
@@ -189,7 +189,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
         res = predict(final, out / "submission.json", data=str(data_dir), cpu=cpu, quiet=quiet,
                       batch_size=predict_batch_size, deadline=deadline.earlier_by(sum(margin.values())),
                       max_versions=decision.versions if decision else 0, forward_dtype=cfg.forward_dtype,
-                      device_batch_size=cfg.device_batch_size)
+                      device_batch_size=cfg.device_batch_size, publish=publish)
         summary.update(submission=str(res.submission), predict_seconds=clock.now() - t_pred,
                        predict_estimate_s=pred_reserve if plan else None, predict_stopped_by=res.stopped_by,
                        tasks_complete=res.tasks_complete)
@@ -222,54 +222,75 @@ def _finetune_ema(base_train: dict, ema: bool | None) -> bool:
 
 def finetune_per_task(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | None = None,
                       time_budget_s: float | None = None, predict_after: bool = False,
-                      started_at: float | None = None, quiet: bool = False, **kwargs) -> dict:
+                      started_at: float | None = None, quiet: bool = False, overwrite: bool = False,
+                      **kwargs) -> dict:
     """Fine-tune a separate copy of the model for every task (instead of all tasks jointly in one model).
 
     Each task is written to OUT/per-task/tasks/<id>.json and fine-tuned into OUT/per-task/<id> with the same
     options (`embed_steps`/`full_steps` are per task); under a deadline the time left is shared equally among the
-    tasks still to do. With `predict_after` the tasks' submissions are merged into OUT/submission.json, checked
-    complete. A signal stops after the task it interrupted (the finished tasks' folders stay)."""
-    from arcsolver.inference.submission import check_submission
+    tasks still to do. With `predict_after`, OUT/submission.json is complete and valid from the start (every task at
+    its fallback) and each task's answers are merged into it, with its candidates, as soon as the task is done: a
+    stop at any moment leaves every answer made so far on disk. SIGINT/SIGTERM (during training or prediction) or
+    the deadline stop the loop after the task in progress, whose prediction keeps what it voted."""
+    from arcsolver.inference.submission import fallback_submission, write_submission
     deadline = (deadline or Deadline()).min(
         None if time_budget_s is None else (started_at if started_at is not None else time.time()) + time_budget_s)
     clock = deadline.clock
     t0 = clock.now()
     out = Path(out)
+    ckpt_dir, base = _check_inputs(ckpt, out, tasks, batch_size=kwargs.get("batch_size"),
+                                   lr_scale=kwargs.get("lr_scale", FINETUNE.lr_scale), overwrite=overwrite)
+    _check_options(deadline, kwargs.get("embed_steps"), kwargs.get("full_steps"),
+                   kwargs.get("num_aug", FINETUNE.num_aug), kwargs.get("embed_fraction", FINETUNE.embed_fraction),
+                   kwargs.get("publish"))
     task_list = load_tasks(tasks)
+    _finetune_config(base, list(kwargs.get("overrides", ())), kwargs.get("batch_size"),
+                     kwargs.get("lr_scale", FINETUNE.lr_scale), kwargs.get("seed", 0), kwargs.get("ema", FINETUNE.ema))
+    claim_folder(out, "finetune", inputs=_inputs(ckpt_dir, tasks), overwrite=overwrite)
     folder = out / "per-task" / "tasks"
     for t in task_list:
         write_json(folder / f"{t.id}.json", t.to_json())
-    runs, merged, interrupted = [], {}, None
+    merged, candidates = fallback_submission(task_list), {}
+    sub_path = out / "submission.json"
+    if predict_after:
+        write_submission(sub_path, merged, task_list)
+        write_json(sub_path.with_name("submission.candidates.json"), candidates)
+    runs, interrupted, answered = [], None, 0
     for i, t in enumerate(task_list):
+        if deadline.limited and deadline.remaining() <= 0:
+            break
         share = Deadline(clock.now() + deadline.remaining() / (len(task_list) - i), clock) if deadline.limited \
             else None
-        s = finetune(ckpt, str(folder / f"{t.id}.json"), out / "per-task" / t.id, deadline=share,
+        s = finetune(ckpt_dir, str(folder / f"{t.id}.json"), out / "per-task" / t.id, deadline=share,
                      predict_after=predict_after, quiet=quiet, **kwargs)
         runs.append({"task": t.id, **{k: s[k] for k in ("checkpoint", "embed_steps", "full_steps", "seconds")}})
-        interrupted = s.get("interrupted")
+        interrupted = s.get("interrupted") or ("SIGTERM" if s.get("predict_stopped_by") == "signal" else None)
+        if predict_after and "submission" in s:
+            merged.update(read_json(s["submission"]))
+            cand = Path(s["submission"]).with_name("submission.candidates.json")
+            if cand.is_file():
+                candidates.update(read_json(cand))
+            write_submission(sub_path, merged, task_list)  # the submission first: candidates never over-count
+            write_json(sub_path.with_name("submission.candidates.json"), candidates)
+            answered += 1
         if interrupted:
             break
-        if predict_after:
-            merged.update(read_json(s["submission"]))
     summary = {"per_task": runs, "embed_steps": sum(r["embed_steps"] for r in runs),
                "full_steps": sum(r["full_steps"] for r in runs), "train_seconds": clock.now() - t0,
-               "checkpoint": str(out / "per-task"), "interrupted": interrupted,
+               "checkpoint": str(out / "per-task"), "interrupted": interrupted, "tasks_predicted": answered,
                "mean_embedding_only": all(r["embed_steps"] + r["full_steps"] == 0 for r in runs)}
-    if predict_after and not interrupted:
-        check_submission(merged, task_list)
-        write_json(out / "submission.json", merged)
-        summary["submission"] = str(out / "submission.json")
+    if predict_after:
+        summary["submission"] = str(sub_path)
     summary["seconds"] = clock.now() - t0
     write_json(out / "finetune.json", summary, indent=True)
     return summary
 
 
-def _check_inputs(ckpt: str | Path, out: Path, *, batch_size: int | None, lr_scale: float) -> tuple[Path, dict]:
+def _check_inputs(ckpt: str | Path, out: Path, tasks: str, *, batch_size: int | None, lr_scale: float,
+                  overwrite: bool) -> tuple[Path, dict]:
     """The checkpoint (complete, readable, matching its config), the options and the output folder, checked before
-    anything is written (model/checks.py). Returns (checkpoint folder, its config)."""
-    import math
+    anything is written (model/checks.py, runtime/outputs.py). Returns (checkpoint folder, its config)."""
     from arcsolver.model.checks import check_checkpoint
-    from arcsolver.runtime.checks import check_writable
     ck, base = check_checkpoint(ckpt)
     if base["data"].get("kind", "arc") != "arc":
         raise InputError(f"fine-tuning learns new ARC tasks; this checkpoint was trained on {base['data']['kind']!r}",
@@ -278,8 +299,29 @@ def _check_inputs(ckpt: str | Path, out: Path, *, batch_size: int | None, lr_sca
         raise InputError(f"expected >= 1, got {batch_size}", field="--batch-size")
     if not (math.isfinite(lr_scale) and lr_scale > 0):
         raise InputError(f"expected a positive number, got {lr_scale}", field="--lr-scale")
-    check_writable(out, folder=True)
+    claim_output(out, "finetune", inputs=_inputs(ck, tasks), overwrite=overwrite)
     return ck, base
+
+
+def _check_options(deadline: Deadline, embed_steps: int | None, full_steps: int | None, num_aug: int,
+                   embed_fraction: float, publish: Path | None) -> None:
+    """The run's length and recipe options, before anything is read or written."""
+    if publish is not None:
+        check_publish_target(publish)
+    fixed = embed_steps is not None or full_steps is not None
+    if fixed and ((embed_steps or 0) < 0 or (full_steps or 0) < 0 or not (embed_steps or full_steps)):
+        raise InputError("--embed-steps and --full-steps must be >= 0 and not both 0", field="--full-steps")
+    if not fixed and not deadline.limited:
+        raise InputError("no time limit: give --time-budget or --deadline, or fix the phases with --embed-steps/"
+                         "--full-steps", field="--time-budget")
+    if num_aug < 0:
+        raise InputError(f"must be >= 0, got {num_aug}", field="--num-aug")
+    if not 0.0 <= embed_fraction <= 1.0:
+        raise InputError(f"must be in [0, 1], got {embed_fraction}", field="--embed-fraction")
+
+
+def _inputs(ck: Path, tasks: str) -> list:
+    return [owning_run(ck), ck, tasks]
 
 
 def _finetune_config(base: dict, overrides: list[str], batch_size: int | None, lr_scale: float, seed: int,

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from arcsolver.runtime.jsonio import read_json
 from arcsolver.data.loader import ArcSource, PuzzleLoader, open_source
 from arcsolver.runtime.interrupts import StopRequests, stop_code, stop_reason
 from arcsolver.runtime.metrics_log import MetricsLog
+from arcsolver.runtime.outputs import claim_output, mark_folder, owning_run
 from arcsolver.runtime.report import progress_bar, redraw_now, say
 from arcsolver.model.build import build_model, model_config
 from arcsolver.runtime.precision import LossScaling, make_accelerator, run_precision
@@ -76,7 +79,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
           init_weights: dict[str, torch.Tensor] | None = None, freeze_model: bool = False,
           initial_checkpoint_only: bool = False, quiet: bool = False, final_eval: bool = True,
           extra_config: dict | None = None, deadline: Deadline | None = None,
-          prior_step_s: float | None = None) -> TrainResult:
+          prior_step_s: float | None = None, overwrite: bool = False) -> TrainResult:
     """Train per `cfg`. `resume`: a checkpoint/run folder to continue exactly. `init_weights`: a state dict to start
     from (fine-tuning; the puzzle table may be absent). `freeze_model`: train only the puzzle embedding.
     `initial_checkpoint_only`: take no step, write a checkpoint of the initial state (fine-tuning with no time to
@@ -84,10 +87,11 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     `deadline`: stop (with a checkpoint, and the final evaluation when it fits) before it; the steps that fit are
     planned from the first timed steps (or `prior_step_s` before any) and the LR schedule spans them
     (`cfg.time_budget_s` > 0 is sugar for a deadline that many seconds from now; the earlier one wins).
+    `cfg.out` must be new, empty, or the run folder of `resume`; `overwrite` starts an existing run over.
 
     Read top to bottom: check the inputs, build the run (accelerator, data, model, optimizers), restore a resumed
     one, plan the steps, then step / evaluate / checkpoint until a stop, and finish (final evaluation, checkpoint)."""
-    _check_inputs(cfg)
+    _check_inputs(cfg, resume, overwrite)
     deadline = _run_deadline(cfg, deadline)
     t_start = deadline.clock.now()
     if deadline.passed():
@@ -97,10 +101,13 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
                                    freeze_model=freeze_model, quiet=quiet, extra_config=extra_config)
     if resume:
         _restore(run, resume, resume_state)
+    if run.acc.is_main_process:
+        mark_folder(run.dir, "run")
     log = MetricsLog(run.dir / "metrics.jsonl", enabled=run.acc.is_main_process, tensorboard=cfg.tensorboard,
                      wandb=cfg.wandb, config=cfg.to_dict(), resumed_at=run.step if resume else None)
     stop_requests = StopRequests().install()  # every rank: finish the step, agree, checkpoint, exit
     loop = _plan_loop(run, deadline, t_start, prior_step_s=prior_step_s, final_eval=final_eval, quiet=quiet)
+    loop.stop_requests = stop_requests
     if _any_rank(run.acc, run.world, loop.planner.should_stop()):  # not even one step fits (a caller's estimate)
         loop.stop_why = "time"
     if initial_checkpoint_only:
@@ -283,8 +290,9 @@ def _save(run: _Run) -> Path | None:
     return path
 
 
-def _evaluate(run: _Run) -> dict[str, float]:
-    """Token and exact accuracy on the test split with the EMA weights; on ARC also voted pass@1/pass@2."""
+def _evaluate(run: _Run, stop_requests: StopRequests | None = None) -> dict[str, float] | None:
+    """Token and exact accuracy on the test split with the EMA weights; on ARC also voted pass@1/pass@2. None when
+    a SIGINT/SIGTERM (received by any process) cut it short: partial figures are not reported as an evaluation."""
     cfg, acc, source, model, ema, world = run.cfg, run.acc, run.source, run.model, run.ema, run.world
     if ema is not None:
         ema.swap_in(model)
@@ -305,11 +313,19 @@ def _evaluate(run: _Run) -> dict[str, float]:
                     idx, p, qq = acc.gather(idx), acc.gather(p.contiguous()), acc.gather(qq)
                 if acc.is_main_process:
                     add_to_book(book, source, ver_sel, ex_sel, idx, p, qq)
+        stopped = [False]
+
+        def should_stop() -> bool:
+            if stop_requests is not None:
+                stopped[0] = _any_rank(acc, world, stop_requests.received is not None)
+            return stopped[0]
         sums = evaluate_split(model.model, test.test_batches(), acc.device, max_batches=cfg.eval_max_batches,
-                              steps=cfg.eval_steps or None, on_batch=on_batch)
+                              steps=cfg.eval_steps or None, on_batch=on_batch, should_stop=should_stop)
     finally:
         if ema is not None:
             ema.swap_out(model)
+    if stopped[0]:
+        return None
     t = torch.tensor([sums[k] for k in sorted(sums)], dtype=torch.float64, device=acc.device)
     t = acc.reduce(t, reduction="sum") if world > 1 else t
     out = finish_metrics(dict(zip(sorted(sums), t.tolist())))
@@ -341,6 +357,7 @@ class _Loop:
     window: dict = dataclasses.field(default_factory=dict)
     stop_why: str | None = None
     stop_signal: str | None = None
+    stop_requests: StopRequests | None = None
 
 
 def _plan_loop(run: _Run, deadline: Deadline, t_start: float, *, prior_step_s: float | None, final_eval: bool,
@@ -435,7 +452,10 @@ def _periodic_eval_and_checkpoint(run: _Run, loop: _Loop, log: MetricsLog) -> No
     """Every `eval_every` / `ckpt_every` steps before the last: evaluate (logged, one line under the bar) and save."""
     step = run.step
     if run.eval_every and step % run.eval_every == 0 and step < loop.sched.end:
-        ev = loop.eval_metrics = _evaluate(run)
+        ev = _evaluate(run, loop.stop_requests)
+        if ev is None:
+            return  # a stop request cut it short: _decide_stop ends the run, the checkpoint comes from _finish
+        loop.eval_metrics = ev
         log.write(step, "eval", ev)
         if loop.progress is not None:
             voted = (f", voted pass@1 {ev['vote_pass@1']:.3f} pass@2 {ev['vote_pass@2']:.3f}"
@@ -466,8 +486,13 @@ def _finish(run: _Run, loop: _Loop, log: MetricsLog) -> None:
         loop.stop_why = "time"  # ended at the planned step count: the deadline's plan, not max_steps
     if loop.final_eval and (step >= total_steps or loop.stop_why in (None, "steps", "time")):
         if step >= total_steps or (eval_every and step % eval_every) or not eval_every:
-            loop.eval_metrics = _evaluate(run)
-            log.write(step, "eval", loop.eval_metrics)
+            ev = _evaluate(run, loop.stop_requests)
+            if ev is None:  # SIGINT/SIGTERM during the final evaluation: the checkpoint below, then exit
+                received = loop.stop_requests.received if loop.stop_requests else None
+                loop.stop_why, loop.stop_signal = agree_on_stop(run.acc, run.world, loop.stop_why, received)
+            else:
+                loop.eval_metrics = ev
+                log.write(step, "eval", ev)
     loop.ckpt_path = _save(run)
     if run.world > 1:
         # Every rank must hold the same weights and puzzle table; record each rank's fingerprint to prove it.
@@ -586,17 +611,26 @@ def agree_on_stop(acc: Accelerator, world: int, why: str | None, received: str |
 
 
 
-def _check_inputs(cfg: TrainConfig) -> None:
+def _check_inputs(cfg: TrainConfig, resume: str | None, overwrite: bool) -> None:
     """Everything a run reads and where it writes, checked before the first write (training/checks.py,
-    data/checks.py)."""
+    data/checks.py, runtime/outputs.py). The run folder is new or empty, or the folder of the run it resumes; an
+    earlier run there is refused (it would be mixed with this one's checkpoints) unless `overwrite` starts over."""
     from arcsolver.training.checks import check_config
     from arcsolver.data.checks import check_dataset
-    from arcsolver.runtime.checks import check_writable
     if not cfg.data:
         raise InputError("no dataset given (--data DIR from `arcsolver prepare`)", field="--data")
     check_config(cfg)
     check_dataset(cfg.data)
-    check_writable(cfg.out, folder=True)
+    out = Path(cfg.out)
+    claim = claim_output(out, "run", inputs=[cfg.data], overwrite=overwrite)
+    continuing = resume is not None and out.resolve() == owning_run(resume).resolve()
+    if claim.replaces == "run" and not continuing and not overwrite:
+        raise InputError(f"holds a training run already; continue it with --resume {out}, or choose another --out "
+                         "(--overwrite starts it over)", file=str(out))
+    if claim.overwrite or (overwrite and claim.replaces and not continuing):
+        say(f"{out}: starting over (--overwrite): its earlier contents are removed")
+        if os.environ.get("RANK", "0") == "0":
+            shutil.rmtree(out)
 
 
 def _check_resume(resume: str, mcfg, loss_type: str, puzzle_rows: dict | None = None) -> dict:
