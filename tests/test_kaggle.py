@@ -180,7 +180,7 @@ def test_package_replaces_only_its_own_folder(tmp_path, wheel):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("keep me")
-    with pytest.raises(InputError, match="not an arcsolver package folder"):
+    with pytest.raises(InputError, match="not written by arcsolver"):
         package(ck, foreign, owner=OWNER, wheel=wheel)
     assert (foreign / "precious.txt").read_text() == "keep me"
     out = package(ck, tmp_path / "out", owner=OWNER, wheel=wheel, gpu=False, kernel_slug="my-arc-notebook")

@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from arcsolver.data.arc_tasks import Task, load_tasks, parse_grid, same_grid
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import atomic_write_bytes, read_json
+from arcsolver.runtime.outputs import PNG_SOFTWARE, claim_folder, claim_output
+from arcsolver.runtime.report import say
 from arcsolver.inference.vote import VoteBook
 
 PALETTE = ["#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00", "#AAAAAA", "#F012BE", "#FF851B", "#7FDBFF", "#870C25"]
@@ -186,7 +188,9 @@ def render_task_image(task: Task, attempts: list[list[Shown]] | None = None) -> 
 
 def _png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=False)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", PNG_SOFTWARE)  # how a later `show` knows the file is its own (runtime/outputs.py)
+    img.save(buf, format="PNG", optimize=False, pnginfo=info)
     return buf.getvalue()
 
 
@@ -313,9 +317,14 @@ def _load_predictions(path: Path) -> dict:
     return data
 
 
-def show_cmd(tasks_spec: str, task_id: str | None, submission: Path | None, out: Path) -> str:
+def show_cmd(tasks_spec: str, task_id: str | None, submission: Path | None, out: Path,
+             overwrite: bool = False) -> str:
     """`arcsolver show`: one task to a PNG (`task_id` given; `out` is the .png or a folder for it), or the whole
-    source to an HTML report in the folder `out`. Returns the line to print."""
+    source to an HTML report in the folder `out` (an earlier report there is replaced whole; anything else only with
+    `overwrite`). Returns the line to print."""
+    inputs = [tasks_spec, submission]
+    if task_id is None:
+        claim_output(out, "report", inputs=inputs, overwrite=overwrite)
     tasks = load_tasks(tasks_spec)
     preds = _load_predictions(submission) if submission is not None else None
     if task_id is not None:
@@ -325,11 +334,15 @@ def show_cmd(tasks_spec: str, task_id: str | None, submission: Path | None, out:
             raise InputError(f"no task {task_id!r} here ({len(tasks)} tasks, e.g. {near})", file=str(tasks_spec))
         task = match[0]
         path = out if out.suffix.lower() == ".png" else out / _file_name(0, task.id)[5:]
+        notice = claim_output(path, "png", inputs=inputs, overwrite=overwrite).notice()
+        if notice:
+            say(notice)
         render_task_png(task, path, _lookup(preds, task))
         return f"wrote {path}"
     if preds is not None:
         known = {t.id for t in tasks}
         if not any(k in known for k in preds):
             raise InputError("none of its task ids are in the task source", file=str(submission))
+    claim_folder(out, "report", inputs=inputs, overwrite=overwrite)
     index = render_report_html(tasks, preds, out)
     return f"wrote {index} ({len(tasks)} tasks)"

@@ -37,6 +37,8 @@ from arcsolver.kaggle.runner import DEFAULT_MARGIN_S, MARKER_NAME, RUN_LIMIT_S, 
 from arcsolver.kaggle.wheel import build_wheel, check_wheel, wheel_version
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import atomic_dir, atomic_write_bytes, read_json, write_json
+from arcsolver.runtime.outputs import claim_output, owning_run
+from arcsolver.runtime.report import say
 
 PACKAGE_MARKER = "arcsolver-package.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -96,7 +98,7 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
             machine_shape: str | None = None, margin_s: float = DEFAULT_MARGIN_S, limit_s: float = RUN_LIMIT_S,
             wheel: str | os.PathLike | None = None, extra_wheels: Sequence[str | os.PathLike] = (),
             license_name: str = DEFAULT_LICENSE, full_commit_run: bool = False,
-            finetune_args: Sequence[str] = (), allow_small_canvas: bool = False) -> Path:
+            finetune_args: Sequence[str] = (), allow_small_canvas: bool = False, overwrite: bool = False) -> Path:
     """Write the ready-to-push folder `out` (see the module docstring) and return it.
 
     `title` is the notebook's title (default: from `kernel_slug`); the kernel slug defaults to the title's slug.
@@ -121,9 +123,9 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
     dataset_slug = dataset_slug or DEFAULT_DATASET_SLUG
     dataset_title = dataset_title or dataset_slug.replace("-", " ")
     dataset_ref, kernel_ref = f"{owner}/{dataset_slug}", f"{owner}/{kernel_slug}"
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / PACKAGE_MARKER).is_file())):
-        raise InputError(f"exists and is not an arcsolver package folder ({PACKAGE_MARKER} missing); "
-                         f"choose another --out", file=str(out))
+    # runtime/outputs.py: an earlier package (its PACKAGE_MARKER) is replaced, anything else only with `overwrite`
+    claim = claim_output(out, "kaggle-package", inputs=[owning_run(checkpoint), checkpoint, *extra_wheels],
+                         overwrite=overwrite)
     ck = check_checkpoint(checkpoint, competition, allow_small_canvas)
     extra = [Path(w) for w in extra_wheels]
     for w in extra:
@@ -160,6 +162,8 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
     raise_first([p for p in validate_kernel_metadata(kn_meta) if not p.startswith("code_file")],
                  out / "kernel" / KERNEL_METADATA)
 
+    if claim.notice():
+        say(claim.notice())
     with atomic_dir(out) as tmp:
         ds = tmp / "dataset"
         ds.mkdir()
@@ -216,11 +220,12 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
 def package_cmd(checkpoint: Path, out: Path, competition: str, owner: str | None, dataset_slug: str | None,
                 kernel_slug: str | None, gpu: bool, machine_shape: str | None, margin_minutes: float,
                 finetune_args: Sequence[str] = (), *, extra_wheels: Sequence[Path] = (),
-                allow_small_canvas: bool = False) -> str:
+                allow_small_canvas: bool = False, overwrite: bool = False) -> str:
     """CLI face of `package`: build the folder, return a short report with the next steps."""
     out = package(checkpoint, out, competition=competition, owner=owner, dataset_slug=dataset_slug,
                   kernel_slug=kernel_slug, gpu=gpu, machine_shape=machine_shape, margin_s=margin_minutes * 60,
-                  finetune_args=finetune_args, extra_wheels=extra_wheels, allow_small_canvas=allow_small_canvas)
+                  finetune_args=finetune_args, extra_wheels=extra_wheels, allow_small_canvas=allow_small_canvas,
+                  overwrite=overwrite)
     ds_meta = read_json(out / "dataset" / DATASET_METADATA)
     kn_meta = read_json(out / "kernel" / KERNEL_METADATA)
     marker = read_json(out / "dataset" / MARKER_NAME)

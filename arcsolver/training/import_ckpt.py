@@ -33,6 +33,7 @@ from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.training.config import TrainConfig
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json, write_json
+from arcsolver.runtime.outputs import claim_folder, claim_output, owning_run
 
 PREFIX = "_orig_mod."
 # Buffers the reference may save that carry no learned state here.
@@ -106,13 +107,16 @@ def check_against_model(state: dict[str, torch.Tensor], cfg, file: str) -> None:
 def import_checkpoint(path: str | Path, identifiers: str | Path, tasks: list[str], out: str | Path, *,
                       eval_tasks: list[str] = (), seq_len: int = 900, num_heads: int = 8, H_cycles: int = 3,
                       L_cycles: int = 4, puzzle_emb_len: int = 16, halt_max_steps: int = 16,
-                      pos_encodings: str | None = None) -> Path:
+                      pos_encodings: str | None = None, overwrite: bool = False) -> Path:
     """Reference checkpoint + identifiers.json + the tasks it names -> an arcsolver run folder (OUT/run) and dataset
-    (OUT/data). Tasks from `eval_tasks` have their test inputs in the test split (what predict answers)."""
+    (OUT/data). Tasks from `eval_tasks` have their test inputs in the test split (what predict answers). OUT is
+    new, empty or an earlier import (replaced whole); anything else only with `overwrite`."""
     out = Path(out)
     file = str(path)
+    inputs = [path, identifiers, *tasks, *eval_tasks]
     _check_import_options(out, seq_len=seq_len, num_heads=num_heads, H_cycles=H_cycles, L_cycles=L_cycles,
                           puzzle_emb_len=puzzle_emb_len, halt_max_steps=halt_max_steps)
+    claim_output(out, "import", inputs=inputs, overwrite=overwrite)
     state = read_reference_state(path)
     cfg = infer_config(state, seq_len=seq_len, num_heads=num_heads, H_cycles=H_cycles, L_cycles=L_cycles,
                        puzzle_emb_len=puzzle_emb_len, halt_max_steps=halt_max_steps, pos_encodings=pos_encodings,
@@ -150,6 +154,7 @@ def import_checkpoint(path: str | Path, identifiers: str | Path, tasks: list[str
     train_set = [by_id[t] for t in versions if t not in eval_ids]
     eval_set = [by_id[t] for t in versions if t in eval_ids]
     canvas = int(round(seq_len ** 0.5))
+    claim_folder(out, "import", inputs=inputs, overwrite=overwrite)  # everything read and checked: write
     data = out / "data"
     arc_dataset.build(data, [arc_dataset.TaskSet("train", train_set), arc_dataset.TaskSet("eval", eval_set, True)],
                       canvas=canvas, versions=versions)
@@ -174,13 +179,11 @@ def _check_import_options(out: Path, **options: int) -> None:
     """The architecture options (what shapes cannot tell) and the output folder, checked before reading anything
     big or writing anything (model/checks.py)."""
     from arcsolver.model.checks import check_arch_field
-    from arcsolver.runtime.checks import check_writable
     for k, v in options.items():
         check_arch_field(k, v, file=f"--{k.replace('_', '-')}")
     side = int(round(options["seq_len"] ** 0.5))
     if side * side != options["seq_len"]:
         raise InputError(f"expected a square canvas (900 for 30x30), got {options['seq_len']}", field="--seq-len")
-    check_writable(out, folder=True)
 
 
 def _check_exportable(ck: Path, cfg: dict) -> None:
@@ -192,17 +195,17 @@ def _check_exportable(ck: Path, cfg: dict) -> None:
                          file=str(ck / "config.json"), field="model.puzzle_emb_mode")
 
 
-def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
-    """Our checkpoint -> OUT/checkpoint (reference state dict, EMA weights) + OUT/identifiers.json + OUT/arch.json."""
+def export_checkpoint(ckpt: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Our checkpoint -> OUT/checkpoint (reference state dict, EMA weights) + OUT/identifiers.json + OUT/arch.json.
+    OUT is new, empty or an earlier export (replaced whole); anything else only with `overwrite`."""
     from arcsolver.model.checks import check_checkpoint
-    from arcsolver.runtime.checks import check_writable
     ck, cfg = check_checkpoint(ckpt)
     _check_exportable(ck, cfg)
-    check_writable(out, folder=True)
+    claim_output(out, "export", inputs=[owning_run(ckpt), ck], overwrite=overwrite)
     rows = checkpoint.load_puzzle_rows(ck)
     state = checkpoint.load_weights(ck, ema=True)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_folder(out, "export", inputs=[owning_run(ckpt), ck], overwrite=overwrite)
     ref = {PREFIX + k: v.contiguous() for k, v in state.items()}
     tmp = out / ".checkpoint.tmp"
     torch.save(ref, tmp)
