@@ -38,9 +38,16 @@ _REHEARSE = functools.partial(default_of, "arcsolver.kaggle.rehearse", "rehearse
 _UPLOAD = functools.partial(default_of, "arcsolver.kaggle.upload", "upload")
 
 
+class _Int64Range(click.IntRange):
+    """click's IntRange, within 64 bits (what every count ends up stored in), its help saying only the bound that
+    matters (`x>=1`, not the 19-digit ceiling)."""
+
+    def _describe_range(self) -> str:
+        return f"x>={self.min}" if self.max == INT64_MAX else super()._describe_range()
+
+
 def _at_least(low: int) -> click.IntRange:
-    """An integer option's type: `low` or more, and within 64 bits (what every count ends up stored in)."""
-    return click.IntRange(low, INT64_MAX)
+    return _Int64Range(low, INT64_MAX)
 
 
 SEED = click.IntRange(0, SEED_MAX)

@@ -356,7 +356,7 @@ CASES = [
     ("prepare-canvas-0", ["prepare", "arc", "--eval", "{tasks}", "--canvas", "0", "--out", "{out}"], "--canvas"),
     ("prepare-canvas-small", ["prepare", "arc", "--eval", "{tasks}", "--canvas", "5", "--out", "{out}"],
      "does not fit the 5x5 canvas"),
-    ("prepare-sudoku-neg", ["prepare", "sudoku", "--generate", "-5", "--size", "6", "--out", "{out}"], "positive"),
+    ("prepare-sudoku-neg", ["prepare", "sudoku", "--generate", "-5", "--size", "6", "--out", "{out}"], "--generate"),
     ("prepare-maze-size", ["prepare", "maze", "--generate", "10", "--size", "1", "--out", "{out}"], "--size"),
     ("prepare-maze-loops", ["prepare", "maze", "--generate", "10", "--size", "8", "--loops", "2", "--out", "{out}"],
      "--loops"),
