@@ -82,7 +82,7 @@ def test_lr_zero_is_the_no_learning_baseline(pretrained, tmp_path):
 
 def test_cli_defaults_are_the_recipe_defaults():
     r = subprocess.run([sys.executable, "-m", "arcsolver.cli", "finetune", "--help"], capture_output=True, text=True)
-    assert f"[default: {FINETUNE.num_aug}; x>=0]" in r.stdout
+    assert f"[default: {FINETUNE.num_aug}; x>=0]" in " ".join(r.stdout.split())
     assert ("[default: per-task]" if FINETUNE.per_task else "[default: joint]") in " ".join(r.stdout.split())
 
 
