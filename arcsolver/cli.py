@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -77,10 +78,22 @@ class _Group(click.Group):
                 sys.exit(2)
 
 
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _users_name(path: str) -> str:
+    """The output a temporary file stands for (jsonio writes `.NAME.XXXX.tmp` beside NAME, then renames it): the
+    user named NAME, not our temporary file."""
+    p = Path(path)
+    m = _TEMP_NAME.match(p.name)
+    return str(p.with_name(m.group("name"))) if m else path
+
+
 def os_error_line(e: OSError) -> str:
-    """One line for an OSError: the file(s) it names and the system's reason."""
+    """One line for an OSError: the file(s) it names (the user's names, not our temporary ones) and the system's
+    reason."""
     reason = e.strerror or (str(e).splitlines() or [type(e).__name__])[0]
-    files = [str(f) for f in (e.filename, e.filename2) if f]
+    files = [_users_name(str(f)) for f in (e.filename, e.filename2) if f]
     return f"{' -> '.join(files)}: {reason}" if files else str(reason)
 
 

@@ -510,6 +510,10 @@ def test_finetune_command_single_and_multi_gpu(tmp_path):
     assert four[1:8] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4", "-m",
                          "arcsolver.cli"]
     assert four[8:] == one[3:7] + [str(tmp_path / "c.json"), "--deadline", "1796000060"] + one[10:]
+    # the working file every prediction flush publishes into, so a kernel killed before the merge keeps the answers
+    pub = finetune_command(tmp_path / "c.json", tmp_path / "ck", tmp_path / "o", 1796000000, 1, ["--num-aug", "2"],
+                           publish=tmp_path / "working" / "submission.json")
+    assert pub[3:] == one[3:] + ["--publish", str(tmp_path / "working" / "submission.json"), "--num-aug", "2"]
 
 
 @pytest.mark.parametrize("script, outcome", [

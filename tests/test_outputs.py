@@ -283,3 +283,19 @@ def test_sigterm_during_per_task_finetune_keeps_every_answer_made(fx, tmp_path, 
     assert sub[tasks[0].id] == first[tasks[0].id]
     voted = json.loads((out / "submission.candidates.json").read_text())
     assert tasks[0].id in voted and set(voted) <= {tasks[0].id, tasks[1].id}
+
+
+def test_an_os_error_names_the_users_path_not_our_temporary_file():
+    from arcsolver.cli import os_error_line
+    e = OSError(2, "No such file or directory", "/proc/.x.json.v9mz6zl_.tmp")
+    assert os_error_line(e) == "/proc/x.json: No such file or directory"
+    assert os_error_line(OSError(13, "Permission denied", "/a/b.json")) == "/a/b.json: Permission denied"
+
+
+@pytest.mark.parametrize("margin, expected", [(0, 0.0), (600, 600.0), (None, 1800.0)])
+def test_rehearse_reads_the_packaged_margin_even_when_it_is_zero(tmp_path, margin, expected):
+    from arcsolver.kaggle.rehearse import _baked_margin
+    cfg = {} if margin is None else {"margin_s": margin}
+    nb = {"cells": [{"cell_type": "code", "source": f"ARCSOLVER_CONFIG: dict = {cfg!r}\n"}]}
+    (tmp_path / "nb.ipynb").write_text(json.dumps(nb))
+    assert _baked_margin(tmp_path / "nb.ipynb") == expected
