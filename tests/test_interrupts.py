@@ -161,16 +161,17 @@ def test_a_signal_to_one_rank_stops_both_after_the_same_step_with_one_checkpoint
 # a signal during an evaluation: it ends within the batch in progress, the checkpoint is written
 
 
-@pytest.mark.parametrize("which,sig", [("periodic", signal.SIGTERM), ("final", signal.SIGTERM),
-                                       ("final", signal.SIGINT)])
+@pytest.mark.parametrize("which,sig,code", [("periodic", signal.SIGTERM, 0), ("final", signal.SIGTERM, 0),
+                                            ("final", signal.SIGINT, 130)])
 def test_a_signal_during_evaluation_stops_it_within_one_batch_with_a_checkpoint(tmp_path, data, monkeypatch, which,
-                                                                                 sig):
-    """The evaluation is made deterministic, not slow: the signal is sent from inside its second batch, and the
-    evaluation must run no third batch (the old code evaluated every version of every test input regardless)."""
+                                                                                 sig, code):
+    """`arcsolver train`, in process: the evaluation is made deterministic, not slow: the signal is sent from inside
+    its second batch, and the evaluation must run no third batch (the old code evaluated every version of every test
+    input regardless). Exit 0 after SIGTERM, 130 after Ctrl-C, as after a signal during training."""
     import arcsolver.inference.rollout as rollout_module
+    from click.testing import CliRunner
+    from arcsolver.cli import main
     from arcsolver.model.checks import check_checkpoint
-    from arcsolver.training.config import build_config
-    from arcsolver.training.train import train
 
     calls = {"n": 0}
     real = rollout_module.rollout
@@ -183,14 +184,16 @@ def test_a_signal_during_evaluation_stops_it_within_one_batch_with_a_checkpoint(
 
     monkeypatch.setattr(rollout_module, "rollout", rollout_that_signals)
     every = 1 if which == "periodic" else 0
-    cfg = build_config("tiny-cpu", ["arch.hidden_size=16", "eval_batch_size=2", "log_every=1",
-                                    f"eval_interval_steps={every}", "checkpoint_interval_steps=0"],
-                       data=str(data), out=str(tmp_path / "run"), max_steps=3, global_batch_size=8)
-    res = train(cfg, cpu=True, quiet=True)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--preset", "tiny-cpu", "--data", str(data), "--out", str(run),
+                                  "--steps", "3", "--batch-size", "8", "--cpu", "--set", "arch.hidden_size=16",
+                                  "--set", "eval_batch_size=2", "--set", f"eval_interval_steps={every}",
+                                  "--set", "checkpoint_interval_steps=0"])
+    assert r.exit_code == code, r.output
     assert calls["n"] == 2, f"{calls['n']} evaluation batches ran; the stop came in the second"
-    assert res.signal == {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}[sig] and res.stopped_by == "signal"
-    assert res.steps == (1 if which == "periodic" else 3)
-    ck, _ = check_checkpoint(res.checkpoint)  # present, complete and loadable
-    assert ck.name == f"step_{res.steps:07d}"
-    records = [orjson.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert not [r for r in records if r.get("split") == "eval"], "a cut-short evaluation was logged as one"
+    steps = 1 if which == "periodic" else 3
+    assert f"after step {steps}: checkpoint" in r.stderr
+    ck, _ = check_checkpoint(run)  # present, complete and loadable
+    assert ck.name == f"step_{steps:07d}"
+    records = [orjson.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert not [x for x in records if x.get("split") == "eval"], "a cut-short evaluation was logged as one"
