@@ -12,6 +12,7 @@ demonstration.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from fractions import Fraction
 from functools import lru_cache
@@ -291,8 +292,11 @@ def enclosed(g):
 def interior(g):
     """Coloured cells whose eight neighbours all have their colour (the inside of a solid rectangle)."""
     h, w = g.shape
-    return np.array([[bool(g[r, c]) and 0 < r < h - 1 and 0 < c < w - 1 and (g[r - 1:r + 2, c - 1:c + 2] == g[r, c]).all()
-                      for c in range(w)] for r in range(h)], dtype=bool).reshape(h, w)
+    inside = np.zeros(g.shape, dtype=bool)
+    for r in range(1, h - 1):
+        for c in range(1, w - 1):
+            inside[r, c] = bool(g[r, c]) and bool((g[r - 1:r + 2, c - 1:c + 2] == g[r, c]).all())
+    return inside
 
 
 _MASKS: dict = {}
@@ -373,7 +377,6 @@ def size_keys(g):
 
 # ----------------------------------------------------------------------------------------------- per family
 def candidates(*values):
-    import itertools
     return list(itertools.product(*values))
 
 

@@ -135,6 +135,16 @@ def _inputs_shown(p: dict, train: list[Pair], test: Pair) -> str | None:
     return f"the test input has colour {unseen[0]}, which no demonstration input shows" if unseen else None
 
 
+def _changed_to(key: str) -> Implied:
+    """Rules whose one parameter is a colour painted onto some cells: some demonstration changes a cell to it."""
+    def implied(p: dict, train: list[Pair], test: Pair) -> str | None:
+        v = p[key]
+        if any(a.shape == b.shape and ((a != b) & (b == v)).any() for a, b in train):
+            return None
+        return f"no demonstration shows a cell becoming {key} {v}"
+    return implied
+
+
 def _objects(g: Grid) -> list[tuple[int, Grid]]:
     """4-connected one-colour components of the non-zero cells: (colour, bool mask), in row-major order."""
     h, w = g.shape
@@ -280,30 +290,6 @@ def _size(rng: np.random.Generator, lo: int, hi: int) -> tuple[int, int]:
 
 def _choice(rng: np.random.Generator, items: list):
     return items[int(rng.integers(len(items)))]
-
-
-def _changed_to(key: str) -> Implied:
-    """Rules whose one parameter is a colour painted onto some cells: some demonstration changes a cell to it."""
-    def implied(p: dict, train: list[Pair], test: Pair) -> str | None:
-        v = p[key]
-        if any(a.shape == b.shape and ((a != b) & (b == v)).any() for a, b in train):
-            return None
-        return f"no demonstration shows a cell becoming {key} {v}"
-    return implied
-
-
-def _all_of(*rules: Implied) -> Implied:
-    def implied(p: dict, train: list[Pair], test: Pair) -> str | None:
-        for rule in rules:
-            why = rule(p, train, test)
-            if why:
-                return why
-        return None
-    return implied
-
-
-_DIHEDRAL_RULE = ("Implied when: among the eight rotations and reflections, every one that maps each demonstration "
-                  "input to its output gives the test output.")
 
 
 # --------------------------------------------------------------------------------------------- geometry
@@ -554,7 +540,8 @@ def _mirror_complete(rng, p, S):
 def _recolour_map_params(rng, S):
     src = _colours(rng, _int(rng, 1, 3))
     dst = _colours(rng, len(src), exclude=tuple(src))
-    return {"map": [[a, b] for a, b in zip(src, dst)], "others": _colours(rng, _int(rng, 0, 2), exclude=tuple(src + dst))}
+    others = _colours(rng, _int(rng, 0, 2), exclude=tuple(src + dst))
+    return {"map": [[a, b] for a, b in zip(src, dst)], "others": others}
 
 
 @family("recolour_map", "colour", "fixed colour substitutions (a -> b), other colours untouched",
@@ -894,13 +881,12 @@ _OFFSETS = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4) if abs(dy) >=
 
 
 def _copy_rule(p, g):
-    h, w = g.shape
+    rows, cols = np.nonzero(g)
+    to_r, to_c = rows + p["dy"], cols + p["dx"]
+    if len(rows) and (to_r.min() < 0 or to_c.min() < 0 or to_r.max() >= g.shape[0] or to_c.max() >= g.shape[1]):
+        return None  # the copy would leave the grid
     out = g.copy()
-    for r, c in zip(*np.nonzero(g)):
-        a, b = r + p["dy"], c + p["dx"]
-        if not (0 <= a < h and 0 <= b < w):
-            return None
-        out[a, b] = g[r, c]
+    out[to_r, to_c] = g[rows, cols]
     return out
 
 
