@@ -4,6 +4,7 @@ per-task checks and the command line."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections import Counter
@@ -14,7 +15,7 @@ import pytest
 
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.runtime.errors import InputError
-from arcsolver.data.families import FAMILIES
+from arcsolver.data.families import FAMILIES, RuleMismatch
 from arcsolver.data.generate import GeneratedTask, generate, generate_task, task_problem
 
 
@@ -559,3 +560,47 @@ def test_a_failure_midway_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         gen.generate("all", 2, 8, 0, tmp_path / "g")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_family_states_its_identifiability_rule():
+    for fam in FAMILIES.values():
+        assert "Implied when:" in fam.rule and len(fam.rule) > 60, fam.name
+
+
+def test_a_test_the_demonstrations_do_not_imply_is_redrawn_deterministically(monkeypatch):
+    real = FAMILIES["flip"]
+
+    def run():
+        refused = []
+
+        def implied(params, train, test):
+            if len(refused) < 3:
+                refused.append(test[0].tobytes())
+                return "refused for the test"
+            return real.implied(params, train, test)
+
+        monkeypatch.setitem(FAMILIES, "flip", dataclasses.replace(real, implied=implied))
+        return generate_task("flip", seed=3, index=0, max_size=8), refused
+
+    task, refused = run()
+    again, _ = run()
+    assert len(refused) == 3 and task.test[0][0].tobytes() not in refused
+    assert repr(task.to_json()) == repr(again.to_json())
+
+
+def test_a_family_whose_test_is_never_implied_stops_with_a_clear_error(monkeypatch):
+    monkeypatch.setitem(FAMILIES, "flip", dataclasses.replace(FAMILIES["flip"], implied=lambda *a: "never"))
+    with pytest.raises(RuntimeError, match="family flip made no valid task"):
+        generate_task("flip", seed=0, index=0, max_size=8)
+
+
+def test_a_family_whose_pairs_break_its_own_rule_is_a_bug_not_a_redraw(monkeypatch):
+    real = FAMILIES["gravity"]
+
+    def wrong(rng, params, max_size):
+        g, out = real.pair(rng, params, max_size)
+        return g, out[::-1].copy()
+
+    monkeypatch.setitem(FAMILIES, "gravity", dataclasses.replace(real, pair=wrong))
+    with pytest.raises(RuleMismatch):
+        generate_task("gravity", seed=0, index=0, max_size=8)

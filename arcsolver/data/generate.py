@@ -6,8 +6,10 @@ byte-identical files. Each task picks its rule parameters once, then 3 or 4 demo
 
 Every task is checked before it is kept: grids rectangular, colours 0..9, sides 1..max_size; >= 2 train pairs;
 no pair whose output equals its input (unless the family declares identity legitimate); no two pairs with the same
-input; no task identical to an earlier one of this run. A draw failing a check is redrawn from the same stream
-(still deterministic); a family that cannot make a valid task in many draws is a bug and stops the run.
+input; the test output implied by the demonstrations (the family's identifiability rule, `families.why_not_implied`);
+no task identical to an earlier one of this run. A test pair that is not implied is redrawn (up to TEST_TRIES times),
+then the whole task; every redraw comes from the same stream (still deterministic). A family that cannot make a valid
+task in many draws is a bug and stops the run.
 
 Output: OUT/<family>-<seed>-<index>.json, the ordinary ARC format ({"train": [{input, output}...], "test": [...]}),
 written into a temporary folder renamed into place at the end, so a failure leaves nothing behind.
@@ -25,7 +27,7 @@ import numpy as np
 
 from arcsolver.runtime.checks import SEED_MAX
 from arcsolver.runtime.errors import InputError
-from arcsolver.data.families import FAMILIES, MIN_SIZE, Family, Pair
+from arcsolver.data.families import FAMILIES, MIN_SIZE, Family, Pair, why_not_implied
 from arcsolver.runtime.jsonio import atomic_dir, dumps
 from arcsolver.runtime.outputs import claim_output, mark_folder
 from arcsolver.runtime.report import say
@@ -33,6 +35,7 @@ from arcsolver.runtime.report import say
 MAX_SIDE = 30
 PAIR_TRIES = 60  # draws per pair before the task's parameters are drawn again
 TASK_TRIES = 40  # parameter draws per task before giving up (a family bug)
+TEST_TRIES = 20  # test pairs drawn for one set of demonstrations before the task is drawn again
 
 
 @dataclass
@@ -103,6 +106,19 @@ def _draw_pair(fam: Family, rng: np.random.Generator, params: dict, max_size: in
     return None
 
 
+def _implied_test(fam: Family, rng: np.random.Generator, params: dict, max_size: int, used: set,
+                  train: list[Pair], test: Pair | None) -> Pair | None:
+    """`test`, or the first of up to TEST_TRIES - 1 redrawn test pairs, whose output the demonstrations imply."""
+    for attempt in range(TEST_TRIES):
+        if test is None:
+            return None
+        if not why_not_implied(fam, params, train, test):
+            return test
+        if attempt + 1 < TEST_TRIES:
+            test = _draw_pair(fam, rng, params, max_size, used)
+    return None
+
+
 def generate_task(name: str, seed: int, index: int, max_size: int, taken: set | None = None) -> GeneratedTask:
     """Task `index` of family `name`; `taken` (task fingerprints of this run) is updated and avoided."""
     fam = FAMILIES[name]
@@ -118,7 +134,11 @@ def generate_task(name: str, seed: int, index: int, max_size: int, taken: set | 
                 break
             pairs.append(p)
         else:
-            task = GeneratedTask(f"{name}-{seed}-{index:04d}", name, params, pairs[:n_train], pairs[n_train:])
+            train = pairs[:n_train]
+            test = _implied_test(fam, rng, params, max_size, used, train, pairs[n_train])
+            if test is None:
+                continue
+            task = GeneratedTask(f"{name}-{seed}-{index:04d}", name, params, train, [test])
             if task_problem(task, max_size, fam.identity_ok):
                 continue
             fp = hashlib.blake2b(dumps(task.to_json()), digest_size=16).digest()
