@@ -180,7 +180,7 @@ def test_each_command_twice_replaces_only_its_own_output(fx, tmp_path):
         if out.is_dir():
             (out / "stale-from-run-1").write_text("x")  # what the first run left that the second does not write
         second = _ok(argv)
-        assert f"{out}: replacing the" in second.stderr, second.stderr
+        assert f"{out}: replacing what arcsolver wrote there earlier" in second.stderr, second.stderr
         assert recognise(out) == kind
         if kind in ("finetune", "report", "export", "dataset", "generated-tasks"):
             assert not (out / "stale-from-run-1").exists(), kind  # replaced whole: nothing of run 1 passes as run 2's

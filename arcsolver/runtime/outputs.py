@@ -51,7 +51,7 @@ class Claim:
         if self.overwrite:
             return f"{self.path}: replacing it (--overwrite)"
         if self.replaces:
-            return f"{self.path}: replacing the {_WORDS[self.replaces].split(' ', 1)[1]} arcsolver wrote there earlier"
+            return f"{self.path}: replacing what arcsolver wrote there earlier ({_WORDS[self.replaces]})"
         return None
 
 
