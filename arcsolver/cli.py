@@ -627,7 +627,10 @@ def check_finetune_args(args: list[str]) -> None:
               help="smoke: a commit run (a few tasks); full: the scoring rerun.")
 @click.option("--keep", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Keep the fake /kaggle tree, the script and the notebook log here.")
-def kaggle_rehearse_cmd(folder, competition_data, test_file, solutions, time_limit, mode, keep) -> None:
+@click.option("--processes", type=click.IntRange(1, 64), default=_REHEARSE("processes"), show_default=True,
+              help="Solver processes: > 1 runs it through `accelerate launch` on CPU processes (gloo), the "
+                   "multi-GPU path of the Kaggle run.")
+def kaggle_rehearse_cmd(folder, competition_data, test_file, solutions, time_limit, mode, keep, processes) -> None:
     """Run a packaged notebook locally as Kaggle would (offline install from its dataset, fake /kaggle tree,
     scaled clock) and report validity, model answers, score, time per phase and the plan. Exit 1 if the
     submission is not valid and complete.
@@ -641,7 +644,7 @@ def kaggle_rehearse_cmd(folder, competition_data, test_file, solutions, time_lim
     from arcsolver.kaggle.rehearse import format_report, rehearse
     from arcsolver.runtime.units import parse_duration
     r = rehearse(folder, competition_data=competition_data, test_file=test_file, solutions=solutions,
-                 time_limit_s=parse_duration(time_limit), mode=mode, keep=keep)
+                 time_limit_s=parse_duration(time_limit), mode=mode, keep=keep, processes=processes)
     click.echo(format_report(r))
     if not (r.get("valid") and r.get("complete")):
         sys.exit(1)

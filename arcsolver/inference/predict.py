@@ -246,10 +246,12 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     items_done = 0
     if acc.is_main_process:
         flusher.flush(0, int(np.searchsorted(task_done_at, 0, side="right")))  # a complete file before any batch
+    from arcsolver.model.memory_model import free_device_bytes
+    free = free_device_bytes(acc.device)  # before the weights are on the device: the memory model counts them
     model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes,
                           forward_dtype=forward_dtype, announce_precision=acc.is_main_process and not quiet)
     steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or None  # as the run evaluated itself
-    device_batch = _prediction_device_batch(model, device_batch_size, batch_size // acc.num_processes, acc.device)
+    device_batch = prediction_device_batch(model, device_batch_size, batch_size // acc.num_processes, acc.device, free)
     # the bar after the first flush and the model load (errors there stay one line)
     progress = progress_bar("predict", total=n_items, enabled=acc.is_main_process and not quiet)
     row_times: list[float] = []  # seconds per row of each batch, on the deadline's clock
@@ -406,12 +408,13 @@ class _Flusher:
             self.on_flush(info)
 
 
-def _prediction_device_batch(model, requested: int, batch: int, device: torch.device) -> int:
-    """Rows per forward: `requested` when > 0, else the largest the memory model fits (the whole batch on CPU)."""
+def prediction_device_batch(model, requested: int, batch: int, device: torch.device, free_bytes: int | None) -> int:
+    """Rows per forward: `requested` when > 0, else the largest the memory model fits (the whole batch on CPU).
+    `free_bytes`: the device's free memory measured before the model was loaded (the memory model counts the
+    weights against it; measured after, they would be subtracted twice)."""
     if requested < 0:
         raise InputError(f"must be >= 0 (0: automatic), got {requested}", field="--device-batch-size")
     if requested > 0:
         return min(requested, max(1, batch))
-    from arcsolver.model.memory_model import choose_device_batch, free_device_bytes, inference_memory
-    return choose_device_batch(lambda rows: inference_memory(model.config, rows), max(1, batch),
-                               free_device_bytes(device))
+    from arcsolver.model.memory_model import choose_device_batch, inference_memory
+    return choose_device_batch(lambda rows: inference_memory(model.config, rows), max(1, batch), free_bytes)

@@ -112,9 +112,10 @@ def rehearsal_env(base: Path, exclude: tuple[str, ...] = ()) -> Path:
 def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike | None = None,
              test_file: str | os.PathLike | None = None, solutions: str | os.PathLike | None = None,
              time_limit_s: float = 600.0, mode: str = "smoke", keep: str | os.PathLike | None = None,
-             image_exclude: tuple[str, ...] = ()) -> dict:
+             image_exclude: tuple[str, ...] = (), processes: int = 1) -> dict:
     """Run the package's notebook on a fake Kaggle tree; returns the report (see the module docstring).
-    `image_exclude`: top-level packages the simulated Kaggle image lacks (fault drills)."""
+    `image_exclude`: top-level packages the simulated Kaggle image lacks (fault drills). `processes` > 1 runs the
+    solver through `accelerate launch` with that many CPU processes (gloo), as the notebook does on several GPUs."""
     from arcsolver.kaggle.tasks import read_challenges
     from arcsolver.inference.submission import validate_submission
 
@@ -124,6 +125,8 @@ def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike |
         raise InputError(f"expected smoke or full, got {mode!r}", field="--mode")
     if not time_limit_s > 0:
         raise InputError(f"must be > 0, got {time_limit_s}", field="--time-limit")
+    if not isinstance(processes, int) or isinstance(processes, bool) or not 1 <= processes <= 64:
+        raise InputError(f"must be an integer in 1..64, got {processes!r}", field="--processes")
     competition = info.get("competition") or "arc-prize-2025"
     if competition_data is None and test_file is None:
         # default: the competition's files unpacked in ./<slug>/ (`kaggle competitions download -c <slug>`, unzip)
@@ -164,6 +167,11 @@ def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike |
                    PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONUNBUFFERED="1")
         if mode == "full":
             env["KAGGLE_IS_COMPETITION_RERUN"] = "1"
+        if processes > 1:
+            # CPU processes stand in for the GPUs: no GPU visible, one thread each (they share the cores)
+            env.update(ARCSOLVER_KAGGLE_PROCESSES=str(processes), CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+        else:
+            env.pop("ARCSOLVER_KAGGLE_PROCESSES", None)
         t0 = time.time()
         log_path = base / "notebook.log"
         with open(log_path, "w") as log:
@@ -175,7 +183,8 @@ def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike |
         summary_path = root / "working" / "arcsolver-run-summary.json"
         report: dict = {"exit_code": proc.returncode, "wall_s": round(wall, 1),
                         "tasks": len(ch.shapes), "test_outputs": ch.n_tests, "malformed_tasks": len(ch.problems),
-                        "mode": mode, "time_limit_s": time_limit_s, "deadline_s": overrides["deadline_s"]}
+                        "mode": mode, "time_limit_s": time_limit_s, "deadline_s": overrides["deadline_s"],
+                        "processes": processes}
         if not sub_path.is_file():
             report.update(valid=False, complete=False, problems=["no submission.json written"])
         else:
@@ -235,7 +244,8 @@ def format_report(r: dict) -> str:
     if "predict_seconds" in solver:
         phases["solve: predict"] = round(float(solver["predict_seconds"]), 1)
     lines = [
-        f"rehearsal ({r['mode']} mode, time limit {r['time_limit_s']:.0f} s, notebook deadline "
+        f"rehearsal ({r['mode']} mode, {r.get('processes', 1)} solver process(es), time limit "
+        f"{r['time_limit_s']:.0f} s, notebook deadline "
         f"{r['deadline_s']:.0f} s): notebook exit code {r['exit_code']}, {r['wall_s']:.0f} s",
         f"  submission: {'VALID' if r.get('valid') else 'INVALID'}, "
         f"{'complete' if r.get('complete') else 'INCOMPLETE'} ({r['tasks']} tasks, {r['test_outputs']} test outputs"
@@ -260,6 +270,10 @@ def format_report(r: dict) -> str:
         lines.append("  solver plan: " + _describe_plan(plan))
         lines.append(f"  steps: {solver.get('embed_steps', '?')} embeddings-only + {solver.get('full_steps', '?')} "
                      f"full")
+    if solver.get("plan_vs_actual"):
+        from arcsolver.training.plan_log import format_table
+        lines.append("  the solver's plan vs what happened:")
+        lines += [f"    {ln}" for ln in format_table(solver["plan_vs_actual"])]
     left = s.get("left_to_fallback") or {}
     if left:
         lines.append(f"  left to the fallback: {len(left)} task(s), e.g. {next(iter(left.values()))}")

@@ -66,6 +66,7 @@ ENV_ROOT = "ARCSOLVER_KAGGLE_ROOT"
 ENV_RERUN = "KAGGLE_IS_COMPETITION_RERUN"
 ENV_MODE = "ARCSOLVER_KAGGLE_MODE"
 ENV_SOLVE = "ARCSOLVER_KAGGLE_SOLVE"
+ENV_PROCESSES = "ARCSOLVER_KAGGLE_PROCESSES"
 
 SolveFn = Callable[[Path, Path, Path, float, bool], Path]
 
@@ -177,6 +178,18 @@ def decide_smoke(smoke: bool | None, env: Mapping[str, str] = os.environ) -> boo
     return not is_rerun(env)
 
 
+def solver_processes() -> int:
+    """How many processes the solver runs: one per GPU; `$ARCSOLVER_KAGGLE_PROCESSES` overrides it (`kaggle
+    rehearse --processes N` sets it to run the multi-process path on CPU processes, gloo)."""
+    forced = os.environ.get(ENV_PROCESSES, "").strip()
+    if forced:
+        try:
+            return max(1, int(forced))
+        except ValueError:
+            log.warning("ignoring $%s=%r (not an integer)", ENV_PROCESSES, forced)
+    return gpu_count()
+
+
 def gpu_count() -> int:
     try:
         import torch
@@ -264,7 +277,7 @@ def cli_solve(tasks_path: Path, checkpoint: Path, out_dir: Path, budget_s: float
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     deadline_at = time.time() + budget_s if deadline_at is None else deadline_at
-    cmd = finetune_command(tasks_path, checkpoint, out_dir, deadline_at, gpu_count(), finetune_args, publish)
+    cmd = finetune_command(tasks_path, checkpoint, out_dir, deadline_at, solver_processes(), finetune_args, publish)
     left = deadline_at - time.time()
     timeout = timeout_s if timeout_s is not None else left + max(60.0, 0.1 * left)
     log_file = log_file or out_dir / "solve.log"
@@ -398,18 +411,27 @@ def model_answers(produced: Path, candidate: Any, tasks: list) -> set[tuple[str,
 
 
 def solver_report(out_dir: Path) -> dict:
-    """What `arcsolver finetune` recorded about its run (plan, steps, seconds), for the run summary; {} if none."""
+    """What `arcsolver finetune` recorded about its run, for the run summary: its summary (plan, steps, seconds;
+    written at its end) and its plan.json (planned vs actual per phase; written as it goes, so a solver stopped at
+    the deadline still has one); {} if neither."""
     from arcsolver.runtime.jsonio import read_json
+    from arcsolver.training.plan_log import PLAN_NAME
 
-    f = out_dir / "finetune.json"
-    if not f.is_file():
-        return {}
-    try:
-        data = read_json(f)
-    except Exception:  # noqa: BLE001
-        return {}
-    keys = ("plan", "embed_steps", "full_steps", "train_seconds", "predict_seconds", "seconds")
-    return {k: data[k] for k in keys if k in data} if isinstance(data, dict) else {}
+    out: dict = {}
+    for name in ("finetune.json", PLAN_NAME):
+        f = out_dir / name
+        try:
+            data = read_json(f) if f.is_file() else None
+        except Exception:  # noqa: BLE001 - an unreadable side file must not cost the run summary
+            data = None
+        if not isinstance(data, dict):
+            continue
+        if name == PLAN_NAME:
+            out["plan_vs_actual"] = data
+        else:
+            keys = ("plan", "embed_steps", "full_steps", "train_seconds", "predict_seconds", "seconds")
+            out.update({k: data[k] for k in keys if k in data})
+    return out
 
 
 def partial_output(out_dir: Path, error: BaseException) -> Path:
@@ -610,6 +632,10 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
         summary["solve_s"] = round(time.time() - t_solve, 1)
         summary["phases"]["solve_s"] = summary["solve_s"]
         summary["solver"] = solver_report(out_dir)
+        if summary["solver"].get("plan_vs_actual"):
+            from arcsolver.training.plan_log import format_table
+            log.info("the solver's plan vs what happened:\n%s", "\n".join(format_table(
+                summary["solver"]["plan_vs_actual"])))
 
         t_merge = time.time()
         candidate = read_json(produced)

@@ -32,6 +32,7 @@ from arcsolver.runtime import report
 from arcsolver.runtime.errors import InputError
 from arcsolver.training.finetune_plan import CUT_ORDER, decide, measure_costs
 from arcsolver.inference.predict import check_publish_target
+from arcsolver.training.plan_log import PLAN_NAME, PlanLog
 from arcsolver.runtime.jsonio import read_json, write_json
 from arcsolver.runtime.outputs import claim_folder, claim_output, owning_run
 
@@ -90,6 +91,8 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
         cfg.device_batch_size = device_batch_size
     claim_folder(out, "finetune", inputs=_inputs(ckpt, tasks), overwrite=overwrite)  # every option checked: write
     say = report.say if state.is_main_process and not quiet else (lambda m: None)
+    plan_log = PlanLog(out / PLAN_NAME, deadline.remaining() if deadline.limited else 0.0,
+                       enabled=state.is_main_process)
 
     # 1. the plan (main process decides, every process follows), then the dataset it asks for
     n_tests = sum(len(t.test) for t in task_list)
@@ -101,8 +104,11 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     if not fixed or (deadline.limited and predict_after):
         t_plan = clock.now()
         if state.is_main_process:
+            # priced as this run will run: one of `num_processes` processes, its dtype, micro-batch and compile
             costs = measure_costs(ckpt, state.device, n_rows=n_tests * (num_aug + 1), predict_batch=predict_batch_size,
-                                  train_batch=cfg.global_batch_size, clock=clock, window_s=deadline.remaining())
+                                  train_batch=cfg.global_batch_size, clock=clock, window_s=deadline.remaining(),
+                                  world=state.num_processes, forward_dtype=cfg.forward_dtype,
+                                  device_batch_size=cfg.device_batch_size, compile_setting=cfg.compile)
         costs = _same_on_every_process(state, costs)
         planning_s = clock.now() - t_plan
     if not fixed:
@@ -139,6 +145,10 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     else:
         say(f"finetune plan: fixed {embed_steps or 0} embeddings-only + {full_steps or 0} full steps"
             + (f", capped by the {deadline.describe()}" if deadline.limited else ""))
+    if plan is not None:
+        plan_log.plan(plan)
+    plan_log.actual("planning", planning_s)
+    plan_log.actual("prepare", prepare_s - planning_s, versions_per_task=per_task)
 
     # 2. weights with a puzzle table sized for the new tasks (versions), new rows = mean of the trained rows
     weights = _extended_weights(ckpt, base, data_dir)
@@ -161,16 +171,20 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
         prior_e, prior_f = costs.train_step_s(embed_only=True), costs.train_step_s()
     w1, n1, final, interrupted = weights, 0, None, None
     if e_steps and e_deadline.remaining() > 0:
+        t_phase = clock.now()
         res1 = train(dataclasses.replace(cfg, out=str(out / "embed"), max_steps=e_steps), cpu=cpu,
                      init_weights=weights, freeze_model=True, quiet=quiet, final_eval=False, extra_config=extra,
                      deadline=e_deadline, prior_step_s=prior_e)
         w1, n1 = checkpoint.load_weights(res1.checkpoint or checkpoint.resolve(out / "embed"), ema=False), res1.steps
         final, interrupted = checkpoint.resolve(out / "embed"), res1.signal
+        plan_log.actual("embeddings-only", clock.now() - t_phase, busy_s=sum(res1.step_seconds), steps=n1)
     n2 = 0
     if f_steps and train_end.remaining() > 0 and not interrupted:  # a signal stops the whole command
+        t_phase = clock.now()
         res2 = train(dataclasses.replace(cfg, out=str(out / "full"), max_steps=f_steps), cpu=cpu, init_weights=w1,
                      quiet=quiet, final_eval=False, extra_config=extra, deadline=train_end, prior_step_s=prior_f)
         n2, final, interrupted = res2.steps, checkpoint.resolve(out / "full"), res2.signal
+        plan_log.actual("full fine-tune", clock.now() - t_phase, busy_s=sum(res2.step_seconds), steps=n2)
     if final is None:
         # No time to train: a checkpoint of the mean-embedding model, so that prediction has something to load.
         train(dataclasses.replace(cfg, out=str(out / "mean"), max_steps=1), cpu=cpu, init_weights=weights,
@@ -190,6 +204,8 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
                       batch_size=predict_batch_size, deadline=deadline.earlier_by(sum(margin.values())),
                       max_versions=decision.versions if decision else 0, forward_dtype=cfg.forward_dtype,
                       device_batch_size=cfg.device_batch_size, publish=publish)
+        plan_log.actual("prediction", clock.now() - t_pred, busy_s=clock.now() - t_pred, rows=res.items_done,
+                        stopped_by=res.stopped_by, tasks_complete=res.tasks_complete)
         summary.update(submission=str(res.submission), predict_seconds=clock.now() - t_pred,
                        predict_estimate_s=pred_reserve if plan else None, predict_stopped_by=res.stopped_by,
                        tasks_complete=res.tasks_complete)

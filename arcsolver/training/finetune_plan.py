@@ -12,6 +12,14 @@ counted the same: its backward still runs through the network to reach the input
 larger batch runs more efficiently). The training phases do not rely on these estimates for their length: they
 plan their own steps from their own timed steps.
 
+Processes (`world`, from the launcher): every cost is one process's share, as the code splits the work. A training
+step of the global batch G runs G / world rows on each process, then all-reduces the gradients (counted at
+`ALLREDUCE_BYTES_PER_S`, twice the gradient bytes: a ring all-reduce sends and receives each byte once). Prediction
+splits every batch of `predict_batch` rows into world slices of predict_batch / world rows (predict.py), and the main
+process gathers the answers; the probe times a rollout at exactly that slice size, with the dtype, micro-batch and
+compile setting prediction will use. Compile: prediction runs eager; each training phase builds and compiles its own
+model (train.py), so a compiled run pays `compile_s` at every phase start, and the plan charges it there.
+
 The ladder (`decide`), for the time from now to the deadline minus the named reserves:
 1. train as many steps as fit after the prediction (steps are cut first, down to `MIN_STEPS`);
 2. then cut augmentations (halving `num_aug`, down to `AUG_FLOOR`): fewer versions to prepare and to vote;
@@ -33,6 +41,12 @@ AUG_FLOOR = 8
 TRAIN_OVERHEAD = 0.9  # measured: see the module docstring
 VOTE_OVERHEAD = 1.1  # undo + vote + periodic flushes on top of the rollouts
 PREDICT_START_S = 0.3  # prediction's start beyond loading the checkpoint: accelerator, dataset, first flush
+# Gradient all-reduce bandwidth per process. gloo on CPU sockets: ~1 GB/s; NCCL between L4s over PCIe: several GB/s.
+# The conservative end for both until benchmarks/gpu_check.sh's kaggle row measures it.
+ALLREDUCE_BYTES_PER_S = 1e9
+# One torch.compile of the inner network (dynamo + inductor, forward and backward), per training phase. Not yet
+# measured on a GPU: benchmarks/gpu_check.sh's kaggle row prints the real figure to replace this.
+COMPILE_S = 60.0
 
 
 @dataclass
@@ -46,20 +60,39 @@ class Costs:
     h_cycles: int
     load_s: float  # prediction's fixed start: model + dataset load (timed: the checkpoint load)
     checkpoint_s: float  # one checkpoint save
-    phase_start_s: float  # one training phase's start-up (accelerator, model, optimizer, loader)
+    phase_start_s: float  # one training phase's start-up (accelerator, model, optimizer, loader; compile excluded)
     prepare_per_version_s: float = 2e-4  # building the dataset, per task version
     gpu: bool = False  # a partial batch costs a full one on a GPU, its share of one on a CPU
+    world: int = 1  # processes sharing the work (the launcher's world size)
+    grad_bytes: int = 0  # gradient bytes all-reduced per training step (0: not counted)
+    compile_s: float = 0.0  # torch.compile at each training phase start (0: eager)
+
+    @property
+    def local_predict_batch(self) -> int:
+        """Rows of one prediction batch on one process (predict gives each process batch // world rows)."""
+        return max(1, self.predict_batch // self.world)
 
     @property
     def row_s(self) -> float:
-        return self.sup_step_s / self.predict_batch
+        """Seconds per row per forward supervision step on one process (`sup_step_s` is timed at the local batch)."""
+        return self.sup_step_s / self.local_predict_batch
+
+    @property
+    def phase_overhead_s(self) -> float:
+        """One training phase's start: start-up plus the compile the code pays there."""
+        return self.phase_start_s + self.compile_s
+
+    def allreduce_s(self) -> float:
+        return 2 * self.grad_bytes / ALLREDUCE_BYTES_PER_S if self.world > 1 else 0.0
 
     def train_step_s(self, embed_only: bool = False) -> float:
         # embed_only: counted as a full step (see the module docstring); kept as a parameter for the plan's wording
         units = 1 + 2 / max(1, self.h_cycles)
-        return self.row_s * self.train_batch * units * TRAIN_OVERHEAD
+        rows = self.train_batch / self.world
+        return self.row_s * rows * units * TRAIN_OVERHEAD + self.allreduce_s()
 
     def predict_s(self, n_test_inputs: int, versions: int) -> float:
+        """Every version of every test input, each batch split over the processes: one process's time."""
         rows = n_test_inputs * versions
         batches = math.ceil(rows / self.predict_batch) if self.gpu else rows / self.predict_batch
         return self.load_s + batches * self.predict_steps * self.sup_step_s * VOTE_OVERHEAD
@@ -90,7 +123,7 @@ def decide(costs: Costs, window_s: float, *, n_tasks: int, n_test_inputs: int, n
     `prepared`: the dataset already exists (its `num_aug` cannot change any more, and costs nothing to build);
     `versions_per_task` then caps the versions (deduplicated augmentations can make fewer than num_aug + 1)."""
     reserves = dict(reserves or {})
-    start = 2 * (costs.phase_start_s + costs.checkpoint_s)  # two training phases, each ends with a checkpoint
+    start = 2 * (costs.phase_overhead_s + costs.checkpoint_s)  # two phases, each compiles and ends with a checkpoint
     step = max(1e-6, embed_fraction * costs.train_step_s(True) + (1 - embed_fraction) * costs.train_step_s(False))
     cuts: list[str] = []
 
@@ -167,20 +200,28 @@ FULL_PROBE_SHARE = 0.02  # time a full prediction batch too when that costs at m
 
 
 def measure_costs(ckpt, device, *, n_rows: int, predict_batch: int, train_batch: int, clock,
-                  window_s: float = float("inf"), steps: int | None = None) -> Costs:
-    """Load the checkpoint once and time forward supervision steps on a synthetic batch of the prediction's shape:
-    the only measurement the plan makes. A warm-up and a timed step on `PROBE_ROWS` rows; then one step of a full
-    prediction batch if that is projected to cost at most 2% of `window_s`, else the small step scaled by rows
-    (CPU throughput is about linear in rows; on a GPU a small batch underuses the device, which over-estimates
-    prediction: safe). Planning thus costs a checkpoint load plus at most ~2% of the time left."""
+                  window_s: float = float("inf"), steps: int | None = None, world: int = 1,
+                  forward_dtype: str = "auto", device_batch_size: int = 0, compile_setting="auto") -> Costs:
+    """Load the checkpoint once and time forward supervision steps on a synthetic batch of the prediction's shape,
+    as one of `world` processes runs it (its slice of a batch, the run's dtype and micro-batch): the only measurement
+    the plan makes. A warm-up and a timed step on `PROBE_ROWS` rows; then one step of the full local batch if that
+    is projected to cost at most 2% of `window_s`, else the small step scaled by rows (CPU throughput is about
+    linear in rows; on a GPU a small batch underuses the device, which over-estimates prediction: safe). Planning
+    thus costs a checkpoint load plus at most ~2% of the time left."""
     import torch
+    from arcsolver.inference.microbatch import rollout_in_micro_batches
     from arcsolver.inference.rollout import rollout
-    from arcsolver.inference.predict import load_model
+    from arcsolver.inference.predict import load_model, prediction_device_batch
+    from arcsolver.model.memory_model import free_device_bytes
     from arcsolver.model.puzzle_embedding import blank_puzzle_inputs
+    from arcsolver.runtime.compilation import compile_enabled
     from arcsolver.training.train import checkpoint_seconds
     t = clock.now()
     b = max(1, min(predict_batch, n_rows))
-    model, cfg = load_model(ckpt, device, batch_size=b)
+    local = max(1, b // max(1, world))
+    free = free_device_bytes(device)
+    model, cfg = load_model(ckpt, device, batch_size=local, forward_dtype=forward_dtype)
+    micro = prediction_device_batch(model, device_batch_size, local, device, free)
     load_s = clock.now() - t
     mc = cfg["model"]
     seq = int(mc["seq_len"])
@@ -191,21 +232,23 @@ def measure_costs(ckpt, device, *, n_rows: int, predict_batch: int, train_batch:
                  "labels": torch.zeros(rows, seq, dtype=torch.int64, device=device),
                  **blank_puzzle_inputs(rows, device)}
         t0 = clock.now()
-        rollout(model, batch, 1)
+        rollout_in_micro_batches(model, batch, 1, min(micro, rows), rollout)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return clock.now() - t0
 
-    small = min(PROBE_ROWS, b)
+    small = min(PROBE_ROWS, local)
     timed(small)  # warm-up: allocations, kernel selection
-    sup = timed(small) * b / small
-    if b > small and sup <= FULL_PROBE_SHARE * window_s:
-        sup = timed(b)
+    sup = timed(small) * local / small
+    if local > small and sup <= FULL_PROBE_SHARE * window_s:
+        sup = timed(local)
     ck_s = checkpoint_seconds(model, has_ema=True, has_opt=True)
+    grad_bytes = sum(p.numel() * 4 for n, p in model.named_parameters() if "puzzle_emb" not in n)
     p_steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or int(mc.get("halt_max_steps", 16))
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the training phases that follow want that memory
     return Costs(sup_step_s=sup, predict_batch=b, predict_steps=p_steps, train_batch=train_batch,
                  h_cycles=int(mc.get("H_cycles", 3)), load_s=load_s + PREDICT_START_S, checkpoint_s=ck_s,
-                 phase_start_s=load_s + 1.0, gpu=device.type == "cuda")
+                 phase_start_s=load_s + 1.0, gpu=device.type == "cuda", world=max(1, world), grad_bytes=grad_bytes,
+                 compile_s=COMPILE_S if compile_enabled(compile_setting, device) else 0.0)
