@@ -414,9 +414,13 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, e
 @click.option("--publish", type=click.Path(path_type=Path), default=None, metavar="FILE",
               help="An existing submission file (e.g. Kaggle's working one) that every prediction flush copies its "
                    "answers into, atomically.")
-def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_aug, embed_fraction, lr_scale, ema,
-                 per_task, batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, cpu,
-                 overwrite, publish) -> None:
+@click.option("--recipe", default=None, metavar="NAME",
+              help="A recipe (arcsolver/training/recipes: cpu-default, kaggle-4xL4; or a .toml path) whose values "
+                   "apply wherever an option is not given here.")
+@click.pass_context
+def finetune_cmd(ctx, ckpt, tasks, time_budget, deadline_at, out, predict_after, num_aug, embed_fraction, lr_scale,
+                 ema, per_task, batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, cpu,
+                 overwrite, publish, recipe) -> None:
     """Fine-tune a checkpoint on tasks it never saw (test-time training), within a time budget.
 
     \b
@@ -427,6 +431,11 @@ def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_
       arcsolver finetune --from runs/demo --tasks new_tasks/ --time-budget 10m --embed-steps 50 --full-steps 200
     """
     from arcsolver.training.finetune import finetune, finetune_per_task
+    if recipe:
+        options, sets = recipe_options(ctx, recipe)
+        num_aug, batch_size = options.get("num_aug", num_aug), options.get("batch_size", batch_size)
+        embed_fraction, lr_scale = options.get("embed_fraction", embed_fraction), options.get("lr_scale", lr_scale)
+        ema, overrides = options.get("ema", ema), (*sets, *overrides)  # an explicit --set comes later and wins
     deadline = _deadline(deadline_at, _budget(time_budget) or None)
     run = finetune_per_task if per_task else finetune
     s = run(ckpt, tasks, out, deadline=deadline, predict_after=predict_after,
@@ -443,6 +452,14 @@ def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_
         f"fine-tuned {s['embed_steps']} + {s['full_steps']} steps"
     click.echo(f"{how} in {s['train_seconds']:.0f} s; checkpoint {s['checkpoint']}"
                + (f"; wrote {s['submission']}" if "submission" in s else "") + f" (total {s['seconds']:.0f} s)")
+
+
+def recipe_options(ctx: click.Context, name: str) -> tuple[dict, list[str]]:
+    """The recipe's finetune options that the command line did not give itself, and its `--set` items."""
+    from arcsolver.training.recipes import load_recipe
+    options, sets = load_recipe(name)
+    given = {k for k in options if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)}
+    return {k: v for k, v in options.items() if k not in given}, sets
 
 
 @main.command("import-checkpoint")
@@ -567,8 +584,11 @@ def kaggle() -> None:
 @click.option("--allow-small-canvas", is_flag=True, default=_PACKAGE("allow_small_canvas"),
               help="Package a checkpoint whose canvas is < 30 for an ARC competition (larger tasks fall back).")
 @_overwrite_option
+@click.option("--recipe", default=None, metavar="NAME",
+              help="The notebook fine-tunes with this bundled recipe (e.g. kaggle-4xL4); --finetune-args still "
+                   "override its values.")
 def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
-                       margin_minutes, finetune_args, extra_wheels, allow_small_canvas, overwrite) -> None:
+                       margin_minutes, finetune_args, extra_wheels, allow_small_canvas, overwrite, recipe) -> None:
     """Write a Kaggle submission folder: the arcsolver wheel + checkpoint as a dataset, and a notebook that runs
     offline, writes a valid fallback submission first, and fine-tunes + predicts within the deadline.
 
@@ -583,6 +603,10 @@ def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel
         args = shlex.split(finetune_args)
     except ValueError as e:
         raise InputError(f"cannot split {finetune_args!r} ({e})", field="--finetune-args") from None
+    if recipe:
+        if any(a.split("=", 1)[0] == "--recipe" for a in args):
+            raise InputError("give the recipe once: --recipe or --finetune-args '--recipe ...'", field="--recipe")
+        args = ["--recipe", recipe, *args]
     check_finetune_args(args)
     click.echo(package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
                            margin_minutes, args, extra_wheels=wheels_in(extra_wheels) if extra_wheels else (),
@@ -610,7 +634,22 @@ def check_finetune_args(args: list[str]) -> None:
     except click.exceptions.UsageError as e:
         raise InputError(f"arcsolver finetune would refuse {' '.join(args)!r}: {e.format_message()}",
                          field="--finetune-args") from None
-    build_config(None, list(ctx.params.get("overrides") or ()))  # unknown or ill-typed --set fields
+    sets = list(ctx.params.get("overrides") or ())
+    recipe = ctx.params.get("recipe")
+    if recipe:
+        from arcsolver.training.recipes import load_recipe, recipe_names
+        if recipe not in recipe_names():
+            raise InputError(f"the notebook can only use a bundled recipe ({', '.join(recipe_names())}), not "
+                             f"{recipe!r}: pass its values in --finetune-args instead", field="--finetune-args")
+        sets = load_recipe(recipe)[1] + sets
+    build_config(None, sets)  # unknown or ill-typed --set fields
+    from arcsolver.training.finetune import SHAPE_FREE_ARCH_FIELDS
+    for item in sets:
+        key = item.split("=", 1)[0]
+        if key.startswith("arch.") and key[5:] not in SHAPE_FREE_ARCH_FIELDS:
+            raise InputError(f"{key}: fine-tuning keeps the checkpoint's architecture; only "
+                             f"{', '.join('arch.' + f for f in SHAPE_FREE_ARCH_FIELDS)} may change",
+                             field="--finetune-args")
 
 
 @kaggle.command("rehearse")

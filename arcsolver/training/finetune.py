@@ -340,6 +340,11 @@ def _inputs(ck: Path, tasks: str) -> list:
     return [owning_run(ck), ck, tasks]
 
 
+# Model fields that change no weight's shape: fine-tuning may set them (NVARC fine-tuned at H 4 / L 4 / 10 steps a
+# model pretrained at H 3 / L 4 / 16; training/recipes/kaggle-4xL4.toml).
+SHAPE_FREE_ARCH_FIELDS = ("H_cycles", "L_cycles", "halt_max_steps", "halt_exploration_prob")
+
+
 def _finetune_config(base: dict, overrides: list[str], batch_size: int | None, lr_scale: float, seed: int,
                      ema: bool | None = FINETUNE.ema):
     """The checkpoint's recipe for fine-tuning: its architecture and optimizer settings, LRs x `lr_scale`, no
@@ -361,6 +366,11 @@ def _finetune_config(base: dict, overrides: list[str], batch_size: int | None, l
         k, v = item.split("=", 1)
         if not k.startswith("arch."):
             setattr(cfg, k, getattr(build_config(None, [item]), k))
+        elif k[5:] in SHAPE_FREE_ARCH_FIELDS:  # how far the recursion runs: the same weights serve any count
+            cfg.arch[k[5:]] = build_config(None, [item]).arch[k[5:]]
+        else:
+            raise InputError(f"fine-tuning keeps the checkpoint's architecture; only "
+                             f"{', '.join('arch.' + f for f in SHAPE_FREE_ARCH_FIELDS)} may change", field=k)
     from arcsolver.training.checks import check_config
     check_config(cfg)  # the checkpoint's values and the derived ones too, before anything is written
     return cfg

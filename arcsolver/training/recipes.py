@@ -1,0 +1,63 @@
+"""Fine-tuning recipes as files (`arcsolver/training/recipes/*.toml`), like the training presets.
+
+A recipe names `finetune` options (`[finetune]`: num_aug, batch_size, embed_fraction, lr_scale, ema) and training
+fields (`[set]`, exactly as `--set key=value`), each with its source in a comment. `finetune --recipe NAME` takes its
+values wherever the command line does not give the option itself; an explicit option or `--set` wins. `kaggle
+package --recipe NAME` ships the choice in the notebook's command (the files are package data of the wheel).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from arcsolver.runtime.checks import check_rule
+from arcsolver.runtime.errors import InputError
+from arcsolver.training.config import tomllib
+
+RECIPES = Path(__file__).resolve().parent / "recipes"
+DEFAULT_RECIPE = "cpu-default"
+
+# The finetune options a recipe may set, with the rule each value must meet.
+OPTION_RULES: dict[str, Any] = {"num_aug": (int, 0, True, None), "batch_size": (int, 1, True, None),
+                                "embed_fraction": (float, 0, True, 1.0), "lr_scale": (float, 0, False, None),
+                                "ema": bool}
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.toml"))
+
+
+def load_recipe(name: str) -> tuple[dict[str, Any], list[str]]:
+    """(finetune options, `--set` items) of the recipe `name` (a bundled name or a path to a .toml file)."""
+    path = Path(name) if Path(name).suffix else RECIPES / f"{name}.toml"
+    if not path.is_file():
+        raise InputError(f"unknown recipe (available: {', '.join(recipe_names())}, or a path to a .toml file)",
+                         file=name, field="--recipe")
+    if tomllib is None:
+        raise InputError("reading a recipe needs Python >= 3.11 or the tomli package", file=str(path))
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"not valid TOML ({str(e).splitlines()[0]})", file=str(path)) from None
+    for table in raw:
+        if table not in ("finetune", "set") or not isinstance(raw[table], dict):
+            raise InputError("expected only the tables [finetune] and [set]", file=str(path), field=table)
+    options = {}
+    for key, value in raw.get("finetune", {}).items():
+        if key not in OPTION_RULES:
+            raise InputError(f"unknown option (recipes set {', '.join(OPTION_RULES)})", file=str(path),
+                             field=f"finetune.{key}")
+
+        def fail(msg: str, key: str = key):
+            raise InputError(msg, file=str(path), field=f"finetune.{key}")
+        options[key] = check_rule(OPTION_RULES[key], value, fail)
+    sets = [f"{k}={_toml_text(v)}" for k, v in raw.get("set", {}).items()]
+    return options, sets
+
+
+def _toml_text(value: Any) -> str:
+    """A value as `--set` reads it back (TOML syntax)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, (int, float)) else f'"{value}"'
