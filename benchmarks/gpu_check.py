@@ -14,6 +14,10 @@ Rows:
     24 GB (`torch.cuda.set_per_process_memory_fraction`): does the Kaggle L4 plan fit. Run in a child process so
     the cap and any out-of-memory state stay there.
   * predict rollout: 16-step inference rollouts of the ARC config, samples/s.
+  * kaggle recipe (training/recipes/kaggle-4xL4.toml), per process of the 4 the Kaggle machine runs: fine-tune
+    steps/s at the recipe's settings (global batch 128 / 4 processes, H 4, L 4, 10 steps, the run's compile setting;
+    the first step's excess over the others is the compile time the plan charges as finetune_plan.COMPILE_S) and
+    predict rows/s (a batch of 256 / 4 rows, 10 steps). The figures the fine-tuning plan's constants are checked by.
 The CPU-checkable parts (arguments, FLOP counting, MFU, the table) are tested in tests/test_gpu_check.py.
 """
 
@@ -60,7 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="time against the official TRM code in DIR (bench_model.py --reference) instead of the "
                     "re-statement")
     ap.add_argument("--tests-timeout", type=float, default=150.0, help="seconds for the gpu tests (then: timed out)")
-    ap.add_argument("--only", choices=["finetune-step"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--only", choices=["finetune-step", "kaggle-recipe"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--kaggle-processes", type=int, default=4, help="processes the Kaggle run splits the work over")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
     for name in ("reps", "arc_batch", "sudoku_batch", "finetune_batch", "rollout_batch"):
@@ -279,10 +284,67 @@ def run_finetune_step(args: argparse.Namespace) -> dict:
         return {"check": "fine-tune step", "result": f"failed (exit {r.returncode}), see stderr"}
 
 
+def kaggle_recipe_child(args: argparse.Namespace, steps: int = 6, canvas: int = 30) -> list[dict]:
+    """The kaggle-4xL4 recipe as one of `--kaggle-processes` processes runs it: `steps` full fine-tuning steps of
+    its per-process batch through train() (compile as the run would: on CUDA), then predict rollouts of its
+    per-process slice. Two rows."""
+    import tempfile
+    from arcsolver.data.arc_dataset import TaskSet, build
+    from arcsolver.data.arc_tasks import load_tasks
+    from arcsolver.inference.rollout import rollout
+    from arcsolver.training.config import build_config
+    from arcsolver.training.recipes import load_recipe
+    options, sets = load_recipe("kaggle-4xL4")
+    n = max(1, args.kaggle_processes)
+    local = max(1, options["batch_size"] // n)
+    cuda = torch.cuda.is_available()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        build(data, [TaskSet("bundled", load_tasks(HERE.parent / "arcsolver" / "data" / "bundled"), test_set=True)],
+              num_aug=20, seed=0, canvas=canvas)
+        cfg = build_config(args.finetune_preset, [*sets, f"max_steps={steps}", f"global_batch_size={local}",
+                                                  "log_every=1", "eval_interval_steps=0", "eval_interval_epochs=0"],
+                           data=str(data), out=str(Path(tmp) / "run"))
+        from arcsolver.training.train import train
+        res = train(cfg, cpu=not cuda, quiet=True, final_eval=False)
+        times = res.step_seconds
+        steady = statistics.median(times[2:] or times[1:] or times)
+        head, batch = _ours_on(dataclasses.replace(paper_config("arc", cfg.forward_dtype if cuda else "float32"),
+                                                   H_cycles=4, L_cycles=4, halt_max_steps=10,
+                                                   batch_size=max(1, 256 // n)), "cuda" if cuda else "cpu")
+    model = head.model.eval()
+    dev = "cuda" if cuda else "cpu"
+    rollout(model, batch, 10)
+    _sync(dev)
+    t = time.perf_counter()
+    rollout(model, batch, 10)
+    _sync(dev)
+    rows_s = batch["inputs"].shape[0] / (time.perf_counter() - t)
+    return [{"check": f"kaggle recipe, 1 of {n} processes: fine-tune", "config": args.finetune_preset,
+             "batch": local, "impl": "ours", "samples_s": local / steady,
+             "result": f"{1 / steady:.2f} steps/s; first step +{max(0.0, times[0] - steady):.1f} s (compile)"},
+            {"check": f"kaggle recipe, 1 of {n} processes: predict", "config": "arc", "batch": max(1, 256 // n),
+             "impl": "ours", "samples_s": rows_s, "result": "rows/s, 10 steps"}]
+
+
+def run_kaggle_recipe(args: argparse.Namespace) -> list[dict]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--only", "kaggle-recipe", "--finetune-preset",
+           args.finetune_preset, "--kaggle-processes", str(args.kaggle_processes)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        print(r.stderr[-4000:], file=sys.stderr)
+        return [{"check": "kaggle recipe", "result": f"failed (exit {r.returncode}), see stderr"}]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.only == "finetune-step":
         print(json.dumps(finetune_step_child(args)))
+        return 0
+    if args.only == "kaggle-recipe":
+        print(json.dumps(kaggle_recipe_child(args)))
         return 0
     if not torch.cuda.is_available():
         print(f"gpu_check: no CUDA device visible (torch {torch.__version__}); nothing to measure", file=sys.stderr)
@@ -347,6 +409,7 @@ def measure_all(args: argparse.Namespace, rows: list[dict], device: str, info, p
     cfg = paper_config("arc", precision.dtype)
     rows.append({"check": "predict rollout (16 steps)", "config": "arc", "batch": args.rollout_batch, "impl": "ours",
                  "samples_s": measure_rollout(cfg, args.rollout_batch, device)})
+    rows.extend(run_kaggle_recipe(args))
 
 
 if __name__ == "__main__":

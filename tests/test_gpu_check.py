@@ -95,11 +95,26 @@ def test_the_fine_tune_step_child_reports_one_row(monkeypatch):
     assert row["peak_gb"] is None  # no CUDA: no memory figure rather than a wrong one
 
 
+def test_the_kaggle_recipe_child_reports_a_fine_tune_and_a_predict_row(monkeypatch):
+    """The kaggle row's child on CPU with a tiny preset and paper config: the same code a GPU run fills in."""
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the check's own run covers this")
+    monkeypatch.setattr(gpu_check, "paper_config", lambda name, dtype: tiny("c"))
+    args = gpu_check.parse_args(["--only", "kaggle-recipe", "--finetune-preset", "tiny-cpu", "--kaggle-processes",
+                                 "16"])
+    rows = gpu_check.kaggle_recipe_child(args, steps=3, canvas=10)
+    assert [r["check"] for r in rows] == ["kaggle recipe, 1 of 16 processes: fine-tune",
+                                          "kaggle recipe, 1 of 16 processes: predict"]
+    assert rows[0]["batch"] == 8 and rows[1]["batch"] == 16 and all(r["samples_s"] > 0 for r in rows)
+    assert "steps/s" in rows[0]["result"] and "(compile)" in rows[0]["result"]
+
+
 def test_all_measurements_run_and_print_one_table_on_cpu(monkeypatch, capsys):
     """measure_all end to end with tiny configs on CPU: every row is produced, and the table holds them."""
     from arcsolver.runtime.precision import DeviceInfo, choose_precision
     monkeypatch.setattr(gpu_check, "paper_config", lambda name, dtype: tiny("a" if name == "sudoku" else "c"))
     monkeypatch.setattr(gpu_check, "run_finetune_step", lambda args: {"check": "fine-tune step", "result": "stub"})
+    monkeypatch.setattr(gpu_check, "run_kaggle_recipe", lambda args: [{"check": "kaggle recipe", "result": "stub"}])
     monkeypatch.setattr(gpu_check, "MEMORY_BATCHES", {"arc": (2, 4), "sudoku": (2, 4)})
     args = gpu_check.parse_args(["--skip-tests", "--reps", "1", "--arc-batch", "2", "--sudoku-batch", "2",
                                  "--rollout-batch", "2"])
