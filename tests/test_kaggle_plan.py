@@ -52,10 +52,13 @@ def test_the_all_reduce_is_charged_per_step_on_several_processes_only():
 def test_compile_is_charged_at_each_training_phase_as_the_code_compiles(monkeypatch, tmp_path):
     """The plan reserves one compile per training phase; a fine-tuning run with compile on compiles exactly once
     per phase (each phase builds its own model)."""
-    eager = decide(costs_for(1), 3600.0, **JOB)
-    compiled = decide(costs_for(1, compile_s=COMPILE_S), 3600.0, **JOB)
-    key = "phase start-up + checkpoints"
-    assert compiled.plan.reserves[key] - eager.plan.reserves[key] == pytest.approx(2 * COMPILE_S)
+    job = {**JOB, "embed_fraction": 0.25}  # two phases
+    eager = decide(costs_for(1), 3600.0, **job)
+    compiled = decide(costs_for(1, compile_s=COMPILE_S), 3600.0, **job)
+    assert eager.train_s - compiled.train_s == pytest.approx(2 * COMPILE_S)  # one compile per phase
+    assert sum(eager.plan.phases.values()) == pytest.approx(sum(compiled.plan.phases.values()))
+    one_phase = decide(costs_for(1, compile_s=COMPILE_S), 3600.0, **JOB)  # embed_fraction 0: the full phase only
+    assert one_phase.train_s - compiled.train_s == pytest.approx(COMPILE_S + 5.0 + 2.0)
     import arcsolver.training.train as train_mod
     from arcsolver.training.finetune import finetune
     compiled_models = []

@@ -123,7 +123,8 @@ def decide(costs: Costs, window_s: float, *, n_tasks: int, n_test_inputs: int, n
     `prepared`: the dataset already exists (its `num_aug` cannot change any more, and costs nothing to build);
     `versions_per_task` then caps the versions (deduplicated augmentations can make fewer than num_aug + 1)."""
     reserves = dict(reserves or {})
-    start = 2 * (costs.phase_overhead_s + costs.checkpoint_s)  # two phases, each compiles and ends with a checkpoint
+    # each training phase that runs starts (and compiles) its own model and ends with a checkpoint
+    start = training_phases(embed_fraction) * (costs.phase_overhead_s + costs.checkpoint_s)
     step = max(1e-6, embed_fraction * costs.train_step_s(True) + (1 - embed_fraction) * costs.train_step_s(False))
     cuts: list[str] = []
 
@@ -175,18 +176,26 @@ def decide(costs: Costs, window_s: float, *, n_tasks: int, n_test_inputs: int, n
                      embed_fraction)
 
 
+def training_phases(embed_fraction: float) -> int:
+    """How many training phases run: embeddings-only when embed_fraction > 0, full when < 1."""
+    return int(embed_fraction > 0) + int(embed_fraction < 1)
+
+
 def _decision(a, v, train_s, step, cuts, costs, n_test_inputs, n_tasks, predict, prepared, reserves, start,
               embed_fraction) -> Decision:
     phases = {}
     if not prepared:
         phases["prepare"] = costs.prepare_s(n_tasks, a)
-    if train_s > 0:
-        phases["embeddings-only"] = embed_fraction * train_s
-        phases["full fine-tune"] = (1 - embed_fraction) * train_s
+    if train_s > 0:  # each phase as it will run: its share of the steps, its start-up, compile and checkpoint
+        per_phase = start / training_phases(embed_fraction)
+        if embed_fraction > 0:
+            phases["embeddings-only"] = embed_fraction * train_s + per_phase
+        if embed_fraction < 1:
+            phases["full fine-tune"] = (1 - embed_fraction) * train_s + per_phase
     res = dict(reserves)
     if predict:
         res["prediction"] = costs.predict_s(n_test_inputs, v)
-    if start:
+    if start and train_s <= 0:
         res["phase start-up + checkpoints"] = start
     steps = int(train_s / step) if train_s > 0 else 0
     plan = Plan("finetune", 0.0, phases, res,
