@@ -101,21 +101,27 @@ def _preset_path(name: str) -> Path:
     return PRESETS / f"{name}.toml" if not path.suffix else path
 
 
-def load_preset(name: str) -> dict:
-    path = _preset_path(name)
-    if not path.is_file():
-        avail = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
-        raise InputError(f"unknown preset (available: {avail}, or a path to a .toml file)", file=name)
+def read_tables(path: Path, tables: tuple[str, ...], what: str) -> dict:
+    """A TOML settings file (a preset, a fine-tuning recipe) holding only the named tables; one line on error."""
     if tomllib is None:
-        raise InputError("reading a preset needs Python >= 3.11 or the tomli package", file=str(path))
+        raise InputError(f"reading a {what} needs Python >= 3.11 or the tomli package", file=str(path))
     try:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"not valid TOML ({str(e).splitlines()[0]})", file=str(path)) from None
     for table in raw:
-        if table not in ("arch", "train") or not isinstance(raw[table], dict):
-            raise InputError("expected only the tables [arch] and [train]", file=str(path), field=table)
+        if table not in tables or not isinstance(raw[table], dict):
+            raise InputError(f"expected only the tables {' and '.join(f'[{t}]' for t in tables)}", file=str(path),
+                             field=table)
     return raw
+
+
+def load_preset(name: str) -> dict:
+    path = _preset_path(name)
+    if not path.is_file():
+        avail = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
+        raise InputError(f"unknown preset (available: {avail}, or a path to a .toml file)", file=name)
+    return read_tables(path, ("arch", "train"), "preset")
 
 
 def build_config(preset: str | None, overrides: list[str] = (), **direct: Any) -> TrainConfig:

@@ -13,7 +13,7 @@ from typing import Any
 
 from arcsolver.runtime.checks import check_rule
 from arcsolver.runtime.errors import InputError
-from arcsolver.training.config import tomllib
+from arcsolver.training.config import read_tables
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = "cpu-default"
@@ -34,15 +34,7 @@ def load_recipe(name: str) -> tuple[dict[str, Any], list[str]]:
     if not path.is_file():
         raise InputError(f"unknown recipe (available: {', '.join(recipe_names())}, or a path to a .toml file)",
                          file=name, field="--recipe")
-    if tomllib is None:
-        raise InputError("reading a recipe needs Python >= 3.11 or the tomli package", file=str(path))
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"not valid TOML ({str(e).splitlines()[0]})", file=str(path)) from None
-    for table in raw:
-        if table not in ("finetune", "set") or not isinstance(raw[table], dict):
-            raise InputError("expected only the tables [finetune] and [set]", file=str(path), field=table)
+    raw = read_tables(path, ("finetune", "set"), "recipe")
     options = {}
     for key, value in raw.get("finetune", {}).items():
         if key not in OPTION_RULES:
