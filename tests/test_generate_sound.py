@@ -231,15 +231,19 @@ def bar(g, colour, vertical):
     return None if n == 0 else np.full((n, 1) if vertical else (1, n), colour, dtype=np.uint8)
 
 
-def square_of(g, k, pick):
+def extreme_colour(g, pick):
+    """The most (or least) frequent colour of `g`, None when fewer than two colours or a tie decide it."""
     ranked = Counter(g[g > 0].tolist()).most_common()
     if len(ranked) < 2:
         return None
     if pick == "least":
         ranked = ranked[::-1]
-    if ranked[0][1] == ranked[1][1]:
-        return None
-    return np.full((k, k), ranked[0][0], dtype=np.uint8)
+    return None if ranked[0][1] == ranked[1][1] else ranked[0][0]
+
+
+def square_of(g, k, pick):
+    c = extreme_colour(g, pick)
+    return None if c is None else np.full((k, k), c, dtype=np.uint8)
 
 
 def sorted_bars(g, order):
@@ -356,14 +360,8 @@ def framed(g, colour, pad):
 
 
 def by_count(g, pick):
-    ranked = Counter(g[g > 0].tolist()).most_common()
-    if len(ranked) < 2:
-        return None
-    if pick == "least":
-        ranked = ranked[::-1]
-    if ranked[0][1] == ranked[1][1]:
-        return None
-    return np.where(g > 0, ranked[0][0], 0).astype(np.uint8)
+    c = extreme_colour(g, pick)
+    return None if c is None else np.where(g > 0, c, 0).astype(np.uint8)
 
 
 def size_keys(g):
