@@ -34,13 +34,15 @@ def redraw_now() -> bool:
     return sys.stderr.isatty()
 
 
-def progress_bar(desc: str, *, total: int | None = None, initial: int = 0, enabled: bool = True):
-    """The run's progress bar on stderr (None when `enabled` is false: other ranks, quiet runs)."""
+def progress_bar(desc: str, *, total: int | None = None, initial: int = 0, enabled: bool = True,
+                 leave: bool = True):
+    """The run's progress bar on stderr (None when `enabled` is false: other ranks, quiet runs). `leave=False`: the
+    bar disappears when closed (a phase nested under another bar, such as an evaluation during training)."""
     if not enabled:
         return None
     from tqdm import tqdm
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=bar_interval(),
-                file=sys.stderr)
+                file=sys.stderr, leave=leave)
 
 
 class _SayHandler(logging.Handler):

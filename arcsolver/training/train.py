@@ -283,15 +283,32 @@ def _save(run: _Run) -> Path | None:
     return path
 
 
-def _evaluate(run: _Run) -> dict[str, float]:
-    """Token and exact accuracy on the test split with the EMA weights; on ARC also voted pass@1/pass@2."""
+def _eval_size(cfg: TrainConfig, source) -> tuple[int, int]:
+    """(test rows, batches) one evaluation runs: the whole test split, or its first `eval_max_batches` batches."""
+    eb = cfg.eval_batch_size or cfg.global_batch_size
+    try:
+        rows = PuzzleLoader(source, "test", global_batch_size=eb).test_size()
+    except Exception:  # noqa: BLE001 - a dataset without a test split evaluates nothing
+        return 0, 0
+    batches = math.ceil(rows / eb)
+    if cfg.eval_max_batches:
+        batches = min(batches, cfg.eval_max_batches)
+        rows = min(rows, batches * eb)
+    return rows, batches
+
+
+def _evaluate(run: _Run, *, show: bool = False, final: bool = False) -> dict[str, float]:
+    """Token and exact accuracy on the test split with the EMA weights; on ARC also voted pass@1/pass@2. `show`: a
+    progress bar over the batches (kept on screen after the final evaluation, removed after a periodic one)."""
     cfg, acc, source, model, ema, world = run.cfg, run.acc, run.source, run.model, run.ema, run.world
+    bar = progress_bar("final evaluation" if final else "eval", total=_eval_size(cfg, source)[1],
+                       enabled=show and acc.is_main_process, leave=final)
     if ema is not None:
         ema.swap_in(model)
     try:
         eb = cfg.eval_batch_size or cfg.global_batch_size
         test = PuzzleLoader(source, "test", global_batch_size=eb, rank=run.rank, world_size=world)
-        on_batch, book = None, None
+        vote_on_batch, book = None, None
         if isinstance(source, ArcSource):
             # ARC: also vote over the augmented versions, as predict --vote does, and score the top two.
             from arcsolver.inference.predict import add_to_book
@@ -299,17 +316,25 @@ def _evaluate(run: _Run) -> dict[str, float]:
             book = VoteBook()
             ver_sel, ex_sel = source.test_items()
 
-            def on_batch(b, preds, q):
+            def vote_on_batch(b, preds, q):
                 idx, p, qq = b["index"], preds, q
                 if world > 1:
                     idx, p, qq = acc.gather(idx), acc.gather(p.contiguous()), acc.gather(qq)
                 if acc.is_main_process:
                     add_to_book(book, source, ver_sel, ex_sel, idx, p, qq)
+
+        def on_batch(b, preds, q):
+            if vote_on_batch is not None:
+                vote_on_batch(b, preds, q)
+            if bar is not None:
+                bar.update(1)
         sums = evaluate_split(model.model, test.test_batches(), acc.device, max_batches=cfg.eval_max_batches,
                               steps=cfg.eval_steps or None, on_batch=on_batch)
     finally:
         if ema is not None:
             ema.swap_out(model)
+        if bar is not None:
+            bar.close()
     t = torch.tensor([sums[k] for k in sorted(sums)], dtype=torch.float64, device=acc.device)
     t = acc.reduce(t, reduction="sum") if world > 1 else t
     out = finish_metrics(dict(zip(sorted(sums), t.tolist())))
@@ -435,7 +460,7 @@ def _periodic_eval_and_checkpoint(run: _Run, loop: _Loop, log: MetricsLog) -> No
     """Every `eval_every` / `ckpt_every` steps before the last: evaluate (logged, one line under the bar) and save."""
     step = run.step
     if run.eval_every and step % run.eval_every == 0 and step < loop.sched.end:
-        ev = loop.eval_metrics = _evaluate(run)
+        ev = loop.eval_metrics = _evaluate(run, show=loop.progress is not None)
         log.write(step, "eval", ev)
         if loop.progress is not None:
             voted = (f", voted pass@1 {ev['vote_pass@1']:.3f} pass@2 {ev['vote_pass@2']:.3f}"
@@ -457,7 +482,8 @@ def _decide_stop(run: _Run, loop: _Loop, stop_requests: StopRequests) -> None:
 def _finish(run: _Run, loop: _Loop, log: MetricsLog) -> None:
     """Close the bar; the final evaluation (unless the periodic one just ran at this step, or a signal stopped the
     run); the last checkpoint; on several processes, each rank's weight fingerprint to prove they agree."""
-    if loop.progress is not None:
+    show = loop.progress is not None
+    if show:
         loop.progress.close()
     step, total_steps, eval_every = run.step, run.total_steps, run.eval_every
     # A run cut by its time budget still reports where it ended (the evaluation runs after the budget).
@@ -466,7 +492,10 @@ def _finish(run: _Run, loop: _Loop, log: MetricsLog) -> None:
         loop.stop_why = "time"  # ended at the planned step count: the deadline's plan, not max_steps
     if loop.final_eval and (step >= total_steps or loop.stop_why in (None, "steps", "time")):
         if step >= total_steps or (eval_every and step % eval_every) or not eval_every:
-            loop.eval_metrics = _evaluate(run)
+            if show:
+                say(final_eval_notice(run.cfg, *_eval_size(run.cfg, run.source), loop.eval_factor,
+                                      loop.planner.step_s(), sum(loop.step_times)))
+            loop.eval_metrics = _evaluate(run, show=show, final=True)
             log.write(step, "eval", loop.eval_metrics)
     loop.ckpt_path = _save(run)
     if run.world > 1:
@@ -476,6 +505,23 @@ def _finish(run: _Run, loop: _Loop, log: MetricsLog) -> None:
         log.write(step, "sync", {"rank_fingerprints": fps, "in_sync": len(set(fps)) == 1})
     log.close()
 
+
+
+def final_eval_notice(cfg: TrainConfig, rows: int, batches: int, eval_steps_cost: float, step_s: float | None,
+                      trained_s: float) -> str:
+    """The line said before the final evaluation: its size and estimated time (its cost in training steps x the
+    measured step time); when that is longer than the training before it, how to cap it."""
+    from arcsolver.runtime.units import format_seconds
+    line = f"final evaluation: {batches} batches ({rows} test rows)"
+    if not step_s or not batches:
+        return line
+    est = eval_steps_cost * step_s
+    line += f", about {format_seconds(est)}"
+    if est > trained_s:
+        fit = max(1, int(batches * trained_s / est))
+        line += (f", longer than the {format_seconds(trained_s)} of training before it; cap it with "
+                 f"--set eval_max_batches={fit} (about {format_seconds(est * fit / batches)})")
+    return line
 
 
 # ---------------------------------------------------------------------------------------------------------------
