@@ -35,6 +35,7 @@ _IMPORT = functools.partial(default_of, "arcsolver.training.import_ckpt", "impor
 _PACKAGE = functools.partial(default_of, "arcsolver.kaggle.package", "package")
 _REHEARSE = functools.partial(default_of, "arcsolver.kaggle.rehearse", "rehearse")
 _UPLOAD = functools.partial(default_of, "arcsolver.kaggle.upload", "upload")
+_REPORT = functools.partial(default_of, "arcsolver.training.run_report", "report")
 
 
 class _Group(click.Group):
@@ -477,6 +478,29 @@ def show_cmd(tasks_spec: str, task_id: str | None, submission: Path | None, out:
     """
     from arcsolver.inference.show import show_cmd as run
     click.echo(run(tasks_spec, task_id, submission, out))
+
+
+@main.command("report")
+@click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN...]")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for index.html and its PNGs: new, empty, or an earlier report.")
+@click.option("--gallery-tasks", default=_REPORT("gallery_tasks"), show_default=True,
+              help="Test tasks drawn with the model's two attempts, per run (0: no gallery).")
+@click.option("--versions", default=_REPORT("versions"), show_default=True,
+              help="Augmented versions voted per test input for the gallery (as predict --max-versions).")
+@click.option("--cpu", is_flag=True, default=None, help="Vote on the CPU even if a GPU is present.")
+def report_cmd(runs, out, gallery_tasks, versions, cpu) -> None:
+    """One HTML page (and PNGs) about training runs: curves overlaid, evaluation, throughput, config diff, and a
+    gallery of test tasks with the model's two attempts. Needs matplotlib (pip install 'arcsolver[report]').
+
+    \b
+    Examples:
+      arcsolver report runs/demo --out reports/demo
+      arcsolver report runs/trm runs/urm --out reports/trm-vs-urm
+    """
+    from arcsolver.training.run_report import report
+    page = report(list(runs), out, gallery_tasks=gallery_tasks, versions=versions, cpu=cpu)
+    click.echo(f"wrote {page} ({len(runs)} run{'s' if len(runs) != 1 else ''})")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from arcsolver.runtime.units import parse_duration
 from arcsolver.training.config import FINETUNE, TrainConfig, build_config
 from arcsolver.training.finetune import finetune
 from arcsolver.training.import_ckpt import export_checkpoint, import_checkpoint
+from arcsolver.training.run_report import report
 from arcsolver.training.train import train
 
 # The functions each command calls, searched in order for a parameter of the option's name.
@@ -40,6 +41,7 @@ TARGETS = {
     "import-checkpoint": [import_checkpoint], "export-checkpoint": [export_checkpoint],
     "validate": [validate_file], "score": [score_cmd], "show": [show_cmd],
     "kaggle package": [package], "kaggle rehearse": [rehearse], "kaggle upload": [upload],
+    "report": [report],
 }
 
 # Options whose parameter has another name or unit: (parameter, the CLI value as the function receives it).
