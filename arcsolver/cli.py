@@ -251,9 +251,12 @@ def generate_cmd(families, tasks_per_family, max_size, seed, out, list_) -> None
 @click.option("--device-batch-size", type=int, default=None,
               help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
                    "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
+@click.option("--log-with", default=None, metavar="TRACKERS",
+              help="Mirror metrics.jsonl to experiment trackers: none, all, or tensorboard,wandb,mlflow,trackio "
+                   "(Accelerate's; offline by default; each an extra: pip install 'arcsolver[tensorboard]').")
 @click.option("--cpu", is_flag=True, default=None, help="Force CPU even if a GPU is present.")
 def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume, time_budget, deadline_at,
-              device_batch_size, cpu) -> None:
+              device_batch_size, log_with, cpu) -> None:
     """Train a TRM. Runs on CPU, one GPU, or N GPUs with `accelerate launch`.
 
     \b
@@ -269,7 +272,7 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
     from arcsolver.runtime.units import check_seconds
     cfg = build_config(preset, list(overrides), data=data, out=out, max_steps=max_steps,
                        global_batch_size=global_batch_size, device_batch_size=device_batch_size,
-                       time_budget_s=_budget(time_budget))
+                       time_budget_s=_budget(time_budget), log_with=log_with)
     # A preset's or --set time_budget_s counts from process start too (one clock for the whole command).
     budget = check_seconds(cfg.time_budget_s, "time_budget_s") if cfg.time_budget_s else None
     res = train(cfg, resume=resume, cpu=cpu, deadline=_deadline(deadline_at, budget))
@@ -358,9 +361,13 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, e
 @click.option("--device-batch-size", type=int, default=None,
               help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
                    "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
+@click.option("--log-with", default=None, metavar="TRACKERS",
+              help="Mirror metrics.jsonl to experiment trackers: none, all, or tensorboard,wandb,mlflow,trackio "
+                   "(Accelerate's; offline by default; each an extra: pip install 'arcsolver[tensorboard]').")
 @click.option("--cpu", is_flag=True, default=None)
 def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_aug, embed_fraction, lr_scale, ema,
-                 per_task, batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, cpu) -> None:
+                 per_task, batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, log_with,
+                 cpu) -> None:
     """Fine-tune a checkpoint on tasks it never saw (test-time training), within a time budget.
 
     \b
@@ -375,7 +382,8 @@ def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_
     run = finetune_per_task if per_task else finetune
     s = run(ckpt, tasks, out, deadline=deadline, predict_after=predict_after,
             num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
-            overrides=list(overrides), cpu=cpu, embed_steps=embed_steps, full_steps=full_steps, seed=seed,
+            overrides=list(overrides) + ([f"log_with={log_with}"] if log_with is not None else []), cpu=cpu,
+            embed_steps=embed_steps, full_steps=full_steps, seed=seed,
             device_batch_size=device_batch_size, ema=ema)
     if s.get("interrupted"):
         _exit_if_interrupted(s["interrupted"], s["embed_steps"] + s["full_steps"], s["checkpoint"],

@@ -56,7 +56,7 @@ RENAMED = {
 
 # train's options that name TrainConfig fields: None means "not given", so the preset (or TrainConfig) decides;
 # showing TrainConfig's default in --help would be wrong whenever a preset sets the field.
-FROM_PRESET = {"data", "out", "max_steps", "global_batch_size", "device_batch_size", "preset"}
+FROM_PRESET = {"data", "out", "max_steps", "global_batch_size", "device_batch_size", "preset", "log_with"}
 
 # Options that feed no function parameter with a default, and why.
 NOT_A_PARAMETER = {
@@ -68,6 +68,7 @@ NOT_A_PARAMETER = {
     ("finetune", "time_budget"): "parsed into the Deadline passed as `deadline`",
     ("finetune", "deadline_at"): "parsed into the Deadline passed as `deadline`",
     ("finetune", "out"): "a command-line default folder name; the Python API asks for the path",
+    ("finetune", "log_with"): "None: not given; given, it is passed on as --set log_with=VALUE (a training field)",
     ("finetune", "per_task"): "chooses finetune_per_task over finetune; its default is FINETUNE.per_task (below)",
     ("generate", "list_"): "a command-line mode: print the families instead of generating",
     ("kaggle package", "finetune_args"): "one shell-quoted string split into package()'s list (default: none)",

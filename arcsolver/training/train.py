@@ -37,7 +37,9 @@ from arcsolver.inference.rollout import batch_to, evaluate_split, finish_metrics
 from arcsolver.runtime.jsonio import read_json
 from arcsolver.data.loader import ArcSource, PuzzleLoader, open_source
 from arcsolver.runtime.interrupts import StopRequests, stop_code, stop_reason
+from arcsolver.runtime import trackers
 from arcsolver.runtime.metrics_log import MetricsLog
+from arcsolver.runtime.trackers import parse_log_with
 from arcsolver.runtime.report import progress_bar, redraw_now, say
 from arcsolver.model.build import build_model, model_config
 from arcsolver.runtime.precision import LossScaling, make_accelerator, run_precision
@@ -97,8 +99,10 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
                                    freeze_model=freeze_model, quiet=quiet, extra_config=extra_config)
     if resume:
         _restore(run, resume, resume_state)
-    log = MetricsLog(run.dir / "metrics.jsonl", enabled=run.acc.is_main_process, tensorboard=cfg.tensorboard,
-                     wandb=cfg.wandb, config=cfg.to_dict(), resumed_at=run.step if resume else None)
+    tracking = parse_log_with(cfg.log_with, "log_with")
+    log = MetricsLog(run.dir / "metrics.jsonl", enabled=run.acc.is_main_process,
+                     mirror=run.acc.log if tracking else None, resumed_at=run.step if resume else None)
+    trackers.start(run.acc, tracking, run.dir, _full_config(run))
     stop_requests = StopRequests().install()  # every rank: finish the step, agree, checkpoint, exit
     loop = _plan_loop(run, deadline, t_start, prior_step_s=prior_step_s, final_eval=final_eval, quiet=quiet)
     if _any_rank(run.acc, run.world, loop.planner.should_stop()):  # not even one step fits (a caller's estimate)
@@ -171,7 +175,8 @@ def _build_run(cfg: TrainConfig, *, cpu: bool | None, resume: str | None, init_w
     training state of the checkpoint to resume (checked against this run's architecture before anything is built)."""
     if cpu is None:
         cpu = not torch.cuda.is_available()
-    acc = make_accelerator(cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+    acc = make_accelerator(cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+                           **trackers.accelerator_kwargs(parse_log_with(cfg.log_with, "log_with"), cfg.out))
     rank, world = acc.process_index, acc.num_processes
     if cfg.global_batch_size % world:
         raise InputError(f"global batch {cfg.global_batch_size} is not divisible by {world} processes",
@@ -504,6 +509,8 @@ def _finish(run: _Run, loop: _Loop, log: MetricsLog) -> None:
         fps = run.acc.gather(fp).tolist()
         log.write(step, "sync", {"rank_fingerprints": fps, "in_sync": len(set(fps)) == 1})
     log.close()
+    if run.acc.log_with:
+        run.acc.end_training()  # the trackers flush and close (first process; the others have none)
 
 
 
