@@ -65,10 +65,13 @@ def test_the_config_table_shows_what_differs(runs):
 
 def test_report_writes_the_page_pngs_and_the_gallery_and_can_replace_itself(runs, tmp_path):
     out = tmp_path / "rep"
-    for attempt in range(2):  # the second run replaces the report the first one wrote
-        r = CliRunner().invoke(main, ["report", str(runs / "a"), str(runs / "b"), "--out", str(out), "--cpu",
-                                      "--gallery-tasks", "3", "--versions", "2"])
-        assert r.exit_code == 0, r.output
+    out.mkdir()
+    (out / "stale.png").write_bytes(b"")
+    (out / MARKER).write_text("{}")  # an earlier report: replaced whole
+    r = CliRunner().invoke(main, ["report", str(runs / "a"), str(runs / "b"), "--out", str(out), "--cpu",
+                                  "--gallery-tasks", "3", "--versions", "2"])
+    assert r.exit_code == 0, r.output
+    assert not (out / "stale.png").exists()
     page = (out / "index.html").read_text()
     for name in ("loss", "train_accuracy", "eval", "throughput", "lr"):
         png = (out / f"{name}.png").read_bytes()

@@ -296,7 +296,7 @@ def render_report_html(tasks: list[Task], submission_or_candidates: Any, out_dir
     if known:
         summary += f"; fully solved {solved} of {known} with known answers ({100 * solved / known:.1f}%)"
     page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>arcsolver report</title>
+<html lang="en"><head><meta charset="utf-8"><title>arcsolver report</title><link rel="icon" href="data:,">
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; }} td, th {{ padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: left; }}

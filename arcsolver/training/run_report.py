@@ -161,6 +161,7 @@ def panel_figures(runs: list[Run]) -> dict[str, object]:
     import matplotlib
     matplotlib.use("Agg", force=True)
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
     colours = [f"C{i % 10}" for i in range(len(runs))]
     figures = {}
     for panel in PANELS:
@@ -177,8 +178,10 @@ def panel_figures(runs: list[Run]) -> dict[str, object]:
             # a single point is a marker: a line of one point draws nothing
             ax.plot(steps, values, style, color=colour, label=label, marker="o" if len(steps) == 1 else None,
                     markersize=4)
-        if panel.log_y and all(v > 0 for *_, values in lines for v in values):
+        values = [v for *_, vs in lines for v in vs]
+        if panel.log_y and min(values) > 0 and max(values) > 10 * min(values):  # log only where it spans a decade
             ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(panel.title)
         ax.set_xlabel("step")
         ax.set_ylabel(panel.ylabel)
@@ -328,7 +331,7 @@ def render_page(runs: list[Run], pngs: dict[str, bytes], galleries: list[Gallery
             "samples/s (mean)", "latest checkpoint"]
     summary = "".join("<tr>" + "".join(f"<td>{c if i == len(row) - 1 else esc(c)}</td>" for i, c in enumerate(row))
                       + "</tr>" for row in summary_rows(runs))
-    curves = "".join(f'<figure><img src="{_data_uri(png)}" alt="{esc(name)}" data-file="{esc(name)}.png">'
+    curves = "".join(f'<figure class="curve"><img src="{_data_uri(png)}" alt="{esc(name)}" data-file="{esc(name)}.png">'
                      f"</figure>" for name, png in pngs.items()) or "<p>No metrics logged yet.</p>"
     rows, shared = config_rows(runs)
     cfg_head = "".join(f"<th>{esc(r.name)}</th>" for r in runs)
@@ -352,13 +355,13 @@ def render_page(runs: list[Run], pngs: dict[str, bytes], galleries: list[Gallery
                        f'<img src="{_data_uri(png)}" alt="task {esc(tid)}"></figure>')
     gallery_html = "".join(gal) if galleries else "<p>No gallery (--gallery-tasks 0).</p>"
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>arcsolver run report</title>
+<html lang="en"><head><meta charset="utf-8"><title>arcsolver run report</title><link rel="icon" href="data:,">
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5em 0; }}
 td, th {{ padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: left; font-size: 0.9em; }}
 figure {{ display: inline-block; margin: 0.4em; vertical-align: top; }}
-img {{ max-width: 100%; border: 1px solid #ccc; }}
+img {{ max-width: 100%; border: 1px solid #ccc; }} figure.curve img {{ width: 560px; }}
 .ok {{ color: #00a046; font-weight: bold; }} .part {{ color: #d08000; font-weight: bold; }} .bad {{ color: #dc1428; }}
 .note {{ color: #888; }}
 </style></head><body>
