@@ -210,31 +210,32 @@ class Gallery:
 
 
 def gallery(run: Run, max_tasks: int, versions: int, cpu: bool | None) -> Gallery:
-    """Vote the run's latest checkpoint over the first `versions` versions of its dataset's test tasks (the first
-    `max_tasks` of them drawn), in a temporary folder; a run that cannot be predicted gets a note instead."""
+    """Vote the run's latest checkpoint over the first `versions` versions of the first `max_tasks` test tasks of its
+    dataset (only those are predicted), in a temporary folder; a run that cannot be predicted gets a note instead."""
     g = Gallery(run.name)
-    data = (run.config.get("data") or {}).get("path") if isinstance(run.config.get("data"), dict) else None
+    data_info = run.config.get("data") if isinstance(run.config.get("data"), dict) else {}
+    data = data_info.get("path")
     if run.checkpoint is None:
         g.note = "no checkpoint in this run folder"
-        return g
-    if (run.config.get("data") or {}).get("kind") != "arc":
+    elif data_info.get("kind") != "arc":
         g.note = "not an ARC run (the gallery draws ARC tasks)"
-        return g
-    if not data or not Path(data).is_dir():
+    elif not data or not Path(data).is_dir():
         g.note = f"its dataset is not here any more: {data}"
+    if g.note:
         return g
-    source = ArcSource(data)
-    store = source.store
+    store = ArcSource(data).store
     test_idx = list(store.test_task_indices())
     if not test_idx:
         g.note = "its dataset has no test tasks"
         return g
-    say(f"report: voting {run.checkpoint} over {versions} versions of {len(test_idx)} test tasks")
+    tasks = [store.task(i) for i in test_idx[:max_tasks]]
+    say(f"report: voting {run.checkpoint} over {versions} versions of {len(tasks)} test tasks")
     with tempfile.TemporaryDirectory(prefix="arcsolver-report-") as tmp:
-        res = predict(run.checkpoint, Path(tmp) / "submission.json", data=data, max_versions=versions, quiet=True,
-                      cpu=cpu, candidates=False)
-    for ti in test_idx[:max_tasks]:
-        task = store.task(ti)
+        chosen = Path(tmp) / "gallery_challenges.json"  # a Kaggle-style file: any task id is a valid key
+        write_json(chosen, {t.id: t.to_json() for t in tasks})
+        res = predict(run.checkpoint, Path(tmp) / "submission.json", data=data, tasks=str(chosen),
+                      max_versions=versions, quiet=True, cpu=cpu, candidates=False)
+    for task in tasks:
         g.tasks.append((task.id, task_png(task, res.book), solved_tests(task, res.book), len(task.test)))
     if len(test_idx) > max_tasks:
         g.note = f"the first {max_tasks} of {len(test_idx)} test tasks"
