@@ -1,6 +1,9 @@
 """Long phases are visible: the final evaluation says its size and estimated time before it starts (and how to cap
 it when it would outlast the training), then shows a bar over its batches. Simulated time (an injected clock and
-step time), so nothing here depends on the machine's speed."""
+step time), so nothing here depends on the machine's speed; a signal during the evaluation stops it."""
+import os
+import signal
+
 import pytest
 
 from arcsolver.data.arc_dataset import TaskSet, build
@@ -44,3 +47,22 @@ def test_an_evaluation_shorter_than_the_training_is_announced_without_a_warning(
     cfg = build_config("tiny-cpu", [])
     assert final_eval_notice(cfg, 80, 10, 5.0, 2.0, 100.0) == "final evaluation: 10 batches (80 test rows), about 10s"
     assert final_eval_notice(cfg, 80, 10, 5.0, None, 0.0) == "final evaluation: 10 batches (80 test rows)"
+
+
+def test_a_signal_during_the_final_evaluation_ends_it_after_the_batch_and_keeps_the_checkpoint(tmp_path, data,
+                                                                                              monkeypatch):
+    """SIGTERM (or Ctrl-C) takes effect within one batch of an evaluation too: the run ends as a signal ends it,
+    with its checkpoint, and logs no evaluation it did not finish."""
+    from arcsolver.inference import rollout as rollout_mod
+    real, calls = rollout_mod.rollout, []
+
+    def rollout_then_sigterm(*a, **kw):
+        calls.append(1)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the first evaluation batch is in hand
+        return real(*a, **kw)
+    monkeypatch.setattr(rollout_mod, "rollout", rollout_then_sigterm)
+    cfg = build_config("tiny-cpu", ["max_steps=2", "eval_max_batches=3"], data=str(data), out=str(tmp_path / "r"))
+    res = train(cfg, cpu=True, quiet=True)
+    assert (res.stopped_by, res.signal, res.steps, len(calls)) == ("signal", "SIGTERM", 2, 1)
+    assert res.checkpoint is not None and (res.checkpoint / "model.safetensors").is_file()
+    assert '"eval"' not in (tmp_path / "r" / "metrics.jsonl").read_text() and not res.eval_metrics

@@ -115,9 +115,9 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         if deadline.limited and run.step >= loop.replan_at:
             _replan_and_report(run, loop, log)
         _log_train_metrics(run, loop, log, loss, metrics, lr)
-        _periodic_eval_and_checkpoint(run, loop, log)
+        _periodic_eval_and_checkpoint(run, loop, log, stop_requests)
         _decide_stop(run, loop, stop_requests)
-    _finish(run, loop, log)
+    _finish(run, loop, log, stop_requests)
     stop_requests.restore()
     return TrainResult(run.step, loop.ckpt_path, loop.last_metrics, loop.eval_metrics,
                        deadline.clock.now() - t_start, loop.stop_why or "steps", loop.step_times,
@@ -302,9 +302,15 @@ def _eval_size(cfg: TrainConfig, source) -> tuple[int, int]:
     return rows, batches
 
 
-def _evaluate(run: _Run, *, show: bool = False, final: bool = False) -> dict[str, float]:
+class _EvaluationStopped(Exception):
+    """A stop request (Ctrl-C, SIGTERM) reached an evaluation: it ends after the batch in hand, on every rank."""
+
+
+def _evaluate(run: _Run, *, show: bool = False, final: bool = False,
+              stop: StopRequests | None = None) -> dict[str, float] | None:
     """Token and exact accuracy on the test split with the EMA weights; on ARC also voted pass@1/pass@2. `show`: a
-    progress bar over the batches (kept on screen after the final evaluation, removed after a periodic one)."""
+    progress bar over the batches (kept on screen after the final evaluation, removed after a periodic one).
+    `stop`: checked after every batch (all ranks agree); a request ends the evaluation there and returns None."""
     cfg, acc, source, model, ema, world = run.cfg, run.acc, run.source, run.model, run.ema, run.world
     bar = progress_bar("final evaluation" if final else "eval", total=_eval_size(cfg, source)[1],
                        enabled=show and acc.is_main_process, leave=final)
@@ -333,8 +339,12 @@ def _evaluate(run: _Run, *, show: bool = False, final: bool = False) -> dict[str
                 vote_on_batch(b, preds, q)
             if bar is not None:
                 bar.update(1)
+            if stop is not None and _any_rank(acc, world, stop.received is not None):
+                raise _EvaluationStopped
         sums = evaluate_split(model.model, test.test_batches(), acc.device, max_batches=cfg.eval_max_batches,
                               steps=cfg.eval_steps or None, on_batch=on_batch)
+    except _EvaluationStopped:
+        return None
     finally:
         if ema is not None:
             ema.swap_out(model)
@@ -461,11 +471,15 @@ def _log_train_metrics(run: _Run, loop: _Loop, log: MetricsLog, loss: torch.Tens
         loop.progress.update(1)
 
 
-def _periodic_eval_and_checkpoint(run: _Run, loop: _Loop, log: MetricsLog) -> None:
-    """Every `eval_every` / `ckpt_every` steps before the last: evaluate (logged, one line under the bar) and save."""
+def _periodic_eval_and_checkpoint(run: _Run, loop: _Loop, log: MetricsLog, stop_requests: StopRequests) -> None:
+    """Every `eval_every` / `ckpt_every` steps before the last: evaluate (logged, one line under the bar) and save.
+    An evaluation cut by a stop request logs nothing (the stop comes after the checkpoint)."""
     step = run.step
+    ev = None
     if run.eval_every and step % run.eval_every == 0 and step < loop.sched.end:
-        ev = loop.eval_metrics = _evaluate(run, show=loop.progress is not None)
+        ev = _evaluate(run, show=loop.progress is not None, stop=stop_requests)
+    if ev is not None:
+        loop.eval_metrics = ev
         log.write(step, "eval", ev)
         if loop.progress is not None:
             voted = (f", voted pass@1 {ev['vote_pass@1']:.3f} pass@2 {ev['vote_pass@2']:.3f}"
@@ -484,9 +498,10 @@ def _decide_stop(run: _Run, loop: _Loop, stop_requests: StopRequests) -> None:
     loop.stop_why, loop.stop_signal = agree_on_stop(run.acc, run.world, loop.stop_why, stop_requests.received)
 
 
-def _finish(run: _Run, loop: _Loop, log: MetricsLog) -> None:
+def _finish(run: _Run, loop: _Loop, log: MetricsLog, stop_requests: StopRequests) -> None:
     """Close the bar; the final evaluation (unless the periodic one just ran at this step, or a signal stopped the
-    run); the last checkpoint; on several processes, each rank's weight fingerprint to prove they agree."""
+    run; a signal during it ends it after the batch in hand); the last checkpoint; on several processes, each
+    rank's weight fingerprint to prove they agree."""
     show = loop.progress is not None
     if show:
         loop.progress.close()
@@ -500,8 +515,12 @@ def _finish(run: _Run, loop: _Loop, log: MetricsLog) -> None:
             if show:
                 say(final_eval_notice(run.cfg, *_eval_size(run.cfg, run.source), loop.eval_factor,
                                       loop.planner.step_s(), sum(loop.step_times)))
-            loop.eval_metrics = _evaluate(run, show=show, final=True)
-            log.write(step, "eval", loop.eval_metrics)
+            ev = _evaluate(run, show=show, final=True, stop=stop_requests)
+            if ev is None:  # stopped: the run ends as a signal ends it (checkpoint, the exit code of the signal)
+                loop.stop_why, loop.stop_signal = agree_on_stop(run.acc, run.world, None, stop_requests.received)
+            else:
+                loop.eval_metrics = ev
+                log.write(step, "eval", ev)
     loop.ckpt_path = _save(run)
     if run.world > 1:
         # Every rank must hold the same weights and puzzle table; record each rank's fingerprint to prove it.
