@@ -252,8 +252,9 @@ def generate_cmd(families, tasks_per_family, max_size, seed, out, list_) -> None
               help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
                    "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
 @click.option("--log-with", default=None, metavar="TRACKERS",
-              help="Mirror metrics.jsonl to experiment trackers: none, all, or tensorboard,wandb,mlflow,trackio "
-                   "(Accelerate's; offline by default; each an extra: pip install 'arcsolver[tensorboard]').")
+              help="Mirror metrics.jsonl to experiment trackers: none, all (every one installed), or "
+                   "tensorboard,wandb,mlflow,trackio (Accelerate's; offline by default; each an extra: "
+                   "pip install 'arcsolver[tensorboard]').")
 @click.option("--cpu", is_flag=True, default=None, help="Force CPU even if a GPU is present.")
 def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume, time_budget, deadline_at,
               device_batch_size, log_with, cpu) -> None:
@@ -362,8 +363,9 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, e
               help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
                    "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
 @click.option("--log-with", default=None, metavar="TRACKERS",
-              help="Mirror metrics.jsonl to experiment trackers: none, all, or tensorboard,wandb,mlflow,trackio "
-                   "(Accelerate's; offline by default; each an extra: pip install 'arcsolver[tensorboard]').")
+              help="Mirror metrics.jsonl to experiment trackers: none, all (every one installed), or "
+                   "tensorboard,wandb,mlflow,trackio (Accelerate's; offline by default; each an extra: "
+                   "pip install 'arcsolver[tensorboard]').")
 @click.option("--cpu", is_flag=True, default=None)
 def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_aug, embed_fraction, lr_scale, ema,
                  per_task, batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, log_with,

@@ -33,7 +33,7 @@ def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), 
     # Test pairs of --train sources are trained on, so their outputs are required.
     sets = [arc_dataset.TaskSet(spec, load_tasks(spec, require_outputs=True), test_set=False) for spec in train]
     sets += [arc_dataset.TaskSet(spec, load_tasks(spec), test_set=True) for spec in eval]
-    arc_dataset.build(out, sets, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas)
+    arc_dataset.build(out, sets, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas, progress=True)
     return read_json(Path(out) / "meta.json")
 
 
