@@ -44,9 +44,8 @@ def test_the_final_evaluation_announces_its_estimate_and_the_cap_then_shows_a_ba
 
 
 def test_an_evaluation_shorter_than_the_training_is_announced_without_a_warning():
-    cfg = build_config("tiny-cpu", [])
-    assert final_eval_notice(cfg, 80, 10, 5.0, 2.0, 100.0) == "final evaluation: 10 batches (80 test rows), about 10s"
-    assert final_eval_notice(cfg, 80, 10, 5.0, None, 0.0) == "final evaluation: 10 batches (80 test rows)"
+    assert final_eval_notice(80, 10, 5.0, 2.0, 100.0) == "final evaluation: 10 batches (80 test rows), about 10s"
+    assert final_eval_notice(80, 10, 5.0, None, 0.0) == "final evaluation: 10 batches (80 test rows)"
 
 
 def test_a_signal_during_the_final_evaluation_ends_it_after_the_batch_and_keeps_the_checkpoint(tmp_path, data,

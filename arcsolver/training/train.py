@@ -39,7 +39,6 @@ from arcsolver.data.loader import ArcSource, PuzzleLoader, open_source
 from arcsolver.runtime.interrupts import StopRequests, stop_code, stop_reason
 from arcsolver.runtime import trackers
 from arcsolver.runtime.metrics_log import MetricsLog
-from arcsolver.runtime.trackers import parse_log_with
 from arcsolver.runtime.report import progress_bar, redraw_now, say
 from arcsolver.model.build import build_model, model_config
 from arcsolver.runtime.precision import LossScaling, make_accelerator, run_precision
@@ -99,7 +98,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
                                    freeze_model=freeze_model, quiet=quiet, extra_config=extra_config)
     if resume:
         _restore(run, resume, resume_state)
-    tracking = parse_log_with(cfg.log_with, "log_with")
+    tracking = trackers.parse_log_with(cfg.log_with, "log_with")
     log = MetricsLog(run.dir / "metrics.jsonl", enabled=run.acc.is_main_process,
                      mirror=run.acc.log if tracking else None, resumed_at=run.step if resume else None)
     trackers.start(run.acc, tracking, run.dir, _full_config(run))
@@ -176,7 +175,7 @@ def _build_run(cfg: TrainConfig, *, cpu: bool | None, resume: str | None, init_w
     if cpu is None:
         cpu = not torch.cuda.is_available()
     acc = make_accelerator(cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
-                           **trackers.accelerator_kwargs(parse_log_with(cfg.log_with, "log_with"), cfg.out))
+                           **trackers.accelerator_kwargs(trackers.parse_log_with(cfg.log_with, "log_with"), cfg.out))
     rank, world = acc.process_index, acc.num_processes
     if cfg.global_batch_size % world:
         raise InputError(f"global batch {cfg.global_batch_size} is not divisible by {world} processes",
@@ -513,7 +512,7 @@ def _finish(run: _Run, loop: _Loop, log: MetricsLog, stop_requests: StopRequests
     if loop.final_eval and (step >= total_steps or loop.stop_why in (None, "steps", "time")):
         if step >= total_steps or (eval_every and step % eval_every) or not eval_every:
             if show:
-                say(final_eval_notice(run.cfg, *_eval_size(run.cfg, run.source), loop.eval_factor,
+                say(final_eval_notice(*_eval_size(run.cfg, run.source), loop.eval_factor,
                                       loop.planner.step_s(), sum(loop.step_times)))
             ev = _evaluate(run, show=show, final=True, stop=stop_requests)
             if ev is None:  # stopped: the run ends as a signal ends it (checkpoint, the exit code of the signal)
@@ -532,9 +531,7 @@ def _finish(run: _Run, loop: _Loop, log: MetricsLog, stop_requests: StopRequests
         run.acc.end_training()  # the trackers flush and close (first process; the others have none)
 
 
-
-def final_eval_notice(cfg: TrainConfig, rows: int, batches: int, eval_steps_cost: float, step_s: float | None,
-                      trained_s: float) -> str:
+def final_eval_notice(rows: int, batches: int, eval_steps_cost: float, step_s: float | None, trained_s: float) -> str:
     """The line said before the final evaluation: its size and estimated time (its cost in training steps x the
     measured step time); when that is longer than the training before it, how to cap it."""
     from arcsolver.runtime.units import format_seconds
