@@ -103,6 +103,17 @@ def test_report_never_writes_inside_a_run_nor_over_a_folder_it_did_not_write(run
     assert not (tmp_path / "x").exists()
 
 
+def test_a_cut_last_line_is_left_out_and_a_bad_line_inside_is_named(runs, tmp_path):
+    import shutil
+    run = tmp_path / "copy"
+    shutil.copytree(runs / "a", run)
+    good = (run / "metrics.jsonl").read_bytes()
+    (run / "metrics.jsonl").write_bytes(good + b'{"step": 7, "spl')
+    assert len(load_run(run).records) == len(good.splitlines())
+    (run / "metrics.jsonl").write_bytes(b'{"step": 1}garbage\n' + good)
+    assert "metrics.jsonl: line 1: not a JSON line" in _refused([str(run), "--out", str(tmp_path / "x")], tmp_path)
+
+
 def test_without_matplotlib_one_line_names_the_extra_and_nothing_is_written(runs, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     line = _refused([str(runs / "a"), "--out", str(tmp_path / "rep")], tmp_path)

@@ -83,7 +83,7 @@ class Run:
 
 def load_run(path: str | Path) -> Run:
     """Read a run folder (from `arcsolver train` or `finetune`): metrics.jsonl and, if any, its latest checkpoint's
-    config.json. A bad line is one error naming the file and the line."""
+    config.json. A bad line is one error naming the file and the line (a cut last line is left out)."""
     p = Path(path)
     if not p.is_dir():
         raise InputError("not found or not a folder (a run folder from `arcsolver train`)", file=str(p))
@@ -91,12 +91,16 @@ def load_run(path: str | Path) -> Run:
     if not metrics.is_file():
         raise InputError("no metrics.jsonl here (a run folder from `arcsolver train`)", file=str(p))
     records = []
-    for n, line in enumerate(metrics.read_bytes().splitlines(), 1):
+    raw = metrics.read_bytes()
+    lines = raw.splitlines()
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             rec = orjson.loads(line)
         except orjson.JSONDecodeError:
+            if n == len(lines) and not raw.endswith(b"\n"):
+                break  # a line cut by a crash, or being written by a run still going: not an error
             raise InputError("not a JSON line", file=str(metrics), field=f"line {n}") from None
         if not isinstance(rec, dict) or not isinstance(rec.get("step"), int) or not isinstance(rec.get("split"), str):
             raise InputError("expected an object with an integer step and a split", file=str(metrics),
