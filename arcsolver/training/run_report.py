@@ -211,6 +211,8 @@ class Gallery:
     run: str
     tasks: list[tuple[str, bytes, int, int]] = field(default_factory=list)
     note: str = ""
+    checkpoint: str = ""
+    versions: int = 0
 
 
 def gallery(run: Run, max_tasks: int, versions: int, cpu: bool | None) -> Gallery:
@@ -237,8 +239,13 @@ def gallery(run: Run, max_tasks: int, versions: int, cpu: bool | None) -> Galler
     with tempfile.TemporaryDirectory(prefix="arcsolver-report-") as tmp:
         chosen = Path(tmp) / "gallery_challenges.json"  # a Kaggle-style file: any task id is a valid key
         write_json(chosen, {t.id: t.to_json() for t in tasks})
-        res = predict(run.checkpoint, Path(tmp) / "submission.json", data=data, tasks=str(chosen),
-                      max_versions=versions, quiet=True, cpu=cpu, candidates=False)
+        try:
+            res = predict(run.checkpoint, Path(tmp) / "submission.json", data=data, tasks=str(chosen),
+                          max_versions=versions, quiet=True, cpu=cpu, candidates=False)
+        except InputError as e:  # the curves are the report; a checkpoint that cannot predict gets a note
+            g.note = f"no gallery: {e}"
+            return g
+    g.checkpoint, g.versions = str(run.checkpoint), versions
     for task in tasks:
         g.tasks.append((task.id, task_png(task, res.book), solved_tests(task, res.book), len(task.test)))
     if len(test_idx) > max_tasks:
@@ -349,8 +356,9 @@ def render_page(runs: list[Run], pngs: dict[str, bytes], galleries: list[Gallery
         solved = sum(s == n and n > 0 for _, _, s, n in g.tasks)
         gal.append(f"<h3>{esc(g.run)}</h3>")
         if g.tasks:
-            gal.append(f"<p>fully solved {solved} of {len(g.tasks)} drawn"
-                       f"{'; ' + esc(g.note) if g.note else ''}</p>")
+            gal.append(f"<p>{esc(g.checkpoint)} voted over the first {g.versions} augmented versions of each test "
+                       f"input: fully solved {solved} of {len(g.tasks)} drawn{'; ' + esc(g.note) if g.note else ''}"
+                       "</p>")
         elif g.note:
             gal.append(f"<p class=note>{esc(g.note)}</p>")
         for tid, png, s, n in g.tasks:
