@@ -37,6 +37,7 @@ _IMPORT = functools.partial(default_of, "arcsolver.training.import_ckpt", "impor
 _PACKAGE = functools.partial(default_of, "arcsolver.kaggle.package", "package")
 _REHEARSE = functools.partial(default_of, "arcsolver.kaggle.rehearse", "rehearse")
 _UPLOAD = functools.partial(default_of, "arcsolver.kaggle.upload", "upload")
+_REPORT = functools.partial(default_of, "arcsolver.training.run_report", "report")
 
 
 class _Int64Range(click.IntRange):
@@ -293,11 +294,15 @@ def generate_cmd(families, tasks_per_family, max_size, seed, out, list_, overwri
 @click.option("--device-batch-size", type=click.IntRange(-INT64_MAX, INT64_MAX), default=None,
               help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
                    "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
+@click.option("--log-with", default=None, metavar="TRACKERS",
+              help="Mirror metrics.jsonl to experiment trackers: none, all (every one installed), or "
+                   "tensorboard,wandb,mlflow,trackio (Accelerate's; offline by default; each an extra: "
+                   "pip install 'arcsolver[tensorboard]').")
 @click.option("--cpu", is_flag=True, default=None, help="Force CPU even if a GPU is present.")
 @click.option("--overwrite", is_flag=True, default=False,
               help="Start over in an --out that holds another run (its contents are removed; never an input).")
 def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume, time_budget, deadline_at,
-              device_batch_size, cpu, overwrite) -> None:
+              device_batch_size, log_with, cpu, overwrite) -> None:
     """Train a TRM. Runs on CPU, one GPU, or N GPUs with `accelerate launch`.
 
     \b
@@ -313,7 +318,7 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
     from arcsolver.runtime.units import check_seconds
     cfg = build_config(preset, list(overrides), data=data, out=out, max_steps=max_steps,
                        global_batch_size=global_batch_size, device_batch_size=device_batch_size,
-                       time_budget_s=_budget(time_budget))
+                       time_budget_s=_budget(time_budget), log_with=log_with)
     # A preset's or --set time_budget_s counts from process start too (one clock for the whole command).
     budget = check_seconds(cfg.time_budget_s, "time_budget_s") if cfg.time_budget_s else None
     res = train(cfg, resume=resume, cpu=cpu, deadline=_deadline(deadline_at, budget), overwrite=overwrite)
@@ -409,6 +414,10 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, e
 @click.option("--device-batch-size", type=_at_least(0), default=None,
               help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
                    "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
+@click.option("--log-with", default=None, metavar="TRACKERS",
+              help="Mirror metrics.jsonl to experiment trackers: none, all (every one installed), or "
+                   "tensorboard,wandb,mlflow,trackio (Accelerate's; offline by default; each an extra: "
+                   "pip install 'arcsolver[tensorboard]').")
 @click.option("--cpu", is_flag=True, default=None)
 @_overwrite_option
 @click.option("--publish", type=click.Path(path_type=Path), default=None, metavar="FILE",
@@ -419,8 +428,8 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, e
                    "apply wherever an option is not given here.")
 @click.pass_context
 def finetune_cmd(ctx, ckpt, tasks, time_budget, deadline_at, out, predict_after, num_aug, embed_fraction, lr_scale,
-                 ema, per_task, batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, cpu,
-                 overwrite, publish, recipe) -> None:
+                 ema, per_task, batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, log_with,
+                 cpu, overwrite, publish, recipe) -> None:
     """Fine-tune a checkpoint on tasks it never saw (test-time training), within a time budget.
 
     \b
@@ -440,7 +449,8 @@ def finetune_cmd(ctx, ckpt, tasks, time_budget, deadline_at, out, predict_after,
     run = finetune_per_task if per_task else finetune
     s = run(ckpt, tasks, out, deadline=deadline, predict_after=predict_after,
             num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
-            overrides=list(overrides), cpu=cpu, embed_steps=embed_steps, full_steps=full_steps, seed=seed,
+            overrides=list(overrides) + ([f"log_with={log_with}"] if log_with is not None else []), cpu=cpu,
+            embed_steps=embed_steps, full_steps=full_steps, seed=seed,
             device_batch_size=device_batch_size, ema=ema, overwrite=overwrite, publish=publish)
     if s.get("interrupted"):
         _exit_if_interrupted(s["interrupted"], s["embed_steps"] + s["full_steps"], s["checkpoint"],
@@ -557,6 +567,30 @@ def show_cmd(tasks_spec: str, task_id: str | None, submission: Path | None, out:
     """
     from arcsolver.inference.show import show_cmd as run
     click.echo(run(tasks_spec, task_id, submission, out, overwrite))
+
+
+@main.command("report")
+@click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN...]")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for index.html and its PNGs: new, empty, or an earlier report.")
+@click.option("--gallery-tasks", default=_REPORT("gallery_tasks"), show_default=True,
+              help="Test tasks drawn with the model's two attempts, per run (0: no gallery).")
+@click.option("--versions", default=_REPORT("versions"), show_default=True,
+              help="Augmented versions voted per test input for the gallery (as predict --max-versions).")
+@click.option("--cpu", is_flag=True, default=None, help="Vote on the CPU even if a GPU is present.")
+@_overwrite_option
+def report_cmd(runs, out, gallery_tasks, versions, cpu, overwrite) -> None:
+    """One HTML page (and PNGs) about training runs: curves overlaid, evaluation, throughput, config diff, and a
+    gallery of test tasks with the model's two attempts. Needs matplotlib (pip install 'arcsolver[report]').
+
+    \b
+    Examples:
+      arcsolver report runs/demo --out reports/demo
+      arcsolver report runs/trm runs/urm --out reports/trm-vs-urm
+    """
+    from arcsolver.training.run_report import report
+    page = report(list(runs), out, gallery_tasks=gallery_tasks, versions=versions, cpu=cpu, overwrite=overwrite)
+    click.echo(f"wrote {page} ({len(runs)} run{'s' if len(runs) != 1 else ''})")
 
 
 # ---------------------------------------------------------------------------------------------------------------

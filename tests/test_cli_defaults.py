@@ -32,6 +32,7 @@ from arcsolver.runtime.units import parse_duration
 from arcsolver.training.config import FINETUNE, TrainConfig, build_config
 from arcsolver.training.finetune import finetune
 from arcsolver.training.import_ckpt import export_checkpoint, import_checkpoint
+from arcsolver.training.run_report import report
 from arcsolver.training.train import train
 
 # The functions each command calls, searched in order for a parameter of the option's name.
@@ -41,6 +42,7 @@ TARGETS = {
     "import-checkpoint": [import_checkpoint], "export-checkpoint": [export_checkpoint],
     "validate": [validate_file], "score": [score_cmd], "show": [show_cmd],
     "kaggle package": [package], "kaggle rehearse": [rehearse], "kaggle upload": [upload],
+    "report": [report],
 }
 
 # Options whose parameter has another name or unit: (parameter, the CLI value as the function receives it).
@@ -55,7 +57,7 @@ RENAMED = {
 
 # train's options that name TrainConfig fields: None means "not given", so the preset (or TrainConfig) decides;
 # showing TrainConfig's default in --help would be wrong whenever a preset sets the field.
-FROM_PRESET = {"data", "out", "max_steps", "global_batch_size", "device_batch_size", "preset"}
+FROM_PRESET = {"data", "out", "max_steps", "global_batch_size", "device_batch_size", "preset", "log_with"}
 
 # Options that feed no function parameter with a default, and why.
 NOT_A_PARAMETER = {
@@ -67,6 +69,7 @@ NOT_A_PARAMETER = {
     ("finetune", "time_budget"): "parsed into the Deadline passed as `deadline`",
     ("finetune", "deadline_at"): "parsed into the Deadline passed as `deadline`",
     ("finetune", "out"): "a command-line default folder name; the Python API asks for the path",
+    ("finetune", "log_with"): "None: not given; given, it is passed on as --set log_with=VALUE (a training field)",
     ("finetune", "per_task"): "chooses finetune_per_task over finetune; its default is FINETUNE.per_task (below)",
     ("generate", "list_"): "a command-line mode: print the families instead of generating",
     ("kaggle package", "finetune_args"): "one shell-quoted string split into package()'s list (default: none)",

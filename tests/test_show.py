@@ -9,7 +9,8 @@ from arcsolver.data import colors
 from arcsolver.data.arc_tasks import Pair, Task
 from arcsolver.data.encoding import encode_grid
 from arcsolver.runtime.errors import InputError
-from arcsolver.inference.show import RIGHT, WRONG, render_report_html, render_task_png, show_cmd
+from arcsolver.inference.show import (RIGHT, WRONG, render_report_html, render_task_png, show_cmd,
+                                      solved_tests)
 from arcsolver.inference.submission import fallback_submission
 from arcsolver.inference.vote import VoteBook, candidates_json
 
@@ -58,6 +59,14 @@ def test_attempts_get_right_and_wrong_frames(tmp_path):
         assert colour_pixels(img, RIGHT) == 0 and colour_pixels(img, WRONG) > 100
     with Image.open(render_task_png(task, tmp_path / "c.png")) as img:
         assert img.size[0] < size_with[0]  # the attempts add panels to the right
+
+
+def test_solved_tests_counts_test_inputs_one_of_the_two_attempts_answers():
+    small, odd, unknown = make_tasks()
+    assert solved_tests(small, [{"attempt_1": [[1]], "attempt_2": [[0, 3], [3, 0]]}]) == 1
+    assert solved_tests(small, [{"attempt_1": [[1]], "attempt_2": [[2]]}]) == 0
+    assert solved_tests(odd, [{"attempt_1": odd.test[0].output.tolist()}, {"attempt_2": [[5]]}]) == 2
+    assert solved_tests(unknown, [{"attempt_1": [[7]]}]) == 0 and solved_tests(small, None) == 0
 
 
 def test_invalid_attempt_and_unknown_truth_still_render(tmp_path):

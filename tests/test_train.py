@@ -1,4 +1,5 @@
 """Training: the 2-process Accelerate run keeps ranks identical; resume after SIGKILL is bit-exact; the CLI."""
+import importlib.util
 import os
 import signal
 import subprocess
@@ -102,12 +103,13 @@ def test_ctrl_c_checkpoints_exits_130_with_one_line_and_resumes_bit_exact(tmp_pa
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _launch_two(data: Path, out: Path, port: int, hf_home: Path, steps: int = 6) -> subprocess.CompletedProcess:
+def _launch_two(data: Path, out: Path, port: int, hf_home: Path, steps: int = 6,
+                extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """A 2-process gloo run through plain `accelerate launch`, no precision flags: the maths is pinned in code.
     HF_HOME holds `accelerate config`'s saved file (an empty folder: no saved config)."""
     cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--main_process_port", str(port), "-m", "arcsolver.cli", "train", *COMMON, "--data", str(data),
-           "--out", str(out), "--steps", str(steps),
+           "--out", str(out), "--steps", str(steps), *extra,
            "--time-budget", "10m"]  # a deadline far away: the plan is made and broadcast, max_steps still ends it
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", HF_HOME=str(hf_home))
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -116,7 +118,9 @@ def _launch_two(data: Path, out: Path, port: int, hf_home: Path, steps: int = 6)
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory, data):
     tmp = tmp_path_factory.mktemp("ddp")
-    r = _launch_two(data, tmp / "ddp", free_port(), tmp / "empty-hf")
+    # with TensorBoard where its extra is installed (test_tensorboard_gets_what_metrics_jsonl_gets reads it back)
+    tb = ("--log-with", "tensorboard") if importlib.util.find_spec("tensorboard") else ()
+    r = _launch_two(data, tmp / "ddp", free_port(), tmp / "empty-hf", extra=tb)
     assert r.returncode == 0, launch_failure(r.stderr)
     (tmp / "stdout.txt").write_text(r.stdout)
     return tmp / "ddp"
@@ -129,6 +133,28 @@ def test_two_process_accelerate_run_keeps_ranks_identical(two_process_run):
     sync = [x for x in recs if x["split"] == "sync"]
     assert sync and sync[-1]["in_sync"] and len(sync[-1]["rank_fingerprints"]) == 2
     assert (out / "step_0000006" / "model.safetensors").is_file()
+
+
+def test_tensorboard_gets_what_metrics_jsonl_gets(two_process_run):
+    """The 2-process run's TensorBoard events (first process only, read back with TensorBoard's own reader) hold
+    every number of metrics.jsonl, at its step, and the run's config as hyper-parameters."""
+    if not importlib.util.find_spec("tensorboard"):
+        pytest.skip("tensorboard is not installed (pip install 'arcsolver[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from arcsolver.runtime.trackers import scalars
+    expected: dict[str, list] = {}
+    for rec in (read_json_line(x) for x in (two_process_run / "metrics.jsonl").read_text().splitlines()):
+        metrics = {k: v for k, v in rec.items() if k not in ("step", "split", "time")}
+        for tag, v in scalars(rec["split"], metrics).items():
+            expected.setdefault(tag, []).append((rec["step"], pytest.approx(v, rel=1e-6, abs=1e-30)))
+    runs = list((two_process_run / "trackers").iterdir())
+    assert [p.name for p in runs] == ["arcsolver"]  # one writer: rank 1 logs nothing
+    events = EventAccumulator(str(runs[0]), size_guidance={"scalars": 0})
+    events.Reload()
+    got = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    assert {"train/loss_per_sample", "train/lr", "train/samples_per_s", "eval/exact_accuracy"} <= set(got)
+    assert got == expected
+    assert list(runs[0].glob("*/hparams.yml")) and "train.lr" in next(runs[0].glob("*/hparams.yml")).read_text()
 
 
 def test_only_the_first_process_prints_the_summary(two_process_run):

@@ -50,6 +50,7 @@ from arcsolver.data.encoding import CANVAS, VOCAB_SIZE
 from arcsolver.data.rng import shuffle_range, splitmix64
 from arcsolver.runtime.jsonio import atomic_dir, read_json, save_npy, write_json
 from arcsolver.runtime.outputs import mark_folder
+from arcsolver.runtime.report import progress_bar
 
 FORMAT = "arcsolver-arc-1"
 SEPARATOR = "|||"
@@ -170,13 +171,13 @@ def parse_version_name(name: str) -> tuple[str, int, np.ndarray]:
 
 def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = NUM_AUG, seed: int = SEED,
           all_colors: bool = False, canvas: int = CANVAS,
-          versions: dict[str, list[tuple[int, np.ndarray]]] | None = None) -> Path:
+          versions: dict[str, list[tuple[int, np.ndarray]]] | None = None, progress: bool = False) -> Path:
     """Prepare an ARC dataset folder from task sets. Returns its path.
 
     `canvas` < 30 gives a smaller token canvas (seq_len canvas**2) for tasks with small grids; such a dataset cannot
     be used with reference checkpoints, which are trained on 30x30. `versions` (task id -> [(dihedral id, colour
     map), ...], the identity first) replaces the random augmentation, e.g. to reproduce a reference checkpoint's
-    puzzle identifiers.
+    puzzle identifiers. `progress`: a bar over the tasks while they are augmented (`arcsolver prepare arc`).
     """
     from arcsolver.runtime.errors import InputError
     if not 2 <= canvas <= CANVAS:
@@ -248,6 +249,7 @@ def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = NUM_AUG, s
     # Augment: one numba call per task (the heavy part, content hashing, runs compiled).
     ver_tid, ver_map, task_ver = [], [], [0]
     max_trials = RETRIES_FACTOR * num_aug
+    bar = progress_bar("prepare: augmenting tasks", total=len(tasks), enabled=progress)
     for ti, t in enumerate(tasks):
         a, b = task_ex[ti], task_ex[ti + 1]
         if versions is not None:
@@ -260,6 +262,10 @@ def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = NUM_AUG, s
         ver_tid.append(tids)
         ver_map.append(maps)
         task_ver.append(task_ver[-1] + len(tids))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     arrays["ver_tid"] = np.concatenate(ver_tid) if ver_tid else np.zeros(0, np.uint8)
     arrays["ver_map"] = np.concatenate(ver_map) if ver_map else np.zeros((0, 10), np.uint8)
     arrays["task_ver"] = np.array(task_ver, np.int64)

@@ -8,6 +8,7 @@ learns each evaluation task's embedding from its demos, never from its test outp
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -45,7 +46,10 @@ def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), 
     # Test pairs of --train sources are trained on, so their outputs are required.
     sets = [arc_dataset.TaskSet(spec, load_tasks(spec, require_outputs=True), test_set=False) for spec in train]
     sets += [arc_dataset.TaskSet(spec, load_tasks(spec), test_set=True) for spec in eval]
-    arc_dataset.build(out, sets, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas)
+    # A bar on a terminal; into a log file (a line every 30 s) the ~30 s of augmenting would be two lines around
+    # nothing, and a failure after it would no longer be the only line on stderr.
+    arc_dataset.build(out, sets, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas,
+                      progress=sys.stderr.isatty())
     return read_json(Path(out) / "meta.json")
 
 

@@ -74,20 +74,15 @@ def batch_to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, 
 
 @torch.inference_mode()
 def evaluate_split(model, batches: Iterator[dict[str, torch.Tensor]], device: torch.device,
-                   max_batches: int = 0, steps: int | None = None, on_batch=None,
-                   should_stop=None) -> dict[str, float]:
+                   max_batches: int = 0, steps: int | None = None, on_batch=None) -> dict[str, float]:
     """Token and exact accuracy of `model` over test batches (padding rows, index -1, skipped).
 
     Returns sums and counts so results from several processes can be added before dividing.
     `on_batch(batch, preds, q)` is called for every batch (e.g. to feed a vote book).
-    `should_stop()` is asked before every batch (the same number of times on every process, so it may hold a
-    collective): true ends the evaluation there, with the sums so far (a stop request takes effect within a batch).
     """
     tok_correct = tok_total = ex_correct = ex_total = 0
     for i, batch in enumerate(batches):
         if max_batches and i >= max_batches:
-            break
-        if should_stop is not None and should_stop():
             break
         batch = batch_to(batch, device)
         preds, q = rollout(model, batch, steps)

@@ -245,6 +245,18 @@ def render_task_png(task: Task, out_path: str | Path, attempts: Any = None) -> P
     return out_path
 
 
+def task_png(task: Task, attempts: Any = None) -> bytes:
+    """The picture of one task as PNG bytes; `attempts` as for `render_task_png`."""
+    return _png_bytes(render_task_image(task, _normalise(task, attempts)))
+
+
+def solved_tests(task: Task, attempts: Any) -> int:
+    """How many of the task's test inputs one of the drawn attempts answers exactly (0 where the truth is unknown)."""
+    shown = _normalise(task, attempts) or []
+    return sum(p.output is not None and any(same_grid(s.grid, p.output) for s in row)
+               for p, row in zip(task.test, shown))
+
+
 def _status(task: Task, shown: list[list[Shown]] | None) -> tuple[str, str]:
     """(text, css class) for the index: solved k/n when the truth is known."""
     if not shown or not any(shown):
@@ -288,7 +300,7 @@ def render_report_html(tasks: list[Task], submission_or_candidates: Any, out_dir
     if known:
         summary += f"; fully solved {solved} of {known} with known answers ({100 * solved / known:.1f}%)"
     page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>arcsolver report</title>
+<html lang="en"><head><meta charset="utf-8"><title>arcsolver report</title><link rel="icon" href="data:,">
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; }} td, th {{ padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: left; }}

@@ -1,49 +1,33 @@
-"""Training metrics: appended as JSON lines (always), mirrored to TensorBoard or wandb when asked (never required).
+"""Training metrics: appended as JSON lines (always), mirrored to the experiment trackers when asked.
 
 Every line is {"step", "split", "time", ...metrics}; one file per run, `metrics.jsonl`, appended across resumes
-(a resume first drops the lines logged after its checkpoint's step, so every step appears once).
-TensorBoard and wandb are optional imports: if the package is missing the run goes on with a warning, and wandb
-runs in offline mode unless the user configured it, so no account is ever asked for.
+(a resume first drops the lines logged after its checkpoint's step, so every step appears once). `mirror(values,
+step)` (the Accelerator's `log` when `--log-with` names trackers: runtime/trackers.py) gets the same numbers as
+`<split>/<metric>`.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import orjson
 
-from arcsolver.runtime.report import say
+from arcsolver.runtime.trackers import scalars
 
 
 class MetricsLog:
-    def __init__(self, path: Path, *, enabled: bool = True, tensorboard: bool = False, wandb: bool = False,
-                 config: dict | None = None, resumed_at: int | None = None):
+    def __init__(self, path: Path, *, enabled: bool = True, mirror=None, resumed_at: int | None = None):
         self.enabled = enabled
         self.path = Path(path)
         self.f = None
-        self.tb = None
-        self.wb = None
+        self.mirror = mirror
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resumed_at is not None:
             drop_after(self.path, resumed_at)
         self.f = open(self.path, "ab")
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(self.path.parent / "tensorboard"))
-            except Exception as e:  # tensorboard not installed
-                say(f"TensorBoard logging disabled: {e}")
-        if wandb:
-            try:
-                import wandb as wb
-                os.environ.setdefault("WANDB_MODE", "offline")
-                self.wb = wb.init(project="arcsolver", config=config or {}, dir=str(self.path.parent))
-            except Exception as e:
-                say(f"wandb logging disabled: {e}")
 
     def write(self, step: int, split: str, metrics: dict) -> None:
         if not self.enabled:
@@ -51,20 +35,14 @@ class MetricsLog:
         rec = {"step": step, "split": split, "time": round(time.time(), 3), **metrics}
         self.f.write(orjson.dumps(rec) + b"\n")
         self.f.flush()
-        if self.tb is not None:
-            for k, v in metrics.items():
-                if isinstance(v, (int, float)):
-                    self.tb.add_scalar(f"{split}/{k}", v, step)
-        if self.wb is not None:
-            self.wb.log({f"{split}/{k}": v for k, v in metrics.items()}, step=step)
+        if self.mirror is not None:
+            values = scalars(split, metrics)
+            if values:
+                self.mirror(values, step=step)
 
     def close(self) -> None:
         if self.f is not None:
             self.f.close()
-        if self.tb is not None:
-            self.tb.close()
-        if self.wb is not None:
-            self.wb.finish()
 
 
 def drop_after(path: Path, step: int) -> int:

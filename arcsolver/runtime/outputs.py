@@ -28,11 +28,11 @@ from arcsolver.runtime.errors import InputError
 MARKER = ".arcsolver-output.json"
 PNG_SOFTWARE = "arcsolver"  # the tEXt chunk `show` writes into its PNGs
 
-FOLDER_KINDS = ("dataset", "run", "finetune", "generated-tasks", "report", "kaggle-package", "export", "import",
-                "rehearsal")
+FOLDER_KINDS = ("dataset", "run", "finetune", "generated-tasks", "report", "run-report", "kaggle-package", "export",
+                "import", "rehearsal")
 FILE_KINDS = ("submission", "candidates", "png")
 _WORDS = {"dataset": "a prepared dataset", "run": "a training run", "finetune": "a fine-tuning output",
-          "generated-tasks": "generated tasks", "report": "a `show` report", "kaggle-package": "a Kaggle package",
+          "generated-tasks": "generated tasks", "report": "a `show` report", "run-report": "an `arcsolver report`", "kaggle-package": "a Kaggle package",
           "export": "an exported checkpoint", "import": "an imported checkpoint", "rehearsal": "a rehearsal tree",
           "submission": "a submission", "candidates": "a candidates file", "png": "an arcsolver picture"}
 
@@ -174,6 +174,8 @@ def _folder_kind(p: Path) -> str | None:
         return "finetune"
     if (p / "arcsolver-package.json").is_file():
         return "kaggle-package"
+    if (p / "arcsolver-report.json").is_file():
+        return "run-report"
     return None
 
 

@@ -34,13 +34,17 @@ def redraw_now() -> bool:
     return sys.stderr.isatty()
 
 
-def progress_bar(desc: str, *, total: int | None = None, initial: int = 0, enabled: bool = True):
-    """The run's progress bar on stderr (None when `enabled` is false: other ranks, quiet runs)."""
+def progress_bar(desc: str, *, total: int | None = None, initial: int = 0, enabled: bool = True,
+                 leave: bool = True):
+    """The run's progress bar on stderr (None when `enabled` is false: other ranks, quiet runs). `leave=False`: the
+    bar disappears when closed (a phase inside another bar's, such as an evaluation during training: it is drawn on
+    the same line, which the outer bar redraws at its next tick; a second line would need cursor moves, escape codes
+    in a log file)."""
     if not enabled:
         return None
     from tqdm import tqdm
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=bar_interval(),
-                file=sys.stderr)
+                file=sys.stderr, leave=leave, position=None if leave else 0)
 
 
 class _SayHandler(logging.Handler):

@@ -11,6 +11,7 @@ from typing import Any
 from arcsolver.model.checks import FORWARD_DTYPES, LOSS_TYPES, check_arch_field, check_arch_relations
 from arcsolver.runtime.checks import SEED_MAX, check_rule
 from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.trackers import parse_log_with
 
 _INT, _FLOAT, _BOOL, _STR = int, float, bool, str
 
@@ -26,8 +27,7 @@ TRAIN_RULES: dict[str, Any] = {
     "ema_rate": (_FLOAT, 0, True, 1.0), "seed": (_INT, 0, True, SEED_MAX), "eval_max_batches": (_INT, 0, True, None),
     "eval_batch_size": (_INT, 0, True, None), "eval_steps": (_INT, 0, True, None), "loss_type": LOSS_TYPES,
     "compile": ("auto", True, False), "forward_dtype": ("auto",) + FORWARD_DTYPES,
-    "time_budget_s": (_FLOAT, 0, True, None), "log_every": (_INT, 1, True, None), "tensorboard": _BOOL,
-    "wandb": _BOOL,
+    "time_budget_s": (_FLOAT, 0, True, None), "log_every": (_INT, 1, True, None), "log_with": _STR,
 }
 
 
@@ -38,7 +38,13 @@ def check_train_field(key: str, value: Any, *, file: str | None = None) -> Any:
     if key not in TRAIN_RULES:
         raise InputError(f"unknown field '{key}' (training fields: {', '.join(sorted(TRAIN_RULES))}; "
                          "model fields as arch.<name>)", file=file, field=key)
-    return check_rule(TRAIN_RULES[key], value, fail)
+    value = check_rule(TRAIN_RULES[key], value, fail)
+    if key == "log_with":  # known trackers, each installed: a missing package is found before anything is written
+        try:
+            parse_log_with(value, "--log-with" if file is None else key)
+        except InputError as e:
+            raise InputError(e.reason, file=file, field=e.field) from None
+    return value
 
 
 def check_config(cfg) -> None:

@@ -76,8 +76,7 @@ class TrainConfig:
     forward_dtype: str = "auto"  # "auto": per device (precision.py); float32 / bfloat16 / float16 force it
     time_budget_s: float = 0.0  # > 0: stop (with a checkpoint) before this many seconds
     log_every: int = 10
-    tensorboard: bool = False
-    wandb: bool = False
+    log_with: str = "none"  # experiment trackers: none, all, or tensorboard,wandb,mlflow,trackio (runtime/trackers.py)
     preset: str = ""
 
     def to_dict(self) -> dict:

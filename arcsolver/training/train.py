@@ -39,6 +39,7 @@ from arcsolver.inference.rollout import batch_to, evaluate_split, finish_metrics
 from arcsolver.runtime.jsonio import read_json
 from arcsolver.data.loader import ArcSource, PuzzleLoader, open_source
 from arcsolver.runtime.interrupts import StopRequests, stop_code, stop_reason
+from arcsolver.runtime import trackers
 from arcsolver.runtime.metrics_log import MetricsLog
 from arcsolver.runtime.outputs import claim_output, mark_folder, owning_run
 from arcsolver.runtime.report import progress_bar, redraw_now, say
@@ -103,11 +104,12 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         _restore(run, resume, resume_state)
     if run.acc.is_main_process:
         mark_folder(run.dir, "run")
-    log = MetricsLog(run.dir / "metrics.jsonl", enabled=run.acc.is_main_process, tensorboard=cfg.tensorboard,
-                     wandb=cfg.wandb, config=cfg.to_dict(), resumed_at=run.step if resume else None)
+    tracking = trackers.parse_log_with(cfg.log_with, "log_with")
+    log = MetricsLog(run.dir / "metrics.jsonl", enabled=run.acc.is_main_process,
+                     mirror=run.acc.log if tracking else None, resumed_at=run.step if resume else None)
+    trackers.start(run.acc, tracking, run.dir, _full_config(run))
     stop_requests = StopRequests().install()  # every rank: finish the step, agree, checkpoint, exit
     loop = _plan_loop(run, deadline, t_start, prior_step_s=prior_step_s, final_eval=final_eval, quiet=quiet)
-    loop.stop_requests = stop_requests
     if _any_rank(run.acc, run.world, loop.planner.should_stop()):  # not even one step fits (a caller's estimate)
         loop.stop_why = "time"
     if initial_checkpoint_only:
@@ -118,9 +120,9 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
         if deadline.limited and run.step >= loop.replan_at:
             _replan_and_report(run, loop, log)
         _log_train_metrics(run, loop, log, loss, metrics, lr)
-        _periodic_eval_and_checkpoint(run, loop, log)
+        _periodic_eval_and_checkpoint(run, loop, log, stop_requests)
         _decide_stop(run, loop, stop_requests)
-    _finish(run, loop, log)
+    _finish(run, loop, log, stop_requests)
     stop_requests.restore()
     return TrainResult(run.step, loop.ckpt_path, loop.last_metrics, loop.eval_metrics,
                        deadline.clock.now() - t_start, loop.stop_why or "steps", loop.step_times,
@@ -178,7 +180,8 @@ def _build_run(cfg: TrainConfig, *, cpu: bool | None, resume: str | None, init_w
     training state of the checkpoint to resume (checked against this run's architecture before anything is built)."""
     if cpu is None:
         cpu = not torch.cuda.is_available()
-    acc = make_accelerator(cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+    acc = make_accelerator(cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+                           **trackers.accelerator_kwargs(trackers.parse_log_with(cfg.log_with, "log_with"), cfg.out))
     rank, world = acc.process_index, acc.num_processes
     if cfg.global_batch_size % world:
         raise InputError(f"global batch {cfg.global_batch_size} is not divisible by {world} processes",
@@ -290,16 +293,38 @@ def _save(run: _Run) -> Path | None:
     return path
 
 
-def _evaluate(run: _Run, stop_requests: StopRequests | None = None) -> dict[str, float] | None:
-    """Token and exact accuracy on the test split with the EMA weights; on ARC also voted pass@1/pass@2. None when
-    a SIGINT/SIGTERM (received by any process) cut it short: partial figures are not reported as an evaluation."""
+def _eval_size(cfg: TrainConfig, source) -> tuple[int, int]:
+    """(test rows, batches) one evaluation runs: the whole test split, or its first `eval_max_batches` batches."""
+    eb = cfg.eval_batch_size or cfg.global_batch_size
+    try:
+        rows = PuzzleLoader(source, "test", global_batch_size=eb).test_size()
+    except Exception:  # noqa: BLE001 - a dataset without a test split evaluates nothing
+        return 0, 0
+    batches = math.ceil(rows / eb)
+    if cfg.eval_max_batches:
+        batches = min(batches, cfg.eval_max_batches)
+        rows = min(rows, batches * eb)
+    return rows, batches
+
+
+class _EvaluationStopped(Exception):
+    """A stop request (Ctrl-C, SIGTERM) reached an evaluation: it ends after the batch in hand, on every rank."""
+
+
+def _evaluate(run: _Run, *, show: bool = False, final: bool = False,
+              stop: StopRequests | None = None) -> dict[str, float] | None:
+    """Token and exact accuracy on the test split with the EMA weights; on ARC also voted pass@1/pass@2. `show`: a
+    progress bar over the batches (kept on screen after the final evaluation, removed after a periodic one).
+    `stop`: checked after every batch (all ranks agree); a request ends the evaluation there and returns None."""
     cfg, acc, source, model, ema, world = run.cfg, run.acc, run.source, run.model, run.ema, run.world
+    bar = progress_bar("final evaluation" if final else "eval", total=_eval_size(cfg, source)[1],
+                       enabled=show and acc.is_main_process, leave=final)
     if ema is not None:
         ema.swap_in(model)
     try:
         eb = cfg.eval_batch_size or cfg.global_batch_size
         test = PuzzleLoader(source, "test", global_batch_size=eb, rank=run.rank, world_size=world)
-        on_batch, book = None, None
+        vote_on_batch, book = None, None
         if isinstance(source, ArcSource):
             # ARC: also vote over the augmented versions, as predict --vote does, and score the top two.
             from arcsolver.inference.predict import add_to_book
@@ -307,25 +332,29 @@ def _evaluate(run: _Run, stop_requests: StopRequests | None = None) -> dict[str,
             book = VoteBook()
             ver_sel, ex_sel = source.test_items()
 
-            def on_batch(b, preds, q):
+            def vote_on_batch(b, preds, q):
                 idx, p, qq = b["index"], preds, q
                 if world > 1:
                     idx, p, qq = acc.gather(idx), acc.gather(p.contiguous()), acc.gather(qq)
                 if acc.is_main_process:
                     add_to_book(book, source, ver_sel, ex_sel, idx, p, qq)
-        stopped = [False]
 
-        def should_stop() -> bool:
-            if stop_requests is not None:
-                stopped[0] = _any_rank(acc, world, stop_requests.received is not None)
-            return stopped[0]
+        def on_batch(b, preds, q):
+            if vote_on_batch is not None:
+                vote_on_batch(b, preds, q)
+            if bar is not None:
+                bar.update(1)
+            if stop is not None and _any_rank(acc, world, stop.received is not None):
+                raise _EvaluationStopped
         sums = evaluate_split(model.model, test.test_batches(), acc.device, max_batches=cfg.eval_max_batches,
-                              steps=cfg.eval_steps or None, on_batch=on_batch, should_stop=should_stop)
+                              steps=cfg.eval_steps or None, on_batch=on_batch)
+    except _EvaluationStopped:
+        return None
     finally:
         if ema is not None:
             ema.swap_out(model)
-    if stopped[0]:
-        return None
+        if bar is not None:
+            bar.close()
     t = torch.tensor([sums[k] for k in sorted(sums)], dtype=torch.float64, device=acc.device)
     t = acc.reduce(t, reduction="sum") if world > 1 else t
     out = finish_metrics(dict(zip(sorted(sums), t.tolist())))
@@ -357,7 +386,6 @@ class _Loop:
     window: dict = dataclasses.field(default_factory=dict)
     stop_why: str | None = None
     stop_signal: str | None = None
-    stop_requests: StopRequests | None = None
 
 
 def _plan_loop(run: _Run, deadline: Deadline, t_start: float, *, prior_step_s: float | None, final_eval: bool,
@@ -448,13 +476,14 @@ def _log_train_metrics(run: _Run, loop: _Loop, log: MetricsLog, loss: torch.Tens
         loop.progress.update(1)
 
 
-def _periodic_eval_and_checkpoint(run: _Run, loop: _Loop, log: MetricsLog) -> None:
-    """Every `eval_every` / `ckpt_every` steps before the last: evaluate (logged, one line under the bar) and save."""
+def _periodic_eval_and_checkpoint(run: _Run, loop: _Loop, log: MetricsLog, stop_requests: StopRequests) -> None:
+    """Every `eval_every` / `ckpt_every` steps before the last: evaluate (logged, one line under the bar) and save.
+    An evaluation cut by a stop request logs nothing (the stop comes after the checkpoint)."""
     step = run.step
+    ev = None
     if run.eval_every and step % run.eval_every == 0 and step < loop.sched.end:
-        ev = _evaluate(run, loop.stop_requests)
-        if ev is None:
-            return  # a stop request cut it short: _decide_stop ends the run, the checkpoint comes from _finish
+        ev = _evaluate(run, show=loop.progress is not None, stop=stop_requests)
+    if ev is not None:
         loop.eval_metrics = ev
         log.write(step, "eval", ev)
         if loop.progress is not None:
@@ -474,10 +503,12 @@ def _decide_stop(run: _Run, loop: _Loop, stop_requests: StopRequests) -> None:
     loop.stop_why, loop.stop_signal = agree_on_stop(run.acc, run.world, loop.stop_why, stop_requests.received)
 
 
-def _finish(run: _Run, loop: _Loop, log: MetricsLog) -> None:
+def _finish(run: _Run, loop: _Loop, log: MetricsLog, stop_requests: StopRequests) -> None:
     """Close the bar; the final evaluation (unless the periodic one just ran at this step, or a signal stopped the
-    run); the last checkpoint; on several processes, each rank's weight fingerprint to prove they agree."""
-    if loop.progress is not None:
+    run; a signal during it ends it after the batch in hand); the last checkpoint; on several processes, each
+    rank's weight fingerprint to prove they agree."""
+    show = loop.progress is not None
+    if show:
         loop.progress.close()
     step, total_steps, eval_every = run.step, run.total_steps, run.eval_every
     # A run cut by its time budget still reports where it ended (the evaluation runs after the budget).
@@ -486,10 +517,12 @@ def _finish(run: _Run, loop: _Loop, log: MetricsLog) -> None:
         loop.stop_why = "time"  # ended at the planned step count: the deadline's plan, not max_steps
     if loop.final_eval and (step >= total_steps or loop.stop_why in (None, "steps", "time")):
         if step >= total_steps or (eval_every and step % eval_every) or not eval_every:
-            ev = _evaluate(run, loop.stop_requests)
-            if ev is None:  # SIGINT/SIGTERM during the final evaluation: the checkpoint below, then exit
-                received = loop.stop_requests.received if loop.stop_requests else None
-                loop.stop_why, loop.stop_signal = agree_on_stop(run.acc, run.world, loop.stop_why, received)
+            if show:
+                say(final_eval_notice(*_eval_size(run.cfg, run.source), loop.eval_factor,
+                                      loop.planner.step_s(), sum(loop.step_times)))
+            ev = _evaluate(run, show=show, final=True, stop=stop_requests)
+            if ev is None:  # stopped: the run ends as a signal ends it (checkpoint, the exit code of the signal)
+                loop.stop_why, loop.stop_signal = agree_on_stop(run.acc, run.world, None, stop_requests.received)
             else:
                 loop.eval_metrics = ev
                 log.write(step, "eval", ev)
@@ -500,7 +533,24 @@ def _finish(run: _Run, loop: _Loop, log: MetricsLog) -> None:
         fps = run.acc.gather(fp).tolist()
         log.write(step, "sync", {"rank_fingerprints": fps, "in_sync": len(set(fps)) == 1})
     log.close()
+    if run.acc.log_with:
+        run.acc.end_training()  # the trackers flush and close (first process; the others have none)
 
+
+def final_eval_notice(rows: int, batches: int, eval_steps_cost: float, step_s: float | None, trained_s: float) -> str:
+    """The line said before the final evaluation: its size and estimated time (its cost in training steps x the
+    measured step time); when that is longer than the training before it, how to cap it."""
+    from arcsolver.runtime.units import format_seconds
+    line = f"final evaluation: {batches} batches ({rows} test rows)"
+    if not step_s or not batches:
+        return line
+    est = eval_steps_cost * step_s
+    line += f", about {format_seconds(est)}"
+    if est > trained_s:
+        fit = max(1, int(batches * trained_s / est))
+        line += (f", longer than the {format_seconds(trained_s)} of training before it; cap it with "
+                 f"--set eval_max_batches={fit} (about {format_seconds(est * fit / batches)})")
+    return line
 
 
 # ---------------------------------------------------------------------------------------------------------------
