@@ -71,6 +71,8 @@ NOT_A_PARAMETER = {
     ("finetune", "out"): "a command-line default folder name; the Python API asks for the path",
     ("finetune", "log_with"): "None: not given; given, it is passed on as --set log_with=VALUE (a training field)",
     ("finetune", "per_task"): "chooses finetune_per_task over finetune; its default is FINETUNE.per_task (below)",
+    ("finetune", "recipe"): "None: not given; a recipe's values fill the options the command line leaves unset",
+    ("kaggle package", "recipe"): "None: not given; given, it is put in front of the notebook's finetune arguments",
     ("generate", "list_"): "a command-line mode: print the families instead of generating",
     ("kaggle package", "finetune_args"): "one shell-quoted string split into package()'s list (default: none)",
     ("kaggle package", "extra_wheels"): "a folder whose wheels the command lists for package() (default: none)",
