@@ -91,13 +91,14 @@ def _refused(args, tmp_path):
 
 def test_report_never_writes_inside_a_run_nor_over_a_folder_it_did_not_write(runs, tmp_path):
     before = sorted(p.name for p in (runs / "a").iterdir())
-    assert "inside the run folder" in _refused([str(runs / "a"), "--out", str(runs / "a" / "report")], tmp_path)
+    assert "lies inside the input" in _refused([str(runs / "a"), "--out", str(runs / "a" / "report")], tmp_path)
     assert sorted(p.name for p in (runs / "a").iterdir()) == before
-    assert "holds the run folder" in _refused([str(runs / "a"), "--out", str(runs)], tmp_path)
+    assert "contains the input" in _refused([str(runs / "a"), "--out", str(runs)], tmp_path)
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
-    assert "not written by `arcsolver report`" in _refused([str(runs / "a"), "--out", str(mine)], tmp_path)
+    assert "not written by arcsolver as an `arcsolver report`" in _refused([str(runs / "a"), "--out", str(mine)],
+                                                                           tmp_path)
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
     assert "no metrics.jsonl" in _refused([str(tmp_path), "--out", str(tmp_path / "x")], tmp_path)
     assert not (tmp_path / "x").exists()
