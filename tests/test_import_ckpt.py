@@ -61,7 +61,7 @@ def test_roundtrip_gives_identical_logits(tmp_path):
 
 
 def reference_state(num_ids: int) -> dict[str, torch.Tensor]:
-    """The reference ARC model's state dict, from its published key names and shapes (trm-reference.md §1)."""
+    """The reference ARC model's state dict, from its published key names and shapes (arcsolver/model/trm.py)."""
     D, V, I = 512, 12, 1536
     g = torch.Generator().manual_seed(0)
     r = lambda *s: torch.randn(*s, generator=g) * 0.02  # noqa: E731

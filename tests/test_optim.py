@@ -17,7 +17,7 @@ from arcsolver.model.puzzle_embedding import SignSGDSparse, SparsePuzzleEmbeddin
 
 
 def adam_atan2_by_hand(p, grads, lrs, b1, b2, wd):
-    """trm-reference.md §13, step by step in float64."""
+    """The rule of docs/trm.md, 'Optimizer: Adam-atan2', step by step in float64."""
     m, v = torch.zeros_like(p), torch.zeros_like(p)
     out = []
     for t, (g, lr) in enumerate(zip(grads, lrs), start=1):

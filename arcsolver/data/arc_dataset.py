@@ -4,7 +4,7 @@ The reference TRM builder materialises every augmented example as two 900-byte c
 ConceptARC at 1000 augmentations). Here a version is 11 bytes (a dihedral id and a colour map) and the loader paints
 canvases on the fly, so a random translation per draw costs nothing and the whole dataset is a few tens of MB.
 
-Semantics follow the reference (trm-reference.md §4.2):
+Semantics follow the reference (docs/trm.md, 'Data'):
   * group = one original task; puzzle = one augmented version with its own identifier (id 0 = blank);
     example = one (input, output) pair;
   * each version draws a dihedral transform (0..7, identity included) and a colour permutation (black fixed unless

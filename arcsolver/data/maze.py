@@ -4,7 +4,7 @@ Generator: a depth-first carved maze on the odd cells (a perfect maze: exactly o
 then a fraction of extra walls knocked down to create loops. Start and goal are random open cells; the answer marks
 the BFS shortest path. Mazes whose shortest path is not unique are rejected (the label would be ambiguous), and
 `hard` keeps only long paths: > 110 on 30x30 as the reference's filter, proportionally (side^2 * 110/900) on smaller
-sides unless `min_path` is given. Encoding (trm-reference.md §4.4): '#'=1 wall, ' '=2 open, 'S'=3, 'G'=4, 'o'=5
+sides unless `min_path` is given. Encoding (docs/trm.md, 'Data'): '#'=1 wall, ' '=2 open, 'S'=3, 'G'=4, 'o'=5
 path, PAD 0; vocabulary 6; sequence side*side. Augmentation: the 8 dihedral transforms, per row.
 """
 

@@ -6,7 +6,7 @@ keeps exactly one solution (checked by the solver with a solution limit of 2). D
 backtracks (dead ends) a deterministic minimum-remaining-values solver meets on the final puzzle. All search runs in
 numba; randomness is a splitmix64 stream from the seed, so a seed gives identical puzzles everywhere.
 
-Encoding (reference, trm-reference.md §4.3): blank -> 1, digit d -> d + 1, PAD 0 unused; vocabulary 11 for every
+Encoding (reference, docs/trm.md, 'Data'): blank -> 1, digit d -> d + 1, PAD 0 unused; vocabulary 11 for every
 size; labels are the full solution. Augmentation (per row, applied by the loader on token rows): digit relabelling,
 band and row-within-band shuffles, stack and column-within-stack shuffles, and a transpose when boxes are square.
 """

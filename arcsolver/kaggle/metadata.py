@@ -1,4 +1,4 @@
-"""Kaggle's rules for the two metadata files (kaggle.md §2): dataset-metadata.json and kernel-metadata.json.
+"""Kaggle's rules for the two metadata files (docs/kaggle.md, 'Metadata files'): dataset- and kernel-metadata.json.
 
 `validate_dataset_metadata` / `validate_kernel_metadata` return every problem, one line each (like
 `validate_submission`), so `kaggle package` can check its own output and `kaggle upload` a folder edited by hand;
@@ -22,7 +22,7 @@ from arcsolver.runtime.jsonio import read_json
 DATASET_METADATA = "dataset-metadata.json"
 KERNEL_METADATA = "kernel-metadata.json"
 
-# docs/datasets_metadata.md of Kaggle/kaggle-cli: the only names `licenses[0].name` may take.
+# Kaggle/kaggle-cli/docs/datasets_metadata.md: the only names `licenses[0].name` may take.
 LICENSES = frozenset({
     "CC0-1.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "CC-BY-NC-SA-4.0", "GPL-2.0", "ODbL-1.0", "DbCL-1.0",
     "copyright-authors", "other", "unknown", "CC-BY-4.0", "CC-BY-NC-4.0", "PDDL", "CC-BY-3.0", "CC-BY-3.0-IGO",
@@ -30,8 +30,8 @@ LICENSES = frozenset({
     "CC-BY-NC-ND-4.0", "ODC-BY-1.0", "LGPL-3.0", "AGPL-3.0", "FDL-1.3", "EU-ODP-Legal-Notice", "apache-2.0",
     "GPL-3.0",
 })
-# docs/kernels.md (Feb 2026). A misspelt shape silently falls back to a P100 (kaggle.md §1.6), so unknown names are
-# rejected rather than passed through.
+# Kaggle/kaggle-cli/docs/kernels.md (Feb 2026). A misspelt shape silently falls back to a P100 (docs/kaggle.md,
+# 'Accelerator selection'), so unknown names are rejected rather than passed through.
 MACHINE_SHAPES = frozenset({
     "NvidiaTeslaP100", "TpuV38", "NvidiaTeslaT4", "NvidiaTeslaT4Highmem", "Tpu1VmV38", "NvidiaTeslaA100",
     "NvidiaL4", "TpuV5E8", "NvidiaL4X1", "TpuV6E8", "NvidiaH100", "NvidiaRtxPro6000",

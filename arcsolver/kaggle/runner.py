@@ -50,7 +50,7 @@ from typing import Any, Callable, Mapping
 
 log = logging.getLogger("arcsolver.kaggle")
 
-RUN_LIMIT_S = 12 * 3600  # Kaggle's notebook limit for the ARC Prize (kaggle.md §1.1)
+RUN_LIMIT_S = 12 * 3600  # Kaggle's notebook limit for the ARC Prize (docs/kaggle.md, 'Run limits')
 DEFAULT_MARGIN_S = 30 * 60  # merge + write + Kaggle's own shutdown must fit in here
 CHALLENGES_NAME = "arc-agi_test_challenges.json"
 SUBMISSION_NAME = "submission.json"
@@ -201,7 +201,7 @@ def gpu_count() -> int:
 
 def describe_accelerators() -> str:
     """One line naming the GPUs; logged at start because Kaggle can silently hand out another accelerator than
-    the one asked for (kaggle.md §1.6)."""
+    the one asked for (docs/kaggle.md, 'Accelerator selection')."""
     try:
         import torch
 

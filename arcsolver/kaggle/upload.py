@@ -63,7 +63,7 @@ class Call:
 
 
 def credential_source(env: Mapping[str, str] = os.environ) -> str | None:
-    """Where the kaggle client would find credentials (kaggle.md §2.1), as a description; None when nowhere.
+    """Where the kaggle client would find credentials (docs/kaggle.md, 'Credentials'), described; None when nowhere.
     Only existence is checked: the secrets themselves are not read."""
     if env.get("KAGGLE_API_TOKEN", "").strip():
         return "$KAGGLE_API_TOKEN"

@@ -1,6 +1,6 @@
 """Adam-atan2 in plain PyTorch (CPU, any GPU, MPS): the reference's optimizer without its CUDA-only extension.
 
-Rule per parameter tensor (trm-reference.md §13), with t its own step count starting at 1:
+Rule per parameter tensor (docs/trm.md, 'Optimizer: Adam-atan2'), with t its own step count starting at 1:
     p <- p * (1 - lr * wd)                                    decoupled weight decay, applied first
     m <- m + (g - m)(1 - b1);   v <- v + (g^2 - v)(1 - b2)
     p <- p - lr / (1 - b1^t) * atan2(m, sqrt(v) / sqrt(1 - b2^t))

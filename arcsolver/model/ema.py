@@ -1,4 +1,4 @@
-"""Exponential moving average of the trainable weights (trm-reference.md §3: rate 0.999, requires-grad parameters
+"""Exponential moving average of the weights (docs/trm.md, 'Schedule and EMA': rate 0.999, requires-grad parameters
 only, updated after every optimizer step; evaluation and exported checkpoints use it).
 
     shadow <- rate * shadow + (1 - rate) * param          (one `_foreach_lerp_` over all tensors)

@@ -1,7 +1,7 @@
 """Building blocks of the TRM network: fp32-weight linears cast on the fly, RMSNorm without scale, rotate-half RoPE,
 bias-free attention through `scaled_dot_product_attention`, SwiGLU, and the MLP-Mixer-style token mixer.
 
-The maths follows the reference TRM (trm-reference.md §1.3):
+The maths follows the reference TRM (docs/trm.md, 'The block'):
   * weights live in fp32 and are cast to the activation dtype where they are used (bf16 on GPU, fp32 on CPU);
   * init is a truncated LeCun normal (cut at +-2 std) whose std *after* truncation is 1/sqrt(fan_in), as JAX does;
   * RMSNorm has no learnable scale and is computed in fp32, eps 1e-5;

@@ -1,5 +1,5 @@
 """The TRM training loss: stable-max cross-entropy on the answer tokens plus 0.5 x BCE of the halting logit
-(trm-reference.md §2; the reference's models/losses.py).
+(docs/trm.md, 'Loss'; the reference's models/losses.py).
 
 * Stable-max replaces exp with s(x) = 1/(1 - x) for x < 0 and x + 1 for x >= 0; p = s(x) / sum s(x). It is computed
   in float64 as the reference does (only the [B, L, V] logits are promoted; nothing else runs in float64).

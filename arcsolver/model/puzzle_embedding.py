@@ -1,4 +1,4 @@
-"""The per-puzzle embedding table and its sparse sign-SGD optimizer (trm-reference.md §3, sparse_embedding.py).
+"""The per-puzzle embedding table and its sparse sign-SGD optimizer (docs/trm.md, 'Puzzle embedding').
 
 The table is a zero-initialised fp32 *buffer* `weights` [num_puzzle_identifiers, D], not a Parameter: it is left
 out of the parameter count, of Adam and of EMA, and a gradient never materialises for all of it (ARC has ~876k rows,

@@ -1,7 +1,7 @@
 """The Tiny Recursive Model (TRM, arXiv 2510.04871): one 2-layer network that refines an answer y (z_H) and a latent
 z (z_L), wrapped in adaptive computation time (ACT) with deep supervision carried across optimizer steps.
 
-Maths as the reference (trm-reference.md §1; TinyRecursiveModels `models/recursive_reasoning/trm.py`):
+Maths as the reference (docs/trm.md; TinyRecursiveModels `models/recursive_reasoning/trm.py`):
   * x = sqrt(D) * [puzzle prefix ; token embeddings]: the prefix has `puzzle_emb_len` (16) slots, slot 0 holds the
     row of the puzzle-embedding table, slots 1.. are zeros. With learned positions x = sqrt(D)/sqrt(2) * (emb + pos).
   * One supervision step (`TRMInner.forward`): H_cycles-1 cycles without autograd, then one cycle with it; a cycle
@@ -56,7 +56,7 @@ DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch
 
 @dataclass
 class TRMConfig:
-    """The reference's model config (field names and meaning as in trm-reference.md §1.1)."""
+    """The reference's model config (field names and meaning: docs/trm.md, 'Configuration')."""
 
     batch_size: int = 1
     seq_len: int = 900
