@@ -133,3 +133,8 @@ def untrained_checkpoint(folder: Path, hidden_size: int = 16, canvas: int = 30) 
                                                     "data": {"kind": "arc", "canvas": canvas, **meta}}))
     (folder / "train_state.pt").write_bytes(b"optimizer state, not for Kaggle")
     return folder
+
+
+def is_compiled(module) -> bool:
+    """Whether `Module.compile` was applied to `module` in place (torch keeps the compiled call beside the module)."""
+    return getattr(module, "_compiled_call_impl", None) is not None

@@ -5,10 +5,12 @@ import shutil
 import pytest
 import torch
 
-from arcsolver.runtime.compilation import compile_enabled, compile_with_fallback, is_compiled
+from arcsolver.runtime.compilation import compile_enabled, compile_with_fallback
 from arcsolver.training.config import build_config
 from arcsolver.runtime.errors import InputError
 from arcsolver.model.trm import TRM, TRMConfig
+
+from conftest import is_compiled
 
 # Inductor fuses and reorders fp32 reductions (RMSNorm means, matmul epilogues), so compiled logits differ from
 # eager in the last bits: measured max |diff| ~1e-6 on logits of magnitude ~1 for this model; the bound leaves 50x.

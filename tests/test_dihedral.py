@@ -3,6 +3,20 @@ import pytest
 
 from arcsolver.data import colors, dihedral
 
+SWAPS_AXES = [False, True, False, True, False, False, True, True]  # transforms that swap height and width
+
+
+def through_source_cells(grid: np.ndarray, tid: int) -> np.ndarray:
+    """`transform` rebuilt from the kernels the prepared store and the loader use (out_shape, source_cell)."""
+    h, w = grid.shape
+    oh, ow = dihedral.out_shape(tid, h, w)
+    return np.array([[grid[dihedral.source_cell(tid, i, j, h, w)] for j in range(ow)] for i in range(oh)],
+                    dtype=grid.dtype).reshape(oh, ow)
+
+
+def inverse_map(m: np.ndarray) -> np.ndarray:
+    return np.argsort(m).astype(np.uint8)
+
 
 @pytest.mark.parametrize("tid", range(8))
 def test_transform_then_inverse_is_identity_on_every_shape(tid, rng):
@@ -10,9 +24,10 @@ def test_transform_then_inverse_is_identity_on_every_shape(tid, rng):
         for w in (1, 2, 3, 7, 16, 29, 30):
             g = rng.integers(0, 10, size=(h, w)).astype(np.uint8)
             t = dihedral.transform(g, tid)
-            assert t.shape == ((w, h) if dihedral.SWAPS_AXES[tid] else (h, w))
+            assert t.shape == ((w, h) if SWAPS_AXES[tid] else (h, w))
             assert np.array_equal(dihedral.inverse(t, tid), g)
-            assert np.array_equal(dihedral.transform_nb(g, tid), t)
+            if w in (1, 7, 30) and h % 7 == 1:  # the per-cell kernel, on a sample of the shapes (it is slow in Python)
+                assert np.array_equal(through_source_cells(g, tid), t)
 
 
 def test_ids_match_reference_meaning():
@@ -45,5 +60,5 @@ def test_colour_map_inverse(rng):
             if not all_colors:
                 assert m[0] == 0
             g = rng.integers(0, 10, size=(5, 7)).astype(np.uint8)
-            assert np.array_equal(colors.inverse_map(m)[colors.apply(g, m)], g)
-            assert np.array_equal(colors.digits_to_map(colors.map_to_digits(m)), m)
+            assert np.array_equal(inverse_map(m)[colors.apply(g, m)], g)
+            assert np.array_equal(colors.digits_to_map("".join(str(int(x)) for x in m)), m)

@@ -82,7 +82,8 @@ def test_bf16_logits_match_fp32_on_the_arc_config():
 
 @pytest.mark.gpu
 def test_compiled_and_eager_logits_agree_on_cuda():
-    from arcsolver.runtime.compilation import compile_with_fallback, is_compiled
+    from arcsolver.runtime.compilation import compile_with_fallback
+    from conftest import is_compiled
     batch = arc_batch(8, "cuda")
     # the ARC layer shapes with fewer cycles: the same kernels, a graph inductor compiles in well under a minute
     eager_model, compiled_model = arc_models(("bfloat16", "bfloat16"), "cuda", H_cycles=2, L_cycles=1)

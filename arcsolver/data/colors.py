@@ -18,16 +18,8 @@ def random_map(rng: np.random.Generator, all_colors: bool = False) -> np.ndarray
     return np.concatenate([[0], rng.permutation(np.arange(1, 10))]).astype(np.uint8)
 
 
-def inverse_map(m: np.ndarray) -> np.ndarray:
-    return np.argsort(m).astype(np.uint8)
-
-
 def apply(grid: np.ndarray, m: np.ndarray) -> np.ndarray:
     return m[grid]
-
-
-def map_to_digits(m: np.ndarray) -> str:
-    return "".join(str(int(x)) for x in m)
 
 
 def digits_to_map(s: str) -> np.ndarray:

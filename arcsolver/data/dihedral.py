@@ -15,8 +15,6 @@ import numpy as np
 
 NUM_TRANSFORMS = 8
 INVERSE = np.array([0, 3, 2, 1, 4, 5, 6, 7], dtype=np.int64)
-# Transforms that swap height and width.
-SWAPS_AXES = np.array([False, True, False, True, False, False, True, True])
 
 
 def transform(grid: np.ndarray, tid: int) -> np.ndarray:
@@ -72,16 +70,3 @@ def source_cell(tid: int, i: int, j: int, h: int, w: int) -> tuple[int, int]:
     if tid == 6:
         return j, i
     return h - 1 - j, w - 1 - i
-
-
-@numba.njit(cache=True)
-def transform_nb(grid: np.ndarray, tid: int) -> np.ndarray:
-    """numba twin of `transform` for use inside other kernels."""
-    h, w = grid.shape
-    oh, ow = out_shape(tid, h, w)
-    out = np.empty((oh, ow), dtype=grid.dtype)
-    for i in range(oh):
-        for j in range(ow):
-            r, c = source_cell(tid, i, j, h, w)
-            out[i, j] = grid[r, c]
-    return out

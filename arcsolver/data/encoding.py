@@ -20,7 +20,6 @@ import numba
 import numpy as np
 
 CANVAS = 30
-SEQ_LEN = CANVAS * CANVAS
 PAD, EOS, COLOR0 = 0, 1, 2
 VOCAB_SIZE = 12
 IGNORE_LABEL = -100  # label of a position the loss skips (torch cross_entropy's default); the one definition

@@ -135,14 +135,6 @@ def _search(grid, side, br, bc, limit, seed, solution):
     return found, backtracks
 
 
-def count_solutions(puzzle: np.ndarray, limit: int = 2) -> int:
-    side = puzzle.shape[0]
-    br, bc = BOXES[side]
-    g = puzzle.reshape(-1).astype(np.int64).copy()
-    sol = np.zeros(side * side, np.int64)
-    return int(_search(g, side, br, bc, limit, 0, sol)[0])
-
-
 def solve(puzzle: np.ndarray) -> tuple[np.ndarray | None, int]:
     """(solution or None, backtracks of the deterministic solver)."""
     side = puzzle.shape[0]

@@ -63,9 +63,3 @@ def _one_line(e: BaseException) -> str:
     text = next((line.strip() for line in str(inner).splitlines() if line.strip()), "")
     return f"{type(e).__name__}: {type(inner).__name__}: {text[:200]}" if inner is not e else \
         f"{type(e).__name__}: {text[:200]}"
-
-
-def is_compiled(module: torch.nn.Module) -> bool:
-    return getattr(module, "_compiled_call_impl", None) is not None
-
-
