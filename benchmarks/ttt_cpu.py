@@ -158,6 +158,7 @@ def _last_train_metric(run: Path) -> dict:
 
 def run_variant(v: Variant, scale: Scale, ckpt: str, tasks: Path, out: Path, seed: int) -> dict:
     from arcsolver.training.finetune import finetune, finetune_per_task
+    from arcsolver.runtime.deadline import Deadline
     from arcsolver.runtime.jsonio import read_json
     from arcsolver.inference.score import load_solutions_any, score_submission
     n_tasks = len(list(tasks.glob("*.json")))
@@ -167,8 +168,9 @@ def run_variant(v: Variant, scale: Scale, ckpt: str, tasks: Path, out: Path, see
         e, f = 1, 0
     if v.per_task:  # the same total number of steps, shared among the per-task models
         e, f = (max(1, round(e / n_tasks)) if e else 0), (max(1, round(f / n_tasks)) if f else 0)
-    kwargs = dict(time_budget_s=10 ** 6, predict_after=True, num_aug=scale.aug_more if v.more_aug else scale.aug,
-                  embed_steps=e, full_steps=f, ema=v.ema, seed=seed, cpu=True, quiet=True)
+    kwargs = dict(deadline=Deadline.after(10 ** 6), predict_after=True,
+                  num_aug=scale.aug_more if v.more_aug else scale.aug, embed_steps=e, full_steps=f, ema=v.ema,
+                  seed=seed, cpu=True, quiet=True)
     if not v.learn:
         kwargs["overrides"] = ["lr=0.0", "puzzle_emb_lr=0.0"]  # the whole pipeline, nothing learns
     if v.ema is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from arcsolver.runtime.deadline import Deadline
 from arcsolver.model import checkpoint
 from arcsolver.data.arc_dataset import TaskSet, build
 from arcsolver.data.arc_tasks import load_tasks
@@ -38,7 +39,7 @@ def _ft_config(run: Path) -> dict:
 
 def test_ema_off_during_fine_tuning_or_kept_as_the_checkpoint(pretrained, tmp_path):
     root, ckpt = pretrained
-    common = dict(time_budget_s=600, num_aug=1, embed_steps=1, full_steps=2, cpu=True, quiet=True)
+    common = dict(deadline=Deadline.after(600), num_aug=1, embed_steps=1, full_steps=2, cpu=True, quiet=True)
     finetune(ckpt, str(root / "new"), tmp_path / "off", ema=False, **common)
     finetune(ckpt, str(root / "new"), tmp_path / "kept", ema=None, **common)
     assert _ft_config(tmp_path / "off" / "full")["ema"] is False
@@ -54,8 +55,8 @@ def test_ema_off_during_fine_tuning_or_kept_as_the_checkpoint(pretrained, tmp_pa
 
 def test_per_task_fine_tunes_one_model_per_task_and_merges_a_complete_submission(pretrained, tmp_path):
     root, ckpt = pretrained
-    s = finetune_per_task(ckpt, str(root / "new"), tmp_path / "pt", time_budget_s=600, predict_after=True,
-                          num_aug=1, embed_steps=1, full_steps=1, cpu=True, quiet=True)
+    s = finetune_per_task(ckpt, str(root / "new"), tmp_path / "pt", deadline=Deadline.after(600),
+                          predict_after=True, num_aug=1, embed_steps=1, full_steps=1, cpu=True, quiet=True)
     tasks = load_tasks(str(root / "new"))
     assert sorted(r["task"] for r in s["per_task"]) == sorted(t.id for t in tasks)
     assert s["embed_steps"] == len(tasks) and s["full_steps"] == len(tasks)
@@ -70,8 +71,8 @@ def test_per_task_fine_tunes_one_model_per_task_and_merges_a_complete_submission
 def test_lr_zero_is_the_no_learning_baseline(pretrained, tmp_path):
     """The benchmark's "before" row: with lr 0 the network and the new rows stay what they were (rows at the mean)."""
     root, ckpt = pretrained
-    finetune(ckpt, str(root / "new"), tmp_path / "b", time_budget_s=600, num_aug=1, embed_steps=1, full_steps=1,
-             overrides=["lr=0.0", "puzzle_emb_lr=0.0"], ema=False, cpu=True, quiet=True)
+    finetune(ckpt, str(root / "new"), tmp_path / "b", deadline=Deadline.after(600), num_aug=1, embed_steps=1,
+             full_steps=1, overrides=["lr=0.0", "puzzle_emb_lr=0.0"], ema=False, cpu=True, quiet=True)
     w0 = checkpoint.load_weights(ckpt, ema=True)
     w1 = checkpoint.load_weights(checkpoint.resolve(tmp_path / "b" / "full"), ema=False)
     table = w1["model.inner.puzzle_emb.weights"]

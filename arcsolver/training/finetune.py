@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from pathlib import Path
 
 import torch
@@ -55,15 +54,15 @@ def _extended_weights(ckpt: Path, base: dict, data_dir: Path) -> dict[str, torch
 
 
 def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | None = None,
-             time_budget_s: float | None = None, predict_after: bool = False, num_aug: int = FINETUNE.num_aug,
+             predict_after: bool = False, num_aug: int = FINETUNE.num_aug,
              embed_fraction: float = FINETUNE.embed_fraction, lr_scale: float = FINETUNE.lr_scale,
              batch_size: int | None = None, overrides: list[str] = (), seed: int = 0, cpu: bool | None = None,
-             quiet: bool = False, started_at: float | None = None, embed_steps: int | None = None,
+             quiet: bool = False, embed_steps: int | None = None,
              full_steps: int | None = None, predict_batch_size: int = 256, device_batch_size: int | None = None,
              ema: bool | None = FINETUNE.ema, overwrite: bool = False, publish: Path | None = None) -> dict:
     """Fine-tune `ckpt` on the tasks of `tasks`; returns a summary dict (and writes OUT/finetune.json).
 
-    `deadline` (or `time_budget_s` seconds after `started_at`, default now; the earlier wins). `embed_steps` and
+    `deadline`: the run's one Deadline (the CLI makes it from --deadline / --time-budget). `embed_steps` and
     `full_steps` fix the length of the two phases instead of planning them (reproducible runs: the same steps give
     the same weights on the same machine); a deadline still caps them, and only they allow no deadline at all.
     `device_batch_size`: rows per forward in training and prediction (gradient accumulation keeps the global
@@ -73,8 +72,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     `publish`: a complete submission file into which prediction copies its answers at every flush (predict)."""
     from accelerate import PartialState
     from arcsolver.training.train import train
-    deadline = (deadline or Deadline()).min(
-        None if time_budget_s is None else (started_at if started_at is not None else time.time()) + time_budget_s)
+    deadline = deadline or Deadline()
     clock = deadline.clock
     t0 = clock.now()
     out = Path(out)
@@ -237,9 +235,7 @@ def _finetune_ema(base_train: dict, ema: bool | None) -> bool:
 
 
 def finetune_per_task(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | None = None,
-                      time_budget_s: float | None = None, predict_after: bool = False,
-                      started_at: float | None = None, quiet: bool = False, overwrite: bool = False,
-                      **kwargs) -> dict:
+                      predict_after: bool = False, quiet: bool = False, overwrite: bool = False, **kwargs) -> dict:
     """Fine-tune a separate copy of the model for every task (instead of all tasks jointly in one model).
 
     Each task is written to OUT/per-task/tasks/<id>.json and fine-tuned into OUT/per-task/<id> with the same
@@ -249,8 +245,7 @@ def finetune_per_task(ckpt: str | Path, tasks: str, out: Path, *, deadline: Dead
     stop at any moment leaves every answer made so far on disk. SIGINT/SIGTERM (during training or prediction) or
     the deadline stop the loop after the task in progress, whose prediction keeps what it voted."""
     from arcsolver.inference.submission import fallback_submission, write_submission
-    deadline = (deadline or Deadline()).min(
-        None if time_budget_s is None else (started_at if started_at is not None else time.time()) + time_budget_s)
+    deadline = deadline or Deadline()
     clock = deadline.clock
     t0 = clock.now()
     out = Path(out)
