@@ -26,8 +26,8 @@ from arcsolver.data.encoding import IGNORE_LABEL
 class Rollout:
     """One batch's evaluation recursion, one supervision step per `step()`; `result()` reads off the answer.
 
-    `model` is the ACT model (trm.TRM or urm.URM, or a DDP wrapper of it). Train/eval mode does not matter here: the inner
-    network has no mode-dependent layers, and without autograd the puzzle embedding is a plain lookup.
+    `model` is the ACT model (trm.TRM or urm.URM, or a DDP wrapper of it). Train/eval mode does not matter here: the
+    inner network has no mode-dependent layers, and without autograd the puzzle embedding is a plain lookup.
     """
 
     @torch.inference_mode()

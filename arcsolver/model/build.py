@@ -1,6 +1,6 @@
 """The model a configuration describes: `TRMConfig` from the `arch` fields plus the dataset's shape, and the ACT
-model it names (`arch.name`: "trm" -> trm.TRM, "urm" -> urm.URM) wrapped in its loss head. Shared by training, prediction, fine-tuning, checkpoint checks and import, so it
-lives here, below all of them."""
+model it names (`arch.name`: "trm" -> trm.TRM, "urm" -> urm.URM) wrapped in its loss head. Shared by training,
+prediction, fine-tuning, checkpoint checks and import, so it lives here, below all of them."""
 
 from __future__ import annotations
 
