@@ -397,11 +397,11 @@ def finetune_cmd(ckpt, tasks, time_budget, deadline_at, out, predict_after, num_
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--seq-len", default=_IMPORT("seq_len"), show_default=True)
 @click.option("--num-heads", default=_IMPORT("num_heads"), show_default=True)
-@click.option("--H-cycles", "H_cycles", default=_IMPORT("H_cycles"), show_default=True)
-@click.option("--L-cycles", "L_cycles", default=_IMPORT("L_cycles"), show_default=True)
-@click.option("--puzzle-emb-len", default=_IMPORT("puzzle_emb_len"), show_default=True)
+@click.option("--H-cycles", "H_cycles", type=int, help="Default: 3 for TRM, 2 for URM checkpoints.")
+@click.option("--L-cycles", "L_cycles", type=int, help="Default: 4 for TRM, 6 for URM checkpoints.")
+@click.option("--puzzle-emb-len", type=int, help="Default: 16 for TRM; URM: ceil(puzzle dims / width), always.")
 def import_cmd(path, identifiers, tasks, eval_tasks, out, seq_len, num_heads, H_cycles, L_cycles, puzzle_emb_len):
-    """Import a reference TRM checkpoint (+ its identifiers.json) as an arcsolver run usable by predict --vote.
+    """Import a reference TRM or URM checkpoint (+ its identifiers.json) as an arcsolver run for predict --vote.
 
     \b
     Example:
@@ -419,7 +419,7 @@ def import_cmd(path, identifiers, tasks, eval_tasks, out, seq_len, num_heads, H_
 @click.argument("checkpoint_path", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 def export_cmd(checkpoint_path, out):
-    """Write a checkpoint in the reference TRM format (state dict + identifiers.json).
+    """Write a checkpoint in the reference TRM / URM format (state dict + identifiers.json).
 
     \b
     Example:

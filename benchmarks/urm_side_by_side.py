@@ -240,7 +240,8 @@ def check_values(ref: RefURM, cfg: TRMConfig) -> list[str]:
             out.append(f"  ACT step {step} ({'fresh carry' if step == 1 else 'carried state'}): max |diff| logits "
                        f"{diffs['logits']:.1e}, q_halt {diffs['q_halt_logits']:.1e}, q_continue "
                        f"{diffs['q_continue_logits']:.1e} (fp32 on both sides), loss {diffs['loss']:.1e} "
-                       f"(loss {float(loss_t.detach()):.6f}), new carry {diffs['carry']:.1e}; halted/steps {'equal' if same_halt else 'DIFFER'}")
+                       f"(loss {float(loss_t.detach()):.6f}), new carry {diffs['carry']:.1e}; halted/steps "
+                       f"{'equal' if same_halt else 'DIFFER'}")
         # gradients of the second step's loss (the step of a training run), scaled as train_batch scales them
         B = cfg.batch_size
         (loss_o / B).backward()
@@ -268,6 +269,36 @@ def check_values(ref: RefURM, cfg: TRMConfig) -> list[str]:
         return out
     finally:
         ref.set_precision(torch.float32)
+
+
+def check_export(ref: RefURM, cfg: TRMConfig) -> list[str]:
+    """Our weights through `export-checkpoint`, loaded by the reference as its pretrain.py loads a checkpoint
+    (load_state_dict(strict, assign=True); the `_orig_mod.` prefix its compiled model has is stripped, since the
+    model here is not compiled): eval-mode logits and Q-logits of two ACT steps against ours."""
+    import tempfile
+    from arcsolver.model import checkpoint
+    from arcsolver.training.import_ckpt import PREFIX, export_checkpoint
+    from bench_model import make_batch
+    ref.set_precision(torch.float32)
+    ours = build_ours(cfg).eval()
+    with tempfile.TemporaryDirectory() as d:
+        config = {"model": dataclasses.asdict(cfg), "train": {}, "data": {"path": d}}
+        ck = checkpoint.save(Path(d) / "run", 0, model_state=ours.state_dict(), ema_state=None, train_state=None,
+                             config=config)
+        export_checkpoint(ck, Path(d) / "exported")
+        sd = torch.load(Path(d) / "exported" / "checkpoint", weights_only=True)
+    theirs = ref.bare(cfg).eval()
+    theirs.load_state_dict({k[len(PREFIX):]: v for k, v in sd.items()}, strict=True, assign=True)
+    batch = make_batch(cfg, seed=3)
+    with torch.inference_mode():
+        co, ct = ours.initial_carry(batch), theirs.initial_carry(batch)
+        for _ in range(2):
+            co, _, _, o, _ = ours(co, batch, return_keys=("logits", "q_halt_logits"))
+            ct, _, _, t, _ = theirs(carry=ct, batch=batch, return_keys=["logits", "q_halt_logits"])
+    dl = float((o["logits"] - t["logits"]).abs().max())
+    dq = float((o["q_halt_logits"] - t["q_halt_logits"]).abs().max())
+    return [f"  exported checkpoint loaded by the reference ({len(sd)} tensors, strict), eval mode, 2 ACT steps, "
+            f"float32: max |diff| logits {dl:.1e} (max |logit| {float(t['logits'].abs().max()):.1f}), q_halt {dq:.1e}"]
 
 
 def value_configs() -> list[tuple[str, TRMConfig]]:
@@ -307,6 +338,8 @@ def run(args, emit_head: list[str]) -> str:
     emit(["## 2. values (same weights, batch and carry; training mode)"])
     for label, cfg in value_configs():
         emit([f"{label}:"] + check_values(ref, cfg))
+    small32 = dataclasses.replace(value_configs()[1][1], forward_dtype="float32")
+    emit(["small, float32, through export-checkpoint:"] + check_export(ref, small32))
     if args.parity_only:
         return "\n".join(lines)
     emit(["", "## 3. CPU timings, float32, paired (other/ours per pair)",

@@ -88,7 +88,7 @@ def test_conv_swiglu_is_a_depthwise_kernel_2_convolution_after_the_gate():
     x2[1, 2] += 1.0
     d = (m(x2).detach() - y).abs().amax(-1)
     assert d[0].max() == 0 and d[1, :2].max() == 0 and d[1, 2] > 0 and d[1, 3] > 0 and d[1, 4] == 0
-    assert torch.autograd.gradcheck(lambda t: m(t), (x[:1, :3].detach().requires_grad_(),))
+    assert torch.autograd.gradcheck(lambda t: m(t), (x[:1, :3].detach().requires_grad_(),), fast_mode=True)
 
 
 def plain_urm_step(m: URM, hidden: torch.Tensor, b: dict, cycles: int):
@@ -277,3 +277,40 @@ def test_a_urm_checkpoint_finetunes_and_predicts_with_voting(tmp_path, data):
     assert len(sub) == 12 and all(len(v) >= 1 and "attempt_1" in v[0] for v in sub.values())
     cfg = read_json(checkpoint.resolve(tmp_path / "ft" / "full") / "config.json")
     assert cfg["model"]["name"] == "urm" and cfg["train"]["optimizer"] == "muon"  # carried over
+
+
+def test_export_to_the_reference_format_and_import_back_gives_identical_logits(tmp_path, data):
+    from arcsolver.data.loader import PuzzleLoader
+    from arcsolver.inference.predict import load_model
+    res = train(build_config("urm-tiny-cpu", ["max_steps=2"], data=str(data), out=str(tmp_path / "run")), cpu=True,
+                quiet=True, final_eval=False)
+    r = CliRunner().invoke(main, ["export-checkpoint", str(res.checkpoint), "--out", str(tmp_path / "ref")])
+    assert r.exit_code == 0, r.output
+    sd = torch.load(tmp_path / "ref" / "checkpoint", weights_only=True)
+    assert "_orig_mod.model.inner.init_hidden" in sd and "_orig_mod.model.inner.layers.1.mlp.dwconv.bias" in sd
+    arch = read_json(tmp_path / "ref" / "arch.json")
+    assert (arch["loops"], arch["num_layers"], arch["H_cycles"], arch["L_cycles"]) == (4, 2, 2, 2)
+    r = CliRunner().invoke(main, ["import-checkpoint", str(tmp_path / "ref" / "checkpoint"), "--identifiers",
+                                  str(tmp_path / "ref" / "identifiers.json"), "--tasks", str(BUNDLED),
+                                  "--eval-tasks", str(BUNDLED), "--out", str(tmp_path / "imp"), "--seq-len", "64",
+                                  "--num-heads", "2", "--H-cycles", "2", "--L-cycles", "2"])
+    assert r.exit_code == 0, r.output
+    assert read_json(checkpoint.resolve(tmp_path / "imp" / "run") / "config.json")["model"]["name"] == "urm"
+
+    def logits(ck, d):
+        m, _ = load_model(ck, torch.device("cpu"))
+        b = next(PuzzleLoader(str(d), "test", global_batch_size=8).test_batches())
+        with torch.no_grad():
+            carry, out = m(m.initial_carry(b), b)
+            carry, out = m(carry, b)
+        return out["logits"]
+    assert torch.equal(logits(res.checkpoint, data), logits(tmp_path / "imp" / "run", tmp_path / "imp" / "data"))
+
+
+def test_conv_swiglu_without_autograd_gives_the_same_values():
+    torch.manual_seed(0)
+    m = ConvSwiGLU(8, 2.0)
+    x = torch.randn(2, 5, 8)
+    with torch.no_grad():
+        fast = m(x)
+    assert torch.equal(fast, m(x.requires_grad_()).detach())

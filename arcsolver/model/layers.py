@@ -340,7 +340,8 @@ class ConvSwiGLU(nn.Module):
     sequence axis of [B, S, D] (padding 1, the first S outputs kept: out[t] = w0 * a[t-1] + w1 * a[t] + bias, a[-1]
     = 0). Parameter names and shapes are the reference's (dwconv as an nn.Conv1d: weight [I, 1, 2], bias [I], with
     its default init); its weights are cast to the input's dtype at use like every other weight here. The
-    convolution is written as a shifted multiply-add: no transposes to [B, I, S] and back."""
+    convolution is written as a shifted multiply-add: no transposes to [B, I, S] and back; without autograd the
+    activations and the shifted add run in place (the same operations in the same order: the same values)."""
 
     def __init__(self, hidden_size: int, expansion: float, kernel: int = 2):
         super().__init__()
@@ -353,8 +354,13 @@ class ConvSwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        a = F.silu(gate) * up  # [B, S, I]
-        w = self.dwconv.weight.to(a.dtype)
+        w, bias = self.dwconv.weight.to(x.dtype), self.dwconv.bias.to(x.dtype)
+        if not torch.is_grad_enabled() or not (x.requires_grad or w.requires_grad):
+            a = F.silu(gate).mul_(up)  # [B, S, I]
+            c = torch.addcmul(bias, a, w[:, 0, 1])
+            c[:, 1:].addcmul_(a[:, :-1], w[:, 0, 0])  # + w0 * a[t-1] (nothing before the first position)
+            return self.down_proj(F.silu(c, inplace=True))
+        a = F.silu(gate) * up
         prev = F.pad(a[:, :-1], (0, 0, 1, 0))  # a[t-1], zero before the first position
-        c = torch.addcmul(self.dwconv.bias.to(a.dtype), a, w[:, 0, 1]).addcmul_(prev, w[:, 0, 0])
+        c = torch.addcmul(bias, a, w[:, 0, 1]).addcmul_(prev, w[:, 0, 0])
         return self.down_proj(F.silu(c))
