@@ -294,6 +294,8 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
 @click.option("--batch-size", default=_PREDICT("batch_size"), show_default=True)
 @click.option("--steps", type=int, default=_PREDICT("steps"),
               help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
+@click.option("--extra-loops", type=int, default=_PREDICT("extra_loops"), show_default=True,
+              help="Supervision steps beyond --steps (or its default), as URM's evaluation with loop_deltas.")
 @click.option("--max-versions", default=_PREDICT("max_versions"), show_default=True,
               help="Use at most N versions per task (0: all).")
 @click.option("--ema/--no-ema", default=_PREDICT("ema"), show_default=True,
@@ -309,8 +311,8 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
               help="Rows per forward on each device (0: the most that fits the free GPU memory, halved on "
                    "out-of-memory; CPU: the whole batch).")
 @click.option("--cpu", is_flag=True, default=_PREDICT("cpu"))
-def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, ema, flush_every, time_budget,
-                deadline_at, forward_dtype, device_batch_size, cpu) -> None:
+def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, extra_loops, max_versions, ema, flush_every,
+                time_budget, deadline_at, forward_dtype, device_batch_size, cpu) -> None:
     """Predict test outputs with augmentation voting and write a Kaggle submission.json (+ candidates JSON).
 
     \b
@@ -322,7 +324,7 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, e
     deadline = _deadline(deadline_at, _budget(time_budget) or None)
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
                   ema=ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every,
-                  forward_dtype=forward_dtype, device_batch_size=device_batch_size)
+                  forward_dtype=forward_dtype, device_batch_size=device_batch_size, extra_loops=extra_loops)
     if not _first_process():
         return
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "

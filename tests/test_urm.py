@@ -266,10 +266,16 @@ def test_muon_run_killed_and_resumed_equals_the_straight_run_in_every_tensor(tmp
     assert e.value.field == "train.optimizer"
 
 
-def test_a_urm_checkpoint_finetunes_and_predicts_with_voting(tmp_path, data):
-    cfg = build_config("urm-tiny-cpu", ["max_steps=2", "optimizer=muon"], data=str(data), out=str(tmp_path / "run"))
-    res = train(cfg, cpu=True, quiet=True, final_eval=False)
-    r = CliRunner().invoke(main, ["finetune", "--from", str(res.checkpoint), "--tasks", str(BUNDLED), "--out",
+@pytest.fixture(scope="module")
+def urm_run(tmp_path_factory, data):
+    """A URM checkpoint trained with Muon for 2 steps (no final evaluation)."""
+    out = tmp_path_factory.mktemp("urm-run") / "run"
+    cfg = build_config("urm-tiny-cpu", ["max_steps=2", "optimizer=muon"], data=str(data), out=str(out))
+    return train(cfg, cpu=True, quiet=True, final_eval=False).checkpoint
+
+
+def test_a_urm_checkpoint_finetunes_and_predicts_with_voting(tmp_path, urm_run):
+    r = CliRunner().invoke(main, ["finetune", "--from", str(urm_run), "--tasks", str(BUNDLED), "--out",
                                   str(tmp_path / "ft"), "--embed-steps", "1", "--full-steps", "1", "--num-aug", "2",
                                   "--time-budget", "5m", "--predict", "--cpu"])
     assert r.exit_code == 0, r.output
@@ -279,12 +285,28 @@ def test_a_urm_checkpoint_finetunes_and_predicts_with_voting(tmp_path, data):
     assert cfg["model"]["name"] == "urm" and cfg["train"]["optimizer"] == "muon"  # carried over
 
 
-def test_export_to_the_reference_format_and_import_back_gives_identical_logits(tmp_path, data):
+def test_predict_extra_loops_continue_the_recursion(tmp_path, urm_run):
+    def predict(name, *args):
+        r = CliRunner().invoke(main, ["predict", "--checkpoint", str(urm_run), "--max-versions", "2", "--out",
+                                      str(tmp_path / name), *args])
+        return r, (tmp_path / name)
+    r, plain = predict("plain.json")
+    assert r.exit_code == 0, r.output
+    r, extra = predict("extra.json", "--extra-loops", "3")
+    assert r.exit_code == 0, r.output
+    r, steps = predict("steps.json", "--steps", "7")  # halt_max_steps 4 + 3
+    assert r.exit_code == 0, r.output
+    cands = {n: read_json(tmp_path / n.replace(".json", ".candidates.json")) for n in ("plain.json", "extra.json",
+                                                                                       "steps.json")}
+    assert cands["extra.json"] == cands["steps.json"] and cands["extra.json"] != cands["plain.json"]
+    r, bad = predict("bad.json", "--extra-loops", "-1")
+    assert r.exit_code == 2 and "--extra-loops" in r.output and not bad.exists()
+
+
+def test_export_to_the_reference_format_and_import_back_gives_identical_logits(tmp_path, data, urm_run):
     from arcsolver.data.loader import PuzzleLoader
     from arcsolver.inference.predict import load_model
-    res = train(build_config("urm-tiny-cpu", ["max_steps=2"], data=str(data), out=str(tmp_path / "run")), cpu=True,
-                quiet=True, final_eval=False)
-    r = CliRunner().invoke(main, ["export-checkpoint", str(res.checkpoint), "--out", str(tmp_path / "ref")])
+    r = CliRunner().invoke(main, ["export-checkpoint", str(urm_run), "--out", str(tmp_path / "ref")])
     assert r.exit_code == 0, r.output
     sd = torch.load(tmp_path / "ref" / "checkpoint", weights_only=True)
     assert "_orig_mod.model.inner.init_hidden" in sd and "_orig_mod.model.inner.layers.1.mlp.dwconv.bias" in sd
@@ -304,7 +326,7 @@ def test_export_to_the_reference_format_and_import_back_gives_identical_logits(t
             carry, out = m(m.initial_carry(b), b)
             carry, out = m(carry, b)
         return out["logits"]
-    assert torch.equal(logits(res.checkpoint, data), logits(tmp_path / "imp" / "run", tmp_path / "imp" / "data"))
+    assert torch.equal(logits(urm_run, data), logits(tmp_path / "imp" / "run", tmp_path / "imp" / "data"))
 
 
 def test_conv_swiglu_without_autograd_gives_the_same_values():

@@ -145,24 +145,29 @@ def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str 
             batch_size: int = 256, steps: int | None = None, ema: bool = True, cpu: bool | None = None,
             candidates: bool = True, max_versions: int = 0, quiet: bool = False, deadline: Deadline | None = None,
             flush_every: int = 0, on_flush=None, forward_dtype: str = "auto",
-            device_batch_size: int = 0) -> PredictResult:
+            device_batch_size: int = 0, extra_loops: int = 0) -> PredictResult:
     """Vote and write `out` (see the module docstring). `deadline`: stop before it with the answers so far.
     `flush_every`: batches between flushes; 0 = automatic (every 4, doubled while a flush costs more than 5% of
     the time since the previous one). `on_flush(info)` is called after every flush with a dict (flush number,
     items and tasks done, test inputs voted): a hook for tests and logs. `device_batch_size`: rows per forward
-    (0: from the free device memory, memory_model; the whole batch on CPU); halved on out-of-memory."""
+    (0: from the free device memory, memory_model; the whole batch on CPU); halved on out-of-memory.
+    `extra_loops`: supervision steps beyond `steps` (or its default), as the URM reference's evaluation with
+    loop_deltas: the recursion continues from its carry."""
+    if isinstance(extra_loops, bool) or not isinstance(extra_loops, int) or extra_loops < 0:
+        raise InputError(f"expected an integer >= 0, got {extra_loops!r}", field="--extra-loops")
     stop = {"why": None}
     restore = _on_sigterm(lambda: stop.update(why="signal"))
     try:
         return _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidates, max_versions, quiet,
-                        deadline or Deadline(), flush_every, on_flush, stop, forward_dtype, device_batch_size)
+                        deadline or Deadline(), flush_every, on_flush, stop, forward_dtype, device_batch_size,
+                        extra_loops)
     finally:
         restore()
 
 
 def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidates, max_versions, quiet,
              deadline: Deadline, flush_every, on_flush, stop: dict, forward_dtype: str = "auto",
-             device_batch_size: int = 0) -> PredictResult:
+             device_batch_size: int = 0, extra_loops: int = 0) -> PredictResult:
     from arcsolver.runtime.precision import make_accelerator
     clock = deadline.clock
     t0 = clock.now()
@@ -215,6 +220,8 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes,
                           forward_dtype=forward_dtype, announce_precision=acc.is_main_process and not quiet)
     steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or None  # as the run evaluated itself
+    if extra_loops:
+        steps = (steps or int(cfg["model"]["halt_max_steps"])) + extra_loops
     device_batch = _prediction_device_batch(model, device_batch_size, batch_size // acc.num_processes, acc.device)
     # the bar after the first flush and the model load (errors there stay one line)
     progress = progress_bar("predict", total=n_items, enabled=acc.is_main_process and not quiet)
