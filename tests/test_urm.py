@@ -336,3 +336,13 @@ def test_conv_swiglu_without_autograd_gives_the_same_values():
     with torch.no_grad():
         fast = m(x)
     assert torch.equal(fast, m(x.requires_grad_()).detach())
+
+
+def test_memory_model_counts_urms_saved_activations():
+    from test_microbatch import _saved_bytes
+    from arcsolver.model.memory_model import activation_bytes_per_token
+    cfg = tiny(batch_size=4, seq_len=60, vocab_size=12, num_heads=4, hidden_size=64, puzzle_emb_ndim=64, expansion=4.0,
+               forward_dtype="float32")
+    per_row = (_saved_bytes(cfg, 6) - _saved_bytes(cfg, 2)) / 4
+    predicted = activation_bytes_per_token(cfg) * cfg.total_len
+    assert abs(predicted - per_row) / per_row < 0.05, (predicted, per_row)
