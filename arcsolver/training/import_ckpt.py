@@ -69,7 +69,7 @@ def read_reference_state(path: str | Path) -> dict[str, torch.Tensor]:
             continue
         out[k] = v.float() if v.is_floating_point() else v  # URM keeps some tensors in bf16; ours live in fp32
     if not any(k.startswith("model.inner.") for k in out):
-        raise InputError("no 'model.inner.*' keys: not a TRM or URM checkpoint", file=str(path))
+        raise InputError("no 'model.inner.*' keys: not a TRM checkpoint (nor a URM one)", file=str(path))
     return out
 
 
