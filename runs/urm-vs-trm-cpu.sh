@@ -27,4 +27,5 @@ for seed in $SEEDS; do
     done
     wait
 done
-OMP_NUM_THREADS=2 "$BIN/python" benchmarks/extra_loops_eval.py "$OUT"/*-seed*/ --extra-loops 8
+runs=(); for seed in $SEEDS; do runs+=("$OUT/trm-seed$seed" "$OUT/urm-seed$seed"); done
+OMP_NUM_THREADS=2 "$BIN/python" benchmarks/extra_loops_eval.py "${runs[@]}" --extra-loops 8
