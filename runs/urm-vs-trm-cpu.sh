@@ -15,7 +15,7 @@ if [ "$TASK" = sudoku ]; then
         --out "$OUT/data"
     TRM_PRESET=sudoku-cpu
 else
-    [ -d "$OUT/data" ] || "$BIN/arcsolver" prepare maze --generate 5000 --size 7 --any --min-path 2 \
+    [ -d "$OUT/data" ] || "$BIN/arcsolver" prepare maze --generate 5000 --size 7 --any --min-path 2 --seed 0 \
         --test-count 1000 --out "$OUT/data"
     TRM_PRESET=maze-cpu
 fi
