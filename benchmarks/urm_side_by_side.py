@@ -39,17 +39,21 @@ import math
 import statistics
 import subprocess
 import sys
+import tempfile
 import types
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+import bench_model as bm  # the pairing, batches and our train step (bench_model imports this module only in main)
+from arcsolver.model import checkpoint
 from arcsolver.model.adam_atan2 import AdamAtan2
 from arcsolver.model.build import build_model
 from arcsolver.model.muon import MuonAdamW
 from arcsolver.model.trm import TRMConfig
 from arcsolver.training.config import load_preset
+from arcsolver.training.import_ckpt import PREFIX, export_checkpoint
 
 LR, EMB_LR, WD = 1e-4, 1e-2, 0.1
 
@@ -152,8 +156,7 @@ class RefURM:
              "adamw_betas": (0.9, 0.95), "adamw_eps": 1e-8}])
 
     def rollout(self, head, batch):
-        from bench_model import RefRollout
-        return RefRollout(head, batch)
+        return bm.RefRollout(head, batch)
 
 
 def preset_config(name: str, **shape) -> TRMConfig:
@@ -220,8 +223,7 @@ def check_values(ref: RefURM, cfg: TRMConfig) -> list[str]:
     try:
         ours = build_ours(cfg)
         theirs = ref.build(cfg, ours)
-        from bench_model import make_batch
-        batch = make_batch(cfg)
+        batch = bm.make_batch(cfg)
         ours.train(), theirs.train()
         carry_o, carry_t = ours.initial_carry(batch), theirs.initial_carry(batch)
         out = []
@@ -275,10 +277,6 @@ def check_export(ref: RefURM, cfg: TRMConfig) -> list[str]:
     """Our weights through `export-checkpoint`, loaded by the reference as its pretrain.py loads a checkpoint
     (load_state_dict(strict, assign=True); the `_orig_mod.` prefix its compiled model has is stripped, since the
     model here is not compiled): eval-mode logits and Q-logits of two ACT steps against ours."""
-    import tempfile
-    from arcsolver.model import checkpoint
-    from arcsolver.training.import_ckpt import PREFIX, export_checkpoint
-    from bench_model import make_batch
     ref.set_precision(torch.float32)
     ours = build_ours(cfg).eval()
     with tempfile.TemporaryDirectory() as d:
@@ -289,7 +287,7 @@ def check_export(ref: RefURM, cfg: TRMConfig) -> list[str]:
         sd = torch.load(Path(d) / "exported" / "checkpoint", weights_only=True)
     theirs = ref.bare(cfg).eval()
     theirs.load_state_dict({k[len(PREFIX):]: v for k, v in sd.items()}, strict=True, assign=True)
-    batch = make_batch(cfg, seed=3)
+    batch = bm.make_batch(cfg, seed=3)
     with torch.inference_mode():
         co, ct = ours.initial_carry(batch), theirs.initial_carry(batch)
         for _ in range(2):
@@ -324,7 +322,6 @@ def timing_configs() -> dict[str, TRMConfig]:
 
 
 def run(args, emit_head: list[str]) -> str:
-    import bench_model as bm
     ref = RefURM(args.reference)
     lines = emit_head + [f"other side: {ref.source}", ""]
     print("\n".join(lines), flush=True)
