@@ -348,6 +348,8 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
 @click.option("--batch-size", type=_at_least(1), default=_PREDICT("batch_size"), show_default=True)
 @click.option("--steps", type=_at_least(1), default=_PREDICT("steps"),
               help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
+@click.option("--extra-loops", type=_at_least(0), default=_PREDICT("extra_loops"), show_default=True,
+              help="Supervision steps beyond --steps (or its default), as URM's evaluation with loop_deltas.")
 @click.option("--max-versions", type=_at_least(0), default=_PREDICT("max_versions"), show_default=True,
               help="Use at most N versions per task (0: all).")
 @click.option("--ema/--no-ema", default=_PREDICT("ema"), show_default=True,
@@ -368,8 +370,8 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
 @click.option("--publish", type=click.Path(path_type=Path), default=None, metavar="FILE",
               help="An existing submission file (e.g. Kaggle's working one) that every flush copies the answers "
                    "so far into, atomically.")
-def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, ema, flush_every, time_budget,
-                deadline_at, forward_dtype, device_batch_size, cpu, overwrite, publish) -> None:
+def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, extra_loops, max_versions, ema, flush_every,
+                time_budget, deadline_at, forward_dtype, device_batch_size, cpu, overwrite, publish) -> None:
     """Predict test outputs with augmentation voting and write a Kaggle submission.json (+ candidates JSON).
 
     \b
@@ -381,8 +383,8 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, e
     deadline = _deadline(deadline_at, _budget(time_budget) or None)
     res = predict(ckpt, out, data=data, tasks=tasks, vote=vote, batch_size=batch_size, steps=steps,
                   ema=ema, cpu=cpu, max_versions=max_versions, deadline=deadline, flush_every=flush_every,
-                  forward_dtype=forward_dtype, device_batch_size=device_batch_size, overwrite=overwrite,
-                  publish=publish)
+                  forward_dtype=forward_dtype, device_batch_size=device_batch_size, extra_loops=extra_loops,
+                  overwrite=overwrite, publish=publish)
     if not _first_process():
         return
     click.echo(f"wrote {res.submission}: {res.tasks} tasks, {res.test_inputs} test inputs, {res.predictions} "
@@ -412,7 +414,8 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, max_versions, e
 @click.option("--batch-size", type=_at_least(1), default=None, help="Global batch (default: the checkpoint's).")
 @click.option("--embed-steps", type=_at_least(0), default=None,
               help="Fixed embeddings-only steps instead of a budget plan (reproducible runs).")
-@click.option("--full-steps", type=_at_least(0), default=None, help="Fixed full fine-tuning steps (with --embed-steps).")
+@click.option("--full-steps", type=_at_least(0), default=None,
+              help="Fixed full fine-tuning steps (with --embed-steps).")
 @click.option("--seed", type=SEED, default=_FINETUNE("seed"), show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any training field.")
 @click.option("--device-batch-size", type=_at_least(0), default=None,
@@ -486,13 +489,14 @@ def recipe_options(ctx: click.Context, name: str) -> tuple[dict, list[str]]:
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--seq-len", default=_IMPORT("seq_len"), show_default=True)
 @click.option("--num-heads", default=_IMPORT("num_heads"), show_default=True)
-@click.option("--H-cycles", "H_cycles", default=_IMPORT("H_cycles"), show_default=True)
-@click.option("--L-cycles", "L_cycles", default=_IMPORT("L_cycles"), show_default=True)
-@click.option("--puzzle-emb-len", default=_IMPORT("puzzle_emb_len"), show_default=True)
+# (bounds: model/checks.py, as for --set arch.*)
+@click.option("--H-cycles", "H_cycles", type=int, help="Default: 3 for TRM, 2 for URM checkpoints.")
+@click.option("--L-cycles", "L_cycles", type=int, help="Default: 4 for TRM, 6 for URM checkpoints.")
+@click.option("--puzzle-emb-len", type=int, help="Default: 16 for TRM; URM: ceil(puzzle dims / width), always.")
 @_overwrite_option
 def import_cmd(path, identifiers, tasks, eval_tasks, out, seq_len, num_heads, H_cycles, L_cycles, puzzle_emb_len,
                overwrite):
-    """Import a reference TRM checkpoint (+ its identifiers.json) as an arcsolver run usable by predict --vote.
+    """Import a reference TRM or URM checkpoint (+ its identifiers.json) as an arcsolver run for predict --vote.
 
     \b
     Example:
@@ -512,7 +516,7 @@ def import_cmd(path, identifiers, tasks, eval_tasks, out, seq_len, num_heads, H_
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @_overwrite_option
 def export_cmd(checkpoint_path, out, overwrite):
-    """Write a checkpoint in the reference TRM format (state dict + identifiers.json).
+    """Write a checkpoint in the reference TRM / URM format (state dict + identifiers.json).
 
     \b
     Example:

@@ -4,6 +4,8 @@ side by side in one process.
     python benchmarks/bench_model.py --reference DIR            # (a) + (b) against the official TRM code in DIR
     python benchmarks/bench_model.py --reference DIR --arc      # + (c)
     python benchmarks/bench_model.py                            # against this file's own re-statement (see below)
+    python benchmarks/bench_model.py --reference DIR --arch urm # our URM against the URM reference code in DIR:
+                                                                # parity checks + timings (urm_side_by_side.py)
     options: --quick ((a) only, fewer repetitions), --train-reps N, --rollouts N, --threads N|auto, --out FILE,
              --rollout-steps N (time only the first N of the 16 supervision steps: every step does the same work,
              so the per-step ratio is unchanged; the table marks such rows "N of 16 steps")
@@ -463,7 +465,21 @@ def main() -> None:
     ap.add_argument("--rollout-steps", type=int, default=16, help="time the first N supervision steps (default 16)")
     ap.add_argument("--threads", default="auto", help="torch threads (default: auto)")
     ap.add_argument("--out", help="also write the table (rewritten after every config) to this file")
+    ap.add_argument("--arch", choices=("trm", "urm"), default="trm",
+                    help="urm: our URM against the URM reference code in --reference (benchmarks/urm_side_by_side.py)")
+    ap.add_argument("--parity-only", action="store_true", help="with --arch urm: the checks, no timings")
     args = ap.parse_args()
+    if args.arch == "urm":
+        if not args.reference:
+            sys.exit("--arch urm needs --reference DIR (a checkout of github.com/zitian-gao/URM)")
+        import urm_side_by_side
+        threads = pick_threads(args.threads)
+        torch.set_num_threads(threads)
+        urm_side_by_side.run(args, [
+            "# bench_model --arch urm: our URM against the URM reference code",
+            f"torch {torch.__version__}, {threads} thread(s) of {os.cpu_count()} cores, eager; load average at "
+            f"start {load()}"])
+        return
     other = Reference(args.reference) if args.reference else Restatement()
     names = args.configs.split(",") if args.configs else ["a"] if args.quick else ["a", "b"] + (["c"] if args.arc
                                                                                                 else [])

@@ -36,11 +36,11 @@ def main() -> None:
         a.step()
         b.step()
         z_ref = b.carry.inner_carry.z_H.float()
-        print(f"step {s + 1}: max |z_H diff| {float((a.inner.from_internal(a.z_H).float() - z_ref).abs().max()):.2e} "
+        print(f"step {s + 1}: max |z_H diff| {float((a.inner.from_internal(a.latents[0]).float() - z_ref).abs().max()):.2e} "
               f"(max |z_H| {float(z_ref.abs().max()):.2f})", flush=True)
     diff = a.result()[0] != b.result()[0]
     with torch.inference_mode():
-        logits, _ = a.inner.heads(a.z_H)
+        logits, _ = a.inner.heads(a.latents[0])
     top2 = logits.float().topk(2, -1).values
     margin = top2[..., 0] - top2[..., 1]
     print(f"differing predicted tokens: {int(diff.sum())} of {diff.numel()}")

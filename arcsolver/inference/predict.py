@@ -113,10 +113,11 @@ def voted_scores(book: VoteBook, source: ArcSource) -> dict[str, float]:
 
 
 def check_options(*, batch_size: int, steps: int | None, max_versions: int, flush_every: int,
-                  device_batch_size: int) -> None:
+                  device_batch_size: int, extra_loops: int = 0) -> None:
     """The numeric options, before anything is read or written (a bad one must not cost an existing file)."""
     rules = (("--batch-size", batch_size, 1), ("--steps", steps, 1), ("--max-versions", max_versions, 0),
-             ("--flush-every", flush_every, 0), ("--device-batch-size", device_batch_size, 0))
+             ("--flush-every", flush_every, 0), ("--device-batch-size", device_batch_size, 0),
+             ("--extra-loops", extra_loops, 0))
     for name, value, low in rules:
         if value is None and name == "--steps":
             continue  # the run's own evaluation steps
@@ -170,7 +171,8 @@ def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str 
             batch_size: int = 256, steps: int | None = None, ema: bool = True, cpu: bool | None = None,
             candidates: bool = True, max_versions: int = 0, quiet: bool = False, deadline: Deadline | None = None,
             flush_every: int = 0, on_flush=None, forward_dtype: str = "auto",
-            device_batch_size: int = 0, overwrite: bool = False, publish: Path | None = None) -> PredictResult:
+            device_batch_size: int = 0, overwrite: bool = False, publish: Path | None = None,
+            extra_loops: int = 0) -> PredictResult:
     """Vote and write `out` (see the module docstring). `deadline`: stop before it with the answers so far.
     `flush_every`: batches between flushes; 0 = automatic (every 4, doubled while a flush costs more than 5% of
     the time since the previous one). `on_flush(info)` is called after every flush with a dict (flush number,
@@ -178,15 +180,17 @@ def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str 
     (0: from the free device memory, memory_model; the whole batch on CPU); halved on out-of-memory.
     `overwrite`: replace an `out` that is not an earlier submission (runtime/outputs.py).
     `publish`: a complete submission file (e.g. the Kaggle working file) into which every flush copies the model's
-    answers so far, atomically (`submission.publish_answers`)."""
+    answers so far, atomically (`submission.publish_answers`).
+    `extra_loops`: supervision steps beyond `steps` (or its default), as the URM reference's evaluation with
+    loop_deltas: the recursion continues from its carry."""
     check_options(batch_size=batch_size, steps=steps, max_versions=max_versions, flush_every=flush_every,
-                  device_batch_size=device_batch_size)
+                  device_batch_size=device_batch_size, extra_loops=extra_loops)
     stop = {"why": None}
     restore = _on_sigterm(lambda: stop.update(why="signal"))
     try:
         return _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidates, max_versions, quiet,
                         deadline or Deadline(), flush_every, on_flush, stop, forward_dtype, device_batch_size,
-                        overwrite, publish)
+                        overwrite, publish, extra_loops)
     finally:
         restore()
 
@@ -194,7 +198,7 @@ def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str 
 def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidates, max_versions, quiet,
              deadline: Deadline, flush_every, on_flush, stop: dict, forward_dtype: str = "auto",
              device_batch_size: int = 0, overwrite: bool = False,
-             publish: Path | None = None) -> PredictResult:
+             publish: Path | None = None, extra_loops: int = 0) -> PredictResult:
     from arcsolver.runtime.precision import make_accelerator
     clock = deadline.clock
     t0 = clock.now()
@@ -251,6 +255,8 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes,
                           forward_dtype=forward_dtype, announce_precision=acc.is_main_process and not quiet)
     steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or None  # as the run evaluated itself
+    if extra_loops:
+        steps = (steps or int(cfg["model"]["halt_max_steps"])) + extra_loops
     device_batch = prediction_device_batch(model, device_batch_size, batch_size // acc.num_processes, acc.device, free)
     # the bar after the first flush and the model load (errors there stay one line)
     progress = progress_bar("predict", total=n_items, enabled=acc.is_main_process and not quiet)

@@ -15,6 +15,7 @@ little else to gain.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterator
 
 import torch
@@ -25,8 +26,8 @@ from arcsolver.data.encoding import IGNORE_LABEL
 class Rollout:
     """One batch's evaluation recursion, one supervision step per `step()`; `result()` reads off the answer.
 
-    `model` is the ACT model (trm.TRM, or a DDP wrapper of it). Train/eval mode does not matter here: the inner
-    network has no mode-dependent layers, and without autograd the puzzle embedding is a plain lookup.
+    `model` is the ACT model (trm.TRM or urm.URM, or a DDP wrapper of it). Train/eval mode does not matter here: the
+    inner network has no mode-dependent layers, and without autograd the puzzle embedding is a plain lookup.
     """
 
     @torch.inference_mode()
@@ -35,20 +36,21 @@ class Rollout:
         self.inner = inner
         B, dev = batch["inputs"].shape[0], batch["inputs"].device
         start = inner.reset_carry(torch.ones(B, dtype=torch.bool, device=dev), inner.empty_carry(B, dev))
-        self.z_H, self.z_L = inner.to_internal(start.z_H), inner.to_internal(start.z_L)
+        # the latents in the carry's field order: (z_H, z_L) for TRM, (hidden,) for URM; the first is the answer
+        self.latents = tuple(inner.to_internal(getattr(start, f.name)) for f in dataclasses.fields(start))
         self.x = inner.to_internal(inner.embed_batch(batch))
         self.cos_sin = inner.cos_sin()
         self.steps = 0
 
     @torch.inference_mode()
     def step(self) -> None:
-        self.z_H, self.z_L = self.inner.recurse(self.z_H, self.z_L, self.x, self.cos_sin)
+        self.latents = self.inner.recurse(*self.latents, self.x, self.cos_sin)
         self.steps += 1
 
     @torch.inference_mode()
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(preds int [B, L], q_halt_logits float [B]) of the last step."""
-        logits, q = self.inner.heads(self.z_H)
+        logits, q = self.inner.heads(self.latents[0])
         return logits.argmax(-1), q[..., 0].float()
 
 

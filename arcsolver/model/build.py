@@ -1,6 +1,6 @@
 """The model a configuration describes: `TRMConfig` from the `arch` fields plus the dataset's shape, and the ACT
-model wrapped in its loss head. Shared by training, prediction, fine-tuning, checkpoint checks and import, so it
-lives here, below all of them."""
+model it names (`arch.name`: "trm" -> trm.TRM, "urm" -> urm.URM) wrapped in its loss head. Shared by training,
+prediction, fine-tuning, checkpoint checks and import, so it lives here, below all of them."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ def model_config(arch: dict[str, Any], data_meta: dict, local_batch: int):
 
 
 def build_model(cfg, loss_type: str = "stablemax_cross_entropy"):
-    """The ACT model wrapped in its loss head."""
+    """The ACT model `cfg.name` names, wrapped in its loss head."""
     from arcsolver.model.losses import ACTLossHead
+    if cfg.name == "urm":
+        from arcsolver.model.urm import URM
+        return ACTLossHead(URM(cfg), loss_type=loss_type)
     from arcsolver.model.trm import TRM
     return ACTLossHead(TRM(cfg), loss_type=loss_type)

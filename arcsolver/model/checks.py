@@ -29,8 +29,10 @@ _INT, _FLOAT, _BOOL, _STR = int, float, bool, str
 POS_ENCODINGS = ("rope", "learned", "none")
 FORWARD_DTYPES = ("bfloat16", "float32", "float16")
 LOSS_TYPES = ("stablemax_cross_entropy", "softmax_cross_entropy")
+MODEL_NAMES = ("trm", "urm")  # build.build_model dispatches on these
 PUZZLE_EMB_MODES = ("version", "task")  # puzzle_embedding.PUZZLE_EMB_MODES (not imported: keeps this module light)
 ARCH_RULES: dict[str, Any] = {
+    "name": MODEL_NAMES,
     "batch_size": (_INT, 1, True, None), "seq_len": (_INT, 1, True, None), "puzzle_emb_ndim": (_INT, 0, True, None),
     "num_puzzle_identifiers": (_INT, 1, True, None), "vocab_size": (_INT, 2, True, None),
     "H_cycles": (_INT, 1, True, None), "L_cycles": (_INT, 1, True, None), "H_layers": (_INT, 0, True, None),
@@ -64,6 +66,11 @@ def check_arch_relations(arch: dict[str, Any], *, file: str | None = None) -> No
     from arcsolver.model.trm import TRMConfig
     a = {**dataclasses.asdict(TRMConfig()), **arch}
     a.setdefault("puzzle_emb_ndim", a["hidden_size"])
+    if a["name"] == "urm":  # the reference URM: RoPE attention blocks, halting on q_halt alone
+        for key, want in (("mlp_t", False), ("pos_encodings", "rope"), ("no_ACT_continue", True)):
+            if a[key] != want:
+                raise InputError(f"arch.name 'urm' needs arch.{key} = {want!r} (the reference URM's), got "
+                                 f"{a[key]!r}", file=file, field=f"arch.{key}")
     if not a["mlp_t"]:  # attention splits the width into heads
         if a["hidden_size"] % a["num_heads"]:
             raise InputError(f"arch.hidden_size {a['hidden_size']} is not divisible by arch.num_heads "

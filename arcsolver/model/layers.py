@@ -333,3 +333,34 @@ class TokenMixer(SwiGLU):
         y = swiglu(x.reshape(S, -1), self.gate_up_proj.cast_weight(x.dtype), self.down_proj.cast_weight(x.dtype),
                    False)
         return y.view(x.shape)
+
+
+class ConvSwiGLU(nn.Module):
+    """URM's MLP: down(silu(dwconv(silu(gate) * up))), with `dwconv` a depthwise convolution of kernel 2 over the
+    sequence axis of [B, S, D] (padding 1, the first S outputs kept: out[t] = w0 * a[t-1] + w1 * a[t] + bias, a[-1]
+    = 0). Parameter names and shapes are the reference's (dwconv as an nn.Conv1d: weight [I, 1, 2], bias [I], with
+    its default init); its weights are cast to the input's dtype at use like every other weight here. The
+    convolution is written as a shifted multiply-add: no transposes to [B, I, S] and back; without autograd the
+    activations and the shifted add run in place (the same operations in the same order: the same values)."""
+
+    def __init__(self, hidden_size: int, expansion: float, kernel: int = 2):
+        super().__init__()
+        if kernel != 2:
+            raise ValueError("ConvSwiGLU implements the reference's kernel 2")
+        inter = swiglu_width(hidden_size, expansion)
+        self.gate_up_proj = CastedLinear(hidden_size, 2 * inter, bias=False)
+        self.dwconv = nn.Conv1d(inter, inter, kernel_size=kernel, padding=kernel // 2, groups=inter, bias=True)
+        self.down_proj = CastedLinear(inter, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        w, bias = self.dwconv.weight.to(x.dtype), self.dwconv.bias.to(x.dtype)
+        if not torch.is_grad_enabled() or not (x.requires_grad or w.requires_grad):
+            a = F.silu(gate).mul_(up)  # [B, S, I]
+            c = torch.addcmul(bias, a, w[:, 0, 1])
+            c[:, 1:].addcmul_(a[:, :-1], w[:, 0, 0])  # + w0 * a[t-1] (nothing before the first position)
+            return self.down_proj(F.silu(c, inplace=True))
+        a = F.silu(gate) * up
+        prev = F.pad(a[:, :-1], (0, 0, 1, 0))  # a[t-1], zero before the first position
+        c = torch.addcmul(bias, a, w[:, 0, 1]).addcmul_(prev, w[:, 0, 0])
+        return self.down_proj(F.silu(c))

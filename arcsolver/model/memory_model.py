@@ -19,6 +19,9 @@ row = seq_len + puzzle prefix, H = heads):
 * scratch: what is alive besides the saved activations at the peak (the start of the backward): the gradients of
   one block in flight (d[gate; up] 2I, dA I, the residual stream's and the norms' gradients) and the last
   temporaries, ~ b T (8D + 4I) per row; larger than the no-grad cycles' in-place temporaries (~ b T (6D + 2I)).
+* URM (urm.py): the gradient cycle is L_cycles applications of the L_layers blocks (no extra z_H update); its MLP
+  keeps the convolution's input, output and silu(output) besides the SwiGLU's (+ b 3I), and a depthwise kernel of
+  3I weights per block; the carry is one latent.
 * carry: z_H and z_L, 2 b T D per row of the *local* batch (rows keep their state across steps, micro-batched or not).
 
 `choose_device_batch` takes the largest micro-batch whose estimate fits in `safety` (default 0.8) of the free device
@@ -55,6 +58,15 @@ def _dtype_bytes(mcfg) -> int:
     return DTYPE_BYTES.get(mcfg.forward_dtype, 4)
 
 
+def _is_urm(mcfg) -> bool:
+    return getattr(mcfg, "name", "trm") == "urm"
+
+
+def _latents(mcfg) -> int:
+    """Tensors [T, D] per row in the carry: z_H and z_L (TRM), the hidden state (URM)."""
+    return 1 if _is_urm(mcfg) else 2
+
+
 def parameter_count(mcfg) -> int:
     """Trainable parameters of the network (puzzle table excluded), from the config alone."""
     D, V, T = mcfg.hidden_size, mcfg.vocab_size, mcfg.total_len
@@ -64,6 +76,8 @@ def parameter_count(mcfg) -> int:
         block += 3 * T * swiglu_width(T, mcfg.expansion)
     else:
         block += 4 * D * D  # qkv [3D, D] + o [D, D]
+    if _is_urm(mcfg):
+        block += 3 * I  # the depthwise convolution: weight [I, 1, 2] + bias [I]
     n = mcfg.L_layers * block + 2 * V * D + 2 * D + 2  # + token embedding, lm_head, q_head
     if mcfg.pos_encodings == "learned":
         n += T * D
@@ -86,6 +100,9 @@ def activation_bytes_per_token(mcfg) -> int:
             block -= b * 2 * D  # no rotated q/k copy
     block += 8
     applications = mcfg.L_cycles + 1
+    if _is_urm(mcfg):
+        block += b * 3 * I
+        applications = mcfg.L_cycles
     return int(applications * mcfg.L_layers * block + V * (b + 32))
 
 
@@ -107,14 +124,14 @@ def weight_bytes(mcfg, training: bool) -> int:
 
 def training_memory(mcfg, micro_rows: int, local_batch: int) -> MemoryEstimate:
     T = mcfg.total_len
-    carry = 2 * _dtype_bytes(mcfg) * T * mcfg.hidden_size * local_batch
+    carry = _latents(mcfg) * _dtype_bytes(mcfg) * T * mcfg.hidden_size * local_batch
     per_row = T * (activation_bytes_per_token(mcfg) + scratch_bytes_per_token(mcfg))
     return MemoryEstimate(weight_bytes(mcfg, True) + carry, per_row, micro_rows)
 
 
 def inference_memory(mcfg, rows: int) -> MemoryEstimate:
     T = mcfg.total_len
-    per_row = T * (2 * _dtype_bytes(mcfg) * mcfg.hidden_size + scratch_bytes_per_token(mcfg))
+    per_row = T * (_latents(mcfg) * _dtype_bytes(mcfg) * mcfg.hidden_size + scratch_bytes_per_token(mcfg))
     return MemoryEstimate(weight_bytes(mcfg, False), per_row, rows)
 
 

@@ -51,13 +51,16 @@ from arcsolver.model.layers import (Attention, CastedEmbedding, CastedLinear, Co
                                     TokenMixer, add_rms_norm, trunc_normal_)
 from arcsolver.model.puzzle_embedding import SparsePuzzleEmbedding, TaskPuzzleEmbedding
 
-DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16,
+          "float64": torch.float64}  # float64: parity checks against the reference (not a user choice)
 
 
 @dataclass
 class TRMConfig:
-    """The reference's model config (field names and meaning: docs/trm.md, 'Configuration')."""
+    """The reference's model config (field names and meaning: docs/trm.md, 'Configuration'), shared by URM (urm.py),
+    whose reference names map as loops -> halt_max_steps, num_layers -> L_layers."""
 
+    name: str = "trm"  # which recursive model: "trm" (trm.py) | "urm" (urm.py)
     batch_size: int = 1
     seq_len: int = 900
     puzzle_emb_ndim: int = 512
@@ -146,8 +149,11 @@ class Carry:
     current_data: dict[str, torch.Tensor]
 
 
-class TRMInner(nn.Module):
-    """One supervision step of the recursion (see the module docstring)."""
+class RecursiveInner(nn.Module):
+    """What the recursive models (TRM here, URM in urm.py) share around their recursion: the input embedding (tokens
+    + puzzle prefix, scaled by sqrt(D)), the rotary tables or learned positions, and the output heads (lm_head on the
+    answer state without the prefix; Q head on its first slot, weight 0, bias -5). Modules are registered in the
+    reference's order (embed_tokens, lm_head, q_head, puzzle_emb, positions), so parameter order is the reference's."""
 
     def __init__(self, cfg: TRMConfig):
         super().__init__()
@@ -174,9 +180,6 @@ class TRMInner(nn.Module):
             self.rotary_emb = RotaryEmbedding(D // cfg.num_heads, S, cfg.rope_theta)
         elif cfg.pos_encodings == "learned":
             self.embed_pos = CastedEmbedding(S, D, 1.0 / self.embed_scale, self.dtype)
-        self.L_level = ReasoningModule(cfg)
-        self.register_buffer("H_init", trunc_normal_(torch.empty(D), 1.0), persistent=True)
-        self.register_buffer("L_init", trunc_normal_(torch.empty(D), 1.0), persistent=True)
 
     def cos_sin(self) -> CosSin | None:
         return self.rotary_emb() if hasattr(self, "rotary_emb") else None
@@ -206,6 +209,31 @@ class TRMInner(nn.Module):
                              "(the loader gives them)")
         return self.input_embeddings(batch["inputs"], batch["task_identifiers"], batch["augmentations"])
 
+    # The recursion runs in an internal layout: sequence-first [S, B, D] with `mlp_t` (see layers.TokenMixer),
+    # batch-first otherwise. The carry and the inputs are batch-first; these convert (copies only with mlp_t).
+    def to_internal(self, t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(0, 1).contiguous() if self.config.mlp_t else t
+
+    def from_internal(self, t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(0, 1).contiguous() if self.config.mlp_t else t
+
+    def heads(self, z_H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits [B, seq_len, V] without the prefix, Q logits [B, 2] in fp32) from z_H in the internal layout."""
+        if self.config.mlp_t:
+            return self.lm_head(z_H[self.prefix:]).transpose(0, 1), self.q_head(z_H[0]).to(torch.float32)
+        return self.lm_head(z_H[:, self.prefix:]), self.q_head(z_H[:, 0]).to(torch.float32)
+
+
+class TRMInner(RecursiveInner):
+    """One supervision step of the recursion (see the module docstring)."""
+
+    def __init__(self, cfg: TRMConfig):
+        super().__init__(cfg)
+        D = cfg.hidden_size
+        self.L_level = ReasoningModule(cfg)
+        self.register_buffer("H_init", trunc_normal_(torch.empty(D), 1.0), persistent=True)
+        self.register_buffer("L_init", trunc_normal_(torch.empty(D), 1.0), persistent=True)
+
     def empty_carry(self, batch_size: int, device: torch.device | str | None = None) -> InnerCarry:
         shape = (batch_size, self.config.seq_len + self.prefix, self.config.hidden_size)
         device = device if device is not None else self.H_init.device
@@ -225,14 +253,6 @@ class TRMInner(nn.Module):
         z_H = self.L_level(z_H, z_L, cs)
         return z_H, z_L
 
-    # The recursion runs in an internal layout: sequence-first [S, B, D] with `mlp_t` (see layers.TokenMixer),
-    # batch-first otherwise. The carry and the inputs are batch-first; these convert (copies only with mlp_t).
-    def to_internal(self, t: torch.Tensor) -> torch.Tensor:
-        return t.transpose(0, 1).contiguous() if self.config.mlp_t else t
-
-    def from_internal(self, t: torch.Tensor) -> torch.Tensor:
-        return t.transpose(0, 1).contiguous() if self.config.mlp_t else t
-
     def recurse(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor,
                 cs: CosSin | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The latents after one supervision step (internal layout): H_cycles-1 cycles without autograd, then one
@@ -241,12 +261,6 @@ class TRMInner(nn.Module):
             for _ in range(self.config.H_cycles - 1):
                 z_H, z_L = self._cycle(z_H, z_L, x, cs)
         return self._cycle(z_H, z_L, x, cs)
-
-    def heads(self, z_H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits [B, seq_len, V] without the prefix, Q logits [B, 2] in fp32) from z_H in the internal layout."""
-        if self.config.mlp_t:
-            return self.lm_head(z_H[self.prefix:]).transpose(0, 1), self.q_head(z_H[0]).to(torch.float32)
-        return self.lm_head(z_H[:, self.prefix:]), self.q_head(z_H[:, 0]).to(torch.float32)
 
     def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor]
                 ) -> tuple[InnerCarry, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -259,12 +273,15 @@ class TRMInner(nn.Module):
 
 
 class TRM(nn.Module):
-    """The ACT wrapper around `TRMInner` (the reference's TinyRecursiveReasoningModel_ACTV1; see the docstring)."""
+    """The ACT wrapper around `TRMInner` (the reference's TinyRecursiveReasoningModel_ACTV1; see the docstring).
+    Subclasses swap the inner network (`inner_class`): URM (urm.py) keeps this wrapper, halting and exploration."""
+
+    inner_class: type[RecursiveInner] = TRMInner
 
     def __init__(self, cfg: TRMConfig):
         super().__init__()
         self.config = cfg
-        self.inner = TRMInner(cfg)
+        self.inner = self.inner_class(cfg)
 
     @property
     def puzzle_emb(self) -> SparsePuzzleEmbedding | TaskPuzzleEmbedding:

@@ -32,7 +32,8 @@ FOLDER_KINDS = ("dataset", "run", "finetune", "generated-tasks", "report", "run-
                 "import", "rehearsal")
 FILE_KINDS = ("submission", "candidates", "png")
 _WORDS = {"dataset": "a prepared dataset", "run": "a training run", "finetune": "a fine-tuning output",
-          "generated-tasks": "generated tasks", "report": "a `show` report", "run-report": "an `arcsolver report`", "kaggle-package": "a Kaggle package",
+          "generated-tasks": "generated tasks", "report": "a `show` report", "run-report": "an `arcsolver report`",
+          "kaggle-package": "a Kaggle package",
           "export": "an exported checkpoint", "import": "an imported checkpoint", "rehearsal": "a rehearsal tree",
           "submission": "a submission", "candidates": "a candidates file", "png": "an arcsolver picture"}
 

@@ -14,6 +14,7 @@ from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.trackers import parse_log_with
 
 _INT, _FLOAT, _BOOL, _STR = int, float, bool, str
+OPTIMIZERS = ("adam_atan2", "muon")  # train._optimizer builds them
 
 TRAIN_RULES: dict[str, Any] = {
     "data": _STR, "out": _STR, "preset": _STR, "global_batch_size": (_INT, 1, True, None),
@@ -22,7 +23,8 @@ TRAIN_RULES: dict[str, Any] = {
     "eval_interval_epochs": (_INT, 0, True, None), "eval_interval_steps": (_INT, 0, True, None),
     "checkpoint_interval_steps": (_INT, 0, True, None), "lr": (_FLOAT, 0, True, None),
     "lr_min_ratio": (_FLOAT, 0, True, 1.0), "lr_warmup_steps": (_INT, 0, True, None),
-    "weight_decay": (_FLOAT, 0, True, None), "beta1": (_FLOAT, 0, True, 1.0), "beta2": (_FLOAT, 0, True, 1.0),
+    "weight_decay": (_FLOAT, 0, True, None), "optimizer": OPTIMIZERS, "beta1": (_FLOAT, 0, True, 1.0),
+    "beta2": (_FLOAT, 0, True, 1.0),
     "puzzle_emb_lr": (_FLOAT, 0, True, None), "puzzle_emb_weight_decay": (_FLOAT, 0, True, None), "ema": _BOOL,
     "ema_rate": (_FLOAT, 0, True, 1.0), "seed": (_INT, 0, True, SEED_MAX), "eval_max_batches": (_INT, 0, True, None),
     "eval_batch_size": (_INT, 0, True, None), "eval_steps": (_INT, 0, True, None), "loss_type": LOSS_TYPES,

@@ -61,6 +61,7 @@ class TrainConfig:
     lr_min_ratio: float = 1.0
     lr_warmup_steps: int = 2000
     weight_decay: float = 0.1
+    optimizer: str = "adam_atan2"  # "adam_atan2" | "muon" (Muon on 2-D weights + AdamW on the rest, model/muon.py)
     beta1: float = 0.9
     beta2: float = 0.95
     puzzle_emb_lr: float = 1e-2

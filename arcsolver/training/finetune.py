@@ -352,6 +352,7 @@ def _finetune_config(base: dict, overrides: list[str], batch_size: int | None, l
                    if k not in ("batch_size", "seq_len", "vocab_size", "num_puzzle_identifiers")},
         global_batch_size=batch_size or tb["global_batch_size"], lr=tb["lr"] * lr_scale,
         puzzle_emb_lr=tb["puzzle_emb_lr"] * lr_scale, weight_decay=tb["weight_decay"],
+        optimizer=tb.get("optimizer", "adam_atan2"),
         puzzle_emb_weight_decay=tb["puzzle_emb_weight_decay"], lr_warmup_steps=min(tb["lr_warmup_steps"], 100),
         lr_min_ratio=1.0, ema=_finetune_ema(tb, ema), ema_rate=tb["ema_rate"], eval_interval_steps=0,
         eval_interval_epochs=0,

@@ -1,4 +1,4 @@
-"""Move checkpoints between the reference TRM and arcsolver, both ways.
+"""Move checkpoints between the reference TRM / URM and arcsolver, both ways.
 
 Import (`arcsolver import-checkpoint`): a reference checkpoint is a plain torch state dict saved from the compiled
 loss head, keys like `_orig_mod.model.inner.L_level.layers.0.self_attn.qkv_proj.weight`; its puzzle table is the
@@ -13,7 +13,13 @@ tasks the checkpoint was trained on.
 
 Export: our weights (EMA) under the reference's key names with the `_orig_mod.` prefix, plus `identifiers.json`
 from the checkpoint's name -> row map (the dataset's file for checkpoints written before maps), so reference code can
-load them. Both ways are `puzzle_emb_mode=version` only (the reference's table): a task-mode checkpoint is refused
+load them. URM (arch.name "urm", reference github.com/zitian-gao/URM): its checkpoints are found by their keys
+(`model.inner.init_hidden`, `model.inner.layers.N.*`), also inside its pretrain.py's {"model_state_dict": ...}
+files; what shapes cannot tell defaults to its ARC scripts' H_cycles 2, L_cycles 6, and the prefix is its ceil(puzzle
+dims / width). Export writes the tensors the reference keeps in the forward dtype (the convolution's kernel and bias,
+`init_hidden`) in the checkpoint's forward dtype, so the reference, which loads with assign=True, computes in the
+precision the run used; arch.json then carries the reference's URM field names (loops, num_layers).
+Both ways are `puzzle_emb_mode=version` only (the reference's table): a task-mode checkpoint is refused
 with one line; an imported checkpoint is a version-mode run carrying its row map.
 """
 
@@ -51,8 +57,9 @@ def read_reference_state(path: str | Path) -> dict[str, torch.Tensor]:
     except Exception as e:  # noqa: BLE001 - torch's messages run to several lines of advice: keep the first
         first = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]
         raise InputError(f"not a readable torch checkpoint ({type(e).__name__}: {first})", file=str(path)) from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
+    for wrapper in ("state_dict", "model_state_dict"):  # TRM's / URM's pretrain.py training-state files
+        if isinstance(obj, dict) and wrapper in obj and isinstance(obj[wrapper], dict):
+            obj = obj[wrapper]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise InputError("expected a state dict of tensors", file=str(path))
     out = {}
@@ -61,15 +68,30 @@ def read_reference_state(path: str | Path) -> dict[str, torch.Tensor]:
             k = k[len(PREFIX):]
         if IGNORED.search(k):
             continue
-        out[k] = v
+        out[k] = v.float() if v.is_floating_point() else v  # URM keeps some tensors in bf16; ours live in fp32
     if not any(k.startswith("model.inner.") for k in out):
-        raise InputError("no 'model.inner.*' keys: not a TRM checkpoint", file=str(path))
+        raise InputError("no 'model.inner.*' keys: not a TRM checkpoint (nor a URM one)", file=str(path))
     return out
 
 
-def infer_config(state: dict[str, torch.Tensor], *, seq_len: int, num_heads: int, H_cycles: int, L_cycles: int,
-                 puzzle_emb_len: int, halt_max_steps: int, pos_encodings: str | None, file: str = ""):
+def is_urm_state(state: dict[str, torch.Tensor]) -> bool:
+    return "model.inner.init_hidden" in state
+
+
+# What shapes cannot tell, per model when the user does not say: TRM's paper ARC config, URM's ARC scripts.
+ARCH_DEFAULTS = {"trm": {"H_cycles": 3, "L_cycles": 4, "puzzle_emb_len": 16},
+                 "urm": {"H_cycles": 2, "L_cycles": 6, "puzzle_emb_len": 0}}
+
+
+def infer_config(state: dict[str, torch.Tensor], *, seq_len: int, num_heads: int, H_cycles: int | None,
+                 L_cycles: int | None, puzzle_emb_len: int | None, halt_max_steps: int, pos_encodings: str | None,
+                 file: str = ""):
     from arcsolver.model.trm import TRMConfig
+    name = "urm" if is_urm_state(state) else "trm"
+    d = ARCH_DEFAULTS[name]
+    H_cycles = d["H_cycles"] if H_cycles is None else H_cycles
+    L_cycles = d["L_cycles"] if L_cycles is None else L_cycles
+    puzzle_emb_len = d["puzzle_emb_len"] if puzzle_emb_len is None or name == "urm" else puzzle_emb_len
 
     def need(k):
         if k not in state:
@@ -77,13 +99,14 @@ def infer_config(state: dict[str, torch.Tensor], *, seq_len: int, num_heads: int
         return state[k]
     vocab, hidden = need("model.inner.embed_tokens.embedding_weight").shape
     table = need("model.inner.puzzle_emb.weights")
-    layers = {int(m.group(1)) for k in state if (m := re.match(r"model\.inner\.L_level\.layers\.(\d+)\.", k))}
+    layers = {int(m.group(1)) for k in state
+              if (m := re.match(r"model\.inner\.(?:L_level\.)?layers\.(\d+)\.", k))}
     mlp_t = any(".mlp_t." in k for k in state)
     if "model.inner.embed_pos.embedding_weight" in state:
         pos = "learned"
     else:
         pos = pos_encodings or ("none" if mlp_t else "rope")
-    return TRMConfig(batch_size=1, seq_len=seq_len, puzzle_emb_ndim=int(table.shape[1]),
+    return TRMConfig(name=name, batch_size=1, seq_len=seq_len, puzzle_emb_ndim=int(table.shape[1]),
                      num_puzzle_identifiers=int(table.shape[0]), vocab_size=int(vocab), H_cycles=H_cycles,
                      L_cycles=L_cycles, L_layers=len(layers), hidden_size=int(hidden), num_heads=num_heads,
                      pos_encodings=pos, mlp_t=mlp_t, puzzle_emb_len=puzzle_emb_len, halt_max_steps=halt_max_steps,
@@ -105,12 +128,13 @@ def check_against_model(state: dict[str, torch.Tensor], cfg, file: str) -> None:
 
 
 def import_checkpoint(path: str | Path, identifiers: str | Path, tasks: list[str], out: str | Path, *,
-                      eval_tasks: list[str] = (), seq_len: int = 900, num_heads: int = 8, H_cycles: int = 3,
-                      L_cycles: int = 4, puzzle_emb_len: int = 16, halt_max_steps: int = 16,
+                      eval_tasks: list[str] = (), seq_len: int = 900, num_heads: int = 8, H_cycles: int | None = None,
+                      L_cycles: int | None = None, puzzle_emb_len: int | None = None, halt_max_steps: int = 16,
                       pos_encodings: str | None = None, overwrite: bool = False) -> Path:
     """Reference checkpoint + identifiers.json + the tasks it names -> an arcsolver run folder (OUT/run) and dataset
-    (OUT/data). Tasks from `eval_tasks` have their test inputs in the test split (what predict answers). OUT is
-    new, empty or an earlier import (replaced whole); anything else only with `overwrite`."""
+    (OUT/data). Tasks from `eval_tasks` have their test inputs in the test split (what predict answers). None:
+    the model's default (ARCH_DEFAULTS). OUT is new, empty or an earlier import (replaced whole); anything else
+    only with `overwrite`."""
     out = Path(out)
     file = str(path)
     inputs = [path, identifiers, *tasks, *eval_tasks]
@@ -180,7 +204,8 @@ def _check_import_options(out: Path, **options: int) -> None:
     big or writing anything (model/checks.py)."""
     from arcsolver.model.checks import check_arch_field
     for k, v in options.items():
-        check_arch_field(k, v, file=f"--{k.replace('_', '-')}")
+        if v is not None:
+            check_arch_field(k, v, file=f"--{k.replace('_', '-')}")
     side = int(round(options["seq_len"] ** 0.5))
     if side * side != options["seq_len"]:
         raise InputError(f"expected a square canvas (900 for 30x30), got {options['seq_len']}", field="--seq-len")
@@ -206,6 +231,8 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, *, overwrite: bool = Fa
     state = checkpoint.load_weights(ck, ema=True)
     out = Path(out)
     claim_folder(out, "export", inputs=[owning_run(ckpt), ck], overwrite=overwrite)
+    if cfg["model"].get("name", "trm") == "urm":
+        state = urm_reference_state(state, cfg["model"])
     ref = {PREFIX + k: v.contiguous() for k, v in state.items()}
     tmp = out / ".checkpoint.tmp"
     torch.save(ref, tmp)
@@ -215,5 +242,27 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, *, overwrite: bool = Fa
         write_json(out / "identifiers.json", rows["versions"])
     elif ids.is_file():
         shutil.copyfile(ids, out / "identifiers.json")
-    write_json(out / "arch.json", cfg["model"], indent=True)
+    arch = urm_reference_arch(cfg["model"]) if cfg["model"].get("name", "trm") == "urm" else cfg["model"]
+    write_json(out / "arch.json", arch, indent=True)
     return out / "checkpoint"
+
+
+URM_KEPT_IN_FORWARD_DTYPE = re.compile(r"(mlp\.dwconv\.(weight|bias)|init_hidden)$")
+
+
+def urm_reference_state(state: dict[str, torch.Tensor], model: dict) -> dict[str, torch.Tensor]:
+    """Our URM weights with the tensors the reference stores in its forward dtype cast to the run's."""
+    from arcsolver.model.trm import DTYPES
+    dtype = DTYPES[model.get("forward_dtype", "bfloat16")]
+    return {k: v.to(dtype) if URM_KEPT_IN_FORWARD_DTYPE.search(k) else v for k, v in state.items()}
+
+
+def urm_reference_arch(model: dict) -> dict:
+    """Our model config under the URM reference's field names (its URMConfig; config/arch/urm.yaml)."""
+    return {"name": "urm.urm@URM", "loops": model["halt_max_steps"], "num_layers": model["L_layers"],
+            "H_cycles": model["H_cycles"], "L_cycles": model["L_cycles"], "hidden_size": model["hidden_size"],
+            "num_heads": model["num_heads"], "expansion": model["expansion"],
+            "puzzle_emb_ndim": model["puzzle_emb_ndim"], "pos_encodings": model["pos_encodings"],
+            "rms_norm_eps": model["rms_norm_eps"], "rope_theta": model["rope_theta"],
+            "forward_dtype": model["forward_dtype"], "seq_len": model["seq_len"], "vocab_size": model["vocab_size"],
+            "num_puzzle_identifiers": model["num_puzzle_identifiers"]}

@@ -5,8 +5,9 @@ their latent state (the "carry") from step to step and are refilled from the loa
 halt, so the paper's deep-supervision loop is spread over consecutive steps. The loss is scaled by 1/local batch;
 DDP averages gradients over processes, which equals the reference's sum over ranks of loss/global batch.
 
-Two optimizers: Adam-atan2 (plain PyTorch) on the network's parameters and sign-SGD on the rows of the puzzle
-embedding table that the batch touched (gathered across processes so every rank applies the same update).
+Two optimizers: Adam-atan2 (plain PyTorch), or with `optimizer = "muon"` Muon on the 2-D weights + AdamW on the rest
+(model/muon.py), on the network's parameters, and sign-SGD on the rows of the puzzle embedding table that the batch
+touched (gathered across processes so every rank applies the same update).
 LR: linear warm-up, then cosine to lr*lr_min_ratio, same shape for both; as in the reference the step is counted
 before its LR is computed, so step 1 runs at lr/warmup (not 0) and step `warmup` at the full LR. EMA of the weights is
 kept and used for evaluation and exported with every checkpoint. Evaluation reports token and exact accuracy on the
@@ -197,7 +198,7 @@ def _build_run(cfg: TrainConfig, *, cpu: bool | None, resume: str | None, init_w
 
     mcfg = model_config(cfg.arch, meta, local_batch)  # its forward_dtype is a preference; checkpoints keep it
     puzzle_rows = _puzzle_rows(cfg.data, mcfg)
-    resume_state = _check_resume(resume, mcfg, cfg.loss_type, puzzle_rows) if resume else None
+    resume_state = _check_resume(resume, mcfg, cfg.loss_type, puzzle_rows, cfg.optimizer) if resume else None
     precision = run_precision(cfg.forward_dtype, mcfg.forward_dtype, acc.device, announce_it=acc.is_main_process
                               and not quiet)
     device_batch = _initial_device_batch(cfg, dataclasses.replace(mcfg, forward_dtype=precision.dtype), local_batch,
@@ -213,7 +214,6 @@ def _build_run(cfg: TrainConfig, *, cpu: bool | None, resume: str | None, init_w
         compile_with_fallback(model.model.inner)
     torch.manual_seed(cfg.seed + rank)  # per-rank randomness from here on (halting exploration), as the reference
 
-    from arcsolver.model.adam_atan2 import AdamAtan2
     from arcsolver.model.ema import EMA
     from arcsolver.model.puzzle_embedding import SignSGDSparse
     inner = model.model.inner
@@ -222,7 +222,7 @@ def _build_run(cfg: TrainConfig, *, cpu: bool | None, resume: str | None, init_w
         for p in params:
             p.requires_grad_(False)
         params = []
-    opt = AdamAtan2(params, lr=0.0, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2)) if params else None
+    opt = _optimizer(cfg, params) if params else None
     emb_opt = SignSGDSparse(inner.puzzle_emb, lr=0.0, weight_decay=cfg.puzzle_emb_weight_decay) \
         if mcfg.puzzle_emb_ndim > 0 else None
     ema = EMA(model, cfg.ema_rate) if cfg.ema and params else None
@@ -234,6 +234,15 @@ def _build_run(cfg: TrainConfig, *, cpu: bool | None, resume: str | None, init_w
                local_batch=local_batch, device_batch=device_batch, total_steps=total_steps,
                eval_every=eval_every, ckpt_every=ckpt_every, extra_config=extra_config, puzzle_rows=puzzle_rows)
     return run, resume_state
+
+
+def _optimizer(cfg: TrainConfig, params: list) -> torch.optim.Optimizer:
+    """The network's optimizer `cfg.optimizer` names (the puzzle table has its own sign-SGD either way)."""
+    if cfg.optimizer == "muon":
+        from arcsolver.model.muon import MuonAdamW
+        return MuonAdamW.for_parameters(params, weight_decay=cfg.weight_decay, adamw_betas=(cfg.beta1, cfg.beta2))
+    from arcsolver.model.adam_atan2 import AdamAtan2
+    return AdamAtan2(params, lr=0.0, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
 
 
 def _restore(run: _Run, resume: str, st: dict) -> None:
@@ -683,11 +692,16 @@ def _check_inputs(cfg: TrainConfig, resume: str | None, overwrite: bool) -> None
             shutil.rmtree(out)
 
 
-def _check_resume(resume: str, mcfg, loss_type: str, puzzle_rows: dict | None = None) -> dict:
-    """The checkpoint to resume: valid, of this run's architecture, its puzzle rows named as this dataset's rows;
-    returns its training state."""
+def _check_resume(resume: str, mcfg, loss_type: str, puzzle_rows: dict | None = None,
+                  optimizer: str = "adam_atan2") -> dict:
+    """The checkpoint to resume: valid, of this run's architecture and optimizer, its puzzle rows named as this
+    dataset's rows; returns its training state."""
     from arcsolver.model.checks import check_puzzle_rows, check_resume
     ck, state = check_resume(resume, mcfg, loss_type)
+    had = read_json(ck / "config.json")["train"].get("optimizer", "adam_atan2")
+    if had != optimizer:  # the optimizer state would not fit
+        raise InputError(f"the checkpoint has optimizer={had!r}, this run {optimizer!r} (resume with the same "
+                         "preset and --set)", file=str(ck / "config.json"), field="train.optimizer")
     if puzzle_rows is not None:
         check_puzzle_rows(ck, puzzle_rows)
     return state
