@@ -63,6 +63,10 @@ CPU_ARCH = {"hidden_size": 64, "num_heads": 2, "expansion": 2.0, "L_layers": 2, 
 # Measured on this shared machine before choosing (8 families A, 256 tasks, canvas 6, one thread): batch 32 learns
 # as much per second as 64 at half the step time; the mlp_t mixer and attention (RoPE, 4 heads) at width 64 were level
 # per step, mlp_t a little faster per step; train token/exact accuracy 0.71/0.01 at step 640, 0.83/0.17 at 1360.
+# URM at the same size for the side-by-side (issue 24): its blocks are RoPE attention (no MLP token mixer), the
+# same width, layers, cycles, supervision steps and puzzle embedding (2 rows of 64 = URM's ceil(128 / width)).
+URM_CPU_ARCH = {**{k: v for k, v in CPU_ARCH.items() if k != "mlp_t"}, "name": "urm", "pos_encodings": "rope",
+                "no_ACT_continue": True}
 CPU_TRAIN = {"global_batch_size": 32, "lr": 1e-3, "lr_min_ratio": 1.0, "lr_warmup_steps": 30, "weight_decay": 0.1,
              "puzzle_emb_lr": 1e-1, "puzzle_emb_weight_decay": 0.1, "ema": True, "ema_rate": 0.99, "log_every": 50}
 
@@ -223,10 +227,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch threads (1: on a shared machine two threads spin against each other and run ~10x "
                          "slower than one)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", choices=["trm", "urm"], default="trm",
+                    help="urm: the same benchmark with URM at the same size (URM_CPU_ARCH)")
+    ap.add_argument("--variants", default="all", metavar="I,J",
+                    help="rows of VARIANTS to run, by index (default all; 0,3: before and the default recipe)")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
     scale = QUICK if args.quick else FULL
+    if args.model == "urm":
+        scale = dataclasses.replace(scale, arch={**URM_CPU_ARCH, **{k: v for k, v in scale.arch.items()
+                                                                     if k in ("hidden_size", "L_layers", "H_cycles",
+                                                                              "L_cycles", "puzzle_emb_ndim")}})
+    chosen = list(range(len(VARIANTS))) if args.variants == "all" else [int(i) for i in args.variants.split(",")]
     work = args.work or REPO / "out" / ("ttt-cpu-quick" if args.quick else "ttt-cpu")
     if work.exists():
         import shutil
@@ -235,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     info = {"stamp": stamp([Path(sys.argv[0]).name if argv is None else "ttt_cpu.py", *(sys.argv[1:] if argv is None
                                                                                           else argv)]),
-            "threads": args.threads, "scale": dataclasses.asdict(scale)}
+            "threads": args.threads, "model": args.model, "scale": dataclasses.asdict(scale)}
     sets = make_sets(scale, work, args.seed)
     info["split_sizes"] = {k: len(list(p.iterdir())) for k, p in sets.items()}
     print(f"tasks: {info['split_sizes']}", flush=True)
@@ -246,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for split in ("i", "ii"):
             for k, v in enumerate(VARIANTS):
+                if k not in chosen:
+                    continue
                 r = run_variant(v, scale, info["pretrain"]["checkpoint"], sets[split], work / "ft" / f"{split}-{k}",
                                 args.seed)
                 rows.append({"split": split, **r})
