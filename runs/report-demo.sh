@@ -11,7 +11,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 "$BIN/arcsolver" prepare arc --num-aug 2 --canvas 10 --out "$OUT/data"
 for halt in 1 4; do
     "$BIN/arcsolver" train --preset arc-demo-cpu --data "$OUT/data" --out "$OUT/halt-$halt" --time-budget 100s \
-        --set arch.halt_max_steps=$halt --set log_every=10 --set eval_interval_steps=40
+        --set arch.halt_max_steps=$halt --set log_every=10 --set eval_interval_steps=40 \
+        --overwrite  # a re-run starts over
 done
 "$BIN/arcsolver" report "$OUT/halt-1" "$OUT/halt-4" --out "$OUT/report" --cpu
 if command -v chromium >/dev/null; then

@@ -23,7 +23,7 @@ for seed in $SEEDS; do
     for m in trm urm; do
         preset=$TRM_PRESET; [ $m = urm ] && preset=urm-cpu
         OMP_NUM_THREADS=1 "$BIN/arcsolver" train --preset $preset --data "$OUT/data" --out "$OUT/$m-seed$seed" \
-            --set seed=$seed --time-budget "$BUDGET" --cpu > "$OUT/$m-seed$seed.log" 2>&1 &
+            --set seed=$seed --time-budget "$BUDGET" --cpu --overwrite > "$OUT/$m-seed$seed.log" 2>&1 &
     done
     wait
 done
