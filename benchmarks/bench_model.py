@@ -130,6 +130,29 @@ def build_ours(cfg: TRMConfig) -> ACTLossHead:
 # the other side, (1): the official reference code from a checkout
 
 
+def reference_train_step(sparse, head, batch: dict[str, torch.Tensor]):
+    """One step of a reference head (TRM's or URM's code base) as its pretrain.py's train_batch runs it, minus the
+    device moves and the distributed all-reduce: the sparse sign-SGD of `sparse` (the reference's
+    models/sparse_embedding module) on the puzzle table and Adam-atan2 on the rest. Returns the step function."""
+    emb = sparse.CastedSparseEmbeddingSignSGD_Distributed(head.model.puzzle_emb.buffers(), lr=0, weight_decay=WD,
+                                                          world_size=1)
+    adam = AdamAtan2(head.parameters(), lr=0, weight_decay=WD)  # shim for the CUDA-only adam_atan2
+    optimizers, lrs = [emb, adam], [EMB_LR, LR]
+    head.train()
+    state = {"carry": head.initial_carry(batch)}
+    B = batch["inputs"].shape[0]
+
+    def step() -> None:
+        state["carry"], loss, _, _, _ = head(carry=state["carry"], batch=batch, return_keys=[])
+        ((1 / B) * loss).backward()
+        for opt, lr in zip(optimizers, lrs):
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.step()
+            opt.zero_grad()
+    return step
+
+
 class Reference:
     """The reference's modules, imported from a checkout (see the module docstring)."""
 
@@ -160,23 +183,7 @@ class Reference:
 
     def train_step_fn(self, head, batch: dict[str, torch.Tensor]):
         """The reference's train_batch (pretrain.py) minus the device moves and the distributed all-reduce."""
-        emb = self.sparse.CastedSparseEmbeddingSignSGD_Distributed(head.model.puzzle_emb.buffers(), lr=0,
-                                                                   weight_decay=WD, world_size=1)
-        adam = AdamAtan2(head.parameters(), lr=0, weight_decay=WD)  # shim for the CUDA-only adam_atan2
-        optimizers, lrs = [emb, adam], [EMB_LR, LR]
-        head.train()
-        state = {"carry": head.initial_carry(batch)}
-        B = batch["inputs"].shape[0]
-
-        def step() -> None:
-            state["carry"], loss, _, _, _ = head(carry=state["carry"], batch=batch, return_keys=[])
-            ((1 / B) * loss).backward()
-            for opt, lr in zip(optimizers, lrs):
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                opt.step()
-                opt.zero_grad()
-        return step
+        return reference_train_step(self.sparse, head, batch)
 
     def rollout(self, head, batch: dict[str, torch.Tensor]) -> "RefRollout":
         return RefRollout(head, batch)

@@ -48,7 +48,6 @@ import torch.nn.functional as F
 
 import bench_model as bm  # the pairing, batches and our train step (bench_model imports this module only in main)
 from arcsolver.model import checkpoint
-from arcsolver.model.adam_atan2 import AdamAtan2
 from arcsolver.model.build import build_model
 from arcsolver.model.muon import MuonAdamW
 from arcsolver.model.trm import TRMConfig
@@ -129,23 +128,7 @@ class RefURM:
 
     def train_step_fn(self, head, batch: dict[str, torch.Tensor]):
         """pretrain.py's train_batch with its Adam-atan2 optimizers, minus device moves and the all-reduce."""
-        emb = self.sparse.CastedSparseEmbeddingSignSGD_Distributed(head.model.puzzle_emb.buffers(), lr=0,
-                                                                   weight_decay=WD, world_size=1)
-        adam = AdamAtan2(head.parameters(), lr=0, weight_decay=WD)  # shim for the CUDA-only adam_atan2
-        optimizers, lrs = [emb, adam], [EMB_LR, LR]
-        head.train()
-        state = {"carry": head.initial_carry(batch)}
-        B = batch["inputs"].shape[0]
-
-        def step() -> None:
-            state["carry"], loss, _, _, _ = head(carry=state["carry"], batch=batch, return_keys=[])
-            ((1 / B) * loss).backward()
-            for opt, lr in zip(optimizers, lrs):
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                opt.step()
-                opt.zero_grad()
-        return step
+        return bm.reference_train_step(self.sparse, head, batch)
 
     def ref_muon(self, head):
         """pretrain.py's use_muon grouping of the reference's Muon."""

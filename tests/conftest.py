@@ -138,3 +138,19 @@ def untrained_checkpoint(folder: Path, hidden_size: int = 16, canvas: int = 30) 
 def is_compiled(module) -> bool:
     """Whether `Module.compile` was applied to `module` in place (torch keeps the compiled call beside the module)."""
     return getattr(module, "_compiled_call_impl", None) is not None
+
+
+def sigkill_at_first_checkpoint(cmd: list[str], run: Path, timeout_s: float = 120.0) -> str:
+    """Start the training command `cmd` (writing to the run folder `run`) and SIGKILL it as soon as its first
+    checkpoint exists; returns the checkpoint `latest` named at that moment."""
+    import signal
+    import subprocess
+    import time
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and not (run / "latest").exists():
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL
+    return (run / "latest").read_text().strip()

@@ -15,7 +15,7 @@ from arcsolver.data.arc_dataset import TaskSet, build
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.runtime.jsonio import read_json
 
-from conftest import BUNDLED, free_port, launch_failure
+from conftest import BUNDLED, free_port, launch_failure, sigkill_at_first_checkpoint
 
 PY = sys.executable
 BIN = Path(PY).parent
@@ -59,15 +59,8 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path, data, straight):
     steps = STEPS
     # Same run, killed with SIGKILL once the step-4 checkpoint exists, then resumed.
     killed = tmp_path / "killed"
-    p = subprocess.Popen([PY, "-m", "arcsolver.cli", "train", *COMMON, "--data", str(data), "--out", str(killed),
-                          "--steps", str(steps)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (killed / "latest").exists():
-        time.sleep(0.005)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    assert p.returncode == -signal.SIGKILL
-    at = (killed / "latest").read_text().strip()
+    at = sigkill_at_first_checkpoint([PY, "-m", "arcsolver.cli", "train", *COMMON, "--data", str(data), "--out",
+                                      str(killed), "--steps", str(steps)], killed)
     assert at != f"step_{steps:07d}", "the run finished before it could be killed"
     r = cli("train", *COMMON, "--data", str(data), "--out", str(killed), "--steps", str(steps), "--resume", str(killed))
     assert r.returncode == 0, r.stderr

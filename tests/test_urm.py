@@ -4,10 +4,7 @@ convolutional SwiGLU, the rollout, the model-field checks, a Muon run killed wit
 Parity with the URM reference code itself: benchmarks/bench_model.py --reference DIR --arch urm (not needed here)."""
 import dataclasses
 import math
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -30,7 +27,7 @@ from arcsolver.runtime.jsonio import read_json
 from arcsolver.training.config import build_config
 from arcsolver.training.train import train
 
-from conftest import BUNDLED
+from conftest import BUNDLED, sigkill_at_first_checkpoint
 
 PY = sys.executable
 
@@ -242,16 +239,10 @@ def test_muon_run_killed_and_resumed_equals_the_straight_run_in_every_tensor(tmp
     straight = train(build_config("urm-tiny-cpu", SETS, data=str(data), out=str(tmp_path / "straight"),
                                   max_steps=steps), cpu=True, quiet=True, final_eval=False)
     killed = tmp_path / "killed"
-    p = subprocess.Popen([PY, "-m", "arcsolver.cli", "train", "--preset", "urm-tiny-cpu", "--data", str(data),
-                          "--out", str(killed), "--steps", str(steps), "--cpu", *sum((["--set", s] for s in SETS), [])],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (killed / "latest").exists():
-        time.sleep(0.005)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    assert p.returncode == -signal.SIGKILL
-    assert (killed / "latest").read_text().strip() != f"step_{steps:07d}", "finished before it could be killed"
+    at = sigkill_at_first_checkpoint([PY, "-m", "arcsolver.cli", "train", "--preset", "urm-tiny-cpu", "--data",
+                                      str(data), "--out", str(killed), "--steps", str(steps), "--cpu",
+                                      *sum((["--set", s] for s in SETS), [])], killed)
+    assert at != f"step_{steps:07d}", "finished before it could be killed"
     train(build_config("urm-tiny-cpu", SETS, data=str(data), out=str(killed), max_steps=steps), resume=str(killed),
           cpu=True, quiet=True, final_eval=False)
     a, b = everything(straight.checkpoint), everything(killed)
