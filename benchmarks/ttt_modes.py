@@ -36,7 +36,7 @@ from ttt_cpu import FULL, QUICK, Scale, Variant, _last_train_metric, _toml, run_
 
 PRE_NUM_AUG = 9  # 10 versions per task: the version table of N tasks = the task table of 10N tasks
 MORE = 10
-RECIPE = Variant("embeddings-then-full, EMA kept", "E", ema=None)  # the default recipe (config.FinetuneDefaults)
+RECIPE = Variant("embeddings-then-full, EMA kept", "E", ema=None)  # the default recipe (config.FinetuneSettings)
 BEFORE = Variant("before (rows at the mean, no learning)", "E", learn=False)
 
 

@@ -218,8 +218,8 @@ CASES = [
     ("set-loss", TRAIN + _set("loss_type=mse"), "loss_type: expected one of"),
     ("set-log-every", TRAIN + _set("log_every=0"), "log_every: expected >= 1"),
     ("set-arch-whole", TRAIN + _set("arch=1"), "arch.<field>=VALUE"),
-    ("train-batch-flag-0", TRAIN + ["--batch-size", "0"], "global_batch_size: expected >= 1"),
-    ("train-steps-flag-neg", TRAIN + ["--steps", "-3"], "max_steps: expected >= 0"),
+    ("train-batch-flag-0", TRAIN + ["--batch-size", "0"], "'--batch-size': 0 is not in the range x>=1"),
+    ("train-steps-flag-neg", TRAIN + ["--steps", "-3"], "'--steps': -3 is not in the range x>=0"),
     ("finetune-set", FINETUNE + _set("arch.num_heads=0"), "arch.num_heads: expected >= 1"),
     ("finetune-set-unknown", FINETUNE + _set("nope=1"), "unknown field 'nope'"),
     # durations (issue-11a's parser, merged from main)
@@ -314,9 +314,9 @@ CASES = [
     ("import-folder", ["import-checkpoint", "{ck}", "--identifiers", "{ids}", "--tasks", "{tasks}",
                        "--out", "{out}"], "is a folder"),
     ("import-heads-0", ["import-checkpoint", "{garbage_pt}", "--identifiers", "{ids}", "--tasks", "{tasks}",
-                        "--out", "{out}", "--num-heads", "0"], "--num-heads: arch.num_heads: expected >= 1"),
+                        "--out", "{out}", "--num-heads", "0"], "'--num-heads': 0 is not in the range x>=1"),
     ("import-H0", ["import-checkpoint", "{garbage_pt}", "--identifiers", "{ids}", "--tasks", "{tasks}",
-                   "--out", "{out}", "--H-cycles", "0"], "arch.H_cycles: expected >= 1"),
+                   "--out", "{out}", "--H-cycles", "0"], "'--H-cycles': 0 is not in the range x>=1"),
     ("import-seq-len", ["import-checkpoint", "{garbage_pt}", "--identifiers", "{ids}", "--tasks", "{tasks}",
                         "--out", "{out}", "--seq-len", "901"], "square canvas"),
     # predict --tasks

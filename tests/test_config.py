@@ -64,14 +64,17 @@ def test_values_are_checked_where_they_come_from(tmp_path):
         build_config(str(p))
 
 
-def test_every_field_has_a_validation_rule():
-    """A field added to TrainConfig or TRMConfig needs its rule in training/checks.py or model/checks.py (else every
-    run would refuse it)."""
+def test_every_field_is_a_declared_setting():
+    """A field of TrainConfig or TRMConfig is declared with `setting` (type, default, bounds, help), else no preset,
+    --set or checkpoint could set it; the declared defaults pass their own checks."""
     import dataclasses
     from arcsolver.model.trm import TRMConfig
-    from arcsolver.model.checks import ARCH_RULES
-    from arcsolver.training.checks import TRAIN_RULES
-    assert {f.name for f in dataclasses.fields(TrainConfig)} - {"arch"} == set(TRAIN_RULES)
-    assert {f.name for f in dataclasses.fields(TRMConfig)} == set(ARCH_RULES)
+    from arcsolver.runtime.settings import declared
+    from arcsolver.training.config import check_train_field
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - {"arch"} == set(declared(TrainConfig))
+    assert {f.name for f in dataclasses.fields(TRMConfig)} == set(declared(TRMConfig))
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "arch":
+            check_train_field(f.name, getattr(TrainConfig(), f.name))
     for f in dataclasses.fields(TRMConfig):  # the defaults themselves pass
         check_arch_field(f.name, getattr(TRMConfig(), f.name))

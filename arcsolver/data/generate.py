@@ -28,6 +28,7 @@ import numpy as np
 from arcsolver.runtime.checks import SEED_MAX
 from arcsolver.runtime.errors import InputError
 from arcsolver.data.families import FAMILIES, MIN_SIZE, Family, Pair, why_not_implied
+from arcsolver.data.settings import GENERATE
 from arcsolver.runtime.jsonio import atomic_dir, dumps
 from arcsolver.runtime.outputs import claim_output, mark_folder
 from arcsolver.runtime.report import say
@@ -178,8 +179,9 @@ def check_arguments(families: str, tasks_per_family: int, max_size: int, seed: i
     return names
 
 
-def generate(families: str = "all", tasks_per_family: int = 10, max_size: int = 12, seed: int = 0,
-             out: Path | None = None, overwrite: bool = False) -> dict:
+def generate(families: str = GENERATE.families, tasks_per_family: int = GENERATE.tasks_per_family,
+             max_size: int = GENERATE.max_size, seed: int = GENERATE.seed, out: Path | None = GENERATE.out,
+             overwrite: bool = GENERATE.overwrite) -> dict:
     """Generate and write the tasks into the folder `out` (new, empty, or generated tasks written earlier; anything
     else only with `overwrite`); returns a summary (counts per family, seconds)."""
     t0 = time.time()

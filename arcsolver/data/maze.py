@@ -17,6 +17,7 @@ import numpy as np
 
 from arcsolver.data import dense_dataset
 from arcsolver.data.rng import splitmix64
+from arcsolver.data.settings import MAZE
 from arcsolver.runtime.errors import InputError
 
 CHARSET = "# SGo"
@@ -261,8 +262,8 @@ def augment_tokens(inputs: np.ndarray, labels: np.ndarray, rng: np.random.Genera
 
 
 def prepare(out: str | Path, *, generate: int | None = None, csv: str | None = None, csv_test: str | None = None,
-            side: int = 30, hard: bool = True, test_count: int = 1000, seed: int = 0, min_path: int | None = None,
-            loop_frac: float = 0.08) -> Path:
+            side: int = MAZE.side, hard: bool = MAZE.hard, test_count: int = MAZE.test_count, seed: int = MAZE.seed,
+            min_path: int | None = MAZE.min_path, loop_frac: float = MAZE.loop_frac) -> Path:
     if generate is not None:
         if generate <= 0 or test_count <= 0:
             raise InputError("counts must be positive", field="--generate/--test-count")

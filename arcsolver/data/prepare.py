@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Sequence
 
 from arcsolver.data import arc_dataset
-from arcsolver.data.arc_dataset import CANVAS, NUM_AUG, SEED
 from arcsolver.data.arc_tasks import Task, load_tasks
-from arcsolver.data.example_lists import DEFAULT_DEMOS, is_example_list_source, load_example_lists
+from arcsolver.data.example_lists import is_example_list_source, load_example_lists
+from arcsolver.data.settings import ARC_PREPARE
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json
 from arcsolver.runtime.outputs import claim_output
@@ -33,9 +33,10 @@ def _claim(out: Path, inputs: Sequence[str | None], overwrite: bool) -> None:
         say(notice)
 
 
-def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), *, num_aug: int = NUM_AUG,
-                seed: int = SEED, all_colors: bool = False, canvas: int = CANVAS, overwrite: bool = False,
-                demos: int = DEFAULT_DEMOS) -> dict:
+def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), *,
+                num_aug: int = ARC_PREPARE.num_aug, seed: int = ARC_PREPARE.seed,
+                all_colors: bool = ARC_PREPARE.all_colors, canvas: int = ARC_PREPARE.canvas,
+                overwrite: bool = ARC_PREPARE.overwrite, demos: int = ARC_PREPARE.demos) -> dict:
     """Read the sources (every task validated), augment and write the dataset folder `out` (replacing only an
     earlier dataset, or anything with `overwrite`; never one of the sources). `rearc:` / `jsonl:` sources are
     example lists cut into tasks of `demos` demonstrations + 1 test pair (data/example_lists.py, seeded by `seed`)."""

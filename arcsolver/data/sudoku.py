@@ -22,6 +22,7 @@ import numpy as np
 
 from arcsolver.data import dense_dataset
 from arcsolver.data.rng import shuffle_range, splitmix64
+from arcsolver.data.settings import SUDOKU
 from arcsolver.runtime.errors import InputError
 
 BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
@@ -362,7 +363,8 @@ def augment_tokens(inputs: np.ndarray, labels: np.ndarray, rng: np.random.Genera
 # -- prepare -------------------------------------------------------------------------------------------------------
 
 def prepare(out: str | Path, *, generate: int | None = None, csv: str | None = None, csv_test: str | None = None,
-            side: int = 9, test_count: int = 1000, seed: int = 0, min_difficulty: int = 0) -> Path:
+            side: int = SUDOKU.side, test_count: int = SUDOKU.test_count, seed: int = SUDOKU.seed,
+            min_difficulty: int = SUDOKU.min_difficulty) -> Path:
     if generate is not None:
         if generate <= 0 or test_count <= 0:
             raise InputError("counts must be positive", field="--generate/--test-count")

@@ -32,12 +32,14 @@ import numpy as np
 import torch
 
 from arcsolver.model import checkpoint
+from arcsolver.model.config import TRMConfig, model_mode
 from arcsolver.data.arc_tasks import Task, load_tasks
 from arcsolver.runtime.deadline import Deadline
 from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.settings import check_value
+from arcsolver.inference.settings import PREDICT, PredictSettings
 from arcsolver.inference.rollout import batch_to, rollout
 from arcsolver.inference.microbatch import rollout_in_micro_batches
-from arcsolver.runtime.checks import check_rule
 from arcsolver.runtime.jsonio import write_json
 from arcsolver.runtime.outputs import claim_output, owning_run
 from arcsolver.runtime.report import progress_bar, say
@@ -67,14 +69,13 @@ def load_model(ckpt: str | Path, device: torch.device, *, ema: bool = True, batc
     Its forward dtype is chosen for `device` as training chooses it (the checkpoint's dtype is a preference)."""
     from arcsolver.model.build import build_model
     from arcsolver.runtime.precision import run_precision
-    from arcsolver.model.trm import TRMConfig
     cfg = checkpoint.load_config(ckpt)
     mc = dict(cfg["model"])
     if batch_size:
         mc["batch_size"] = batch_size
     mc["forward_dtype"] = run_precision(forward_dtype, mc.get("forward_dtype", "float32"), device,
                                         announce_it=announce_precision).dtype
-    mcfg = TRMConfig(**mc)
+    mcfg = TRMConfig.from_dict(mc)
     head = build_model(mcfg, cfg.get("train", {}).get("loss_type", "stablemax_cross_entropy"))
     state = checkpoint.load_weights(ckpt, ema=ema)
     head.load_state_dict(state)
@@ -112,19 +113,11 @@ def voted_scores(book: VoteBook, source: ArcSource) -> dict[str, float]:
             "vote_tasks": float(res["n_tasks"])}
 
 
-def check_options(*, batch_size: int, steps: int | None, max_versions: int, flush_every: int,
-                  device_batch_size: int, extra_loops: int = 0) -> None:
-    """The numeric options, before anything is read or written (a bad one must not cost an existing file)."""
-    rules = (("--batch-size", batch_size, 1), ("--steps", steps, 1), ("--max-versions", max_versions, 0),
-             ("--flush-every", flush_every, 0), ("--device-batch-size", device_batch_size, 0),
-             ("--extra-loops", extra_loops, 0))
-    for name, value, low in rules:
-        if value is None and name == "--steps":
-            continue  # the run's own evaluation steps
-
-        def fail(msg: str, name: str = name):
-            raise InputError(msg, field=name)
-        check_rule((int, low, True, None), value, fail)
+def check_options(**values) -> None:
+    """Predict's numeric options (`name=value`, as declared in PredictSettings), before anything is read or written
+    (a bad one must not cost an existing file)."""
+    for name, value in values.items():
+        check_value(PredictSettings, name, value, field="--" + name.replace("_", "-"))
 
 
 def _check_inputs(ckpt: str | Path, data: str | None, out: Path, tasks: str | None,
@@ -157,7 +150,7 @@ def _check_dataset_fits(ck: Path, cfg: dict, meta: dict, data: str) -> None:
     (versions, or tasks in task mode) and, when the checkpoint carries its name -> row map, the same name per row."""
     from arcsolver.model.puzzle_embedding import dataset_row_map, table_rows
     from arcsolver.model.checks import check_puzzle_rows
-    mode = cfg["model"].get("puzzle_emb_mode", "version")
+    mode = model_mode(cfg["model"])
     mine = {"seq_len": int(meta["seq_len"]), "num_puzzle_identifiers": table_rows(meta, mode)}
     for key, value in mine.items():
         if value != int(cfg["model"][key]):
@@ -167,12 +160,13 @@ def _check_dataset_fits(ck: Path, cfg: dict, meta: dict, data: str) -> None:
         check_puzzle_rows(ck, dataset_row_map(data, mode), data=str(data))
 
 
-def predict(ckpt: str | Path, out: Path, *, data: str | None = None, tasks: str | None = None, vote: bool = True,
-            batch_size: int = 256, steps: int | None = None, ema: bool = True, cpu: bool | None = None,
-            candidates: bool = True, max_versions: int = 0, quiet: bool = False, deadline: Deadline | None = None,
-            flush_every: int = 0, on_flush=None, forward_dtype: str = "auto",
-            device_batch_size: int = 0, overwrite: bool = False, publish: Path | None = None,
-            extra_loops: int = 0) -> PredictResult:
+def predict(ckpt: str | Path, out: Path, *, data: str | None = PREDICT.data, tasks: str | None = PREDICT.tasks,
+            vote: bool = PREDICT.vote, batch_size: int = PREDICT.batch_size, steps: int | None = PREDICT.steps,
+            ema: bool = PREDICT.ema, cpu: bool | None = PREDICT.cpu, candidates: bool = True,
+            max_versions: int = PREDICT.max_versions, quiet: bool = False, deadline: Deadline | None = None,
+            flush_every: int = PREDICT.flush_every, on_flush=None, forward_dtype: str = PREDICT.forward_dtype,
+            device_batch_size: int = PREDICT.device_batch_size, overwrite: bool = PREDICT.overwrite,
+            publish: Path | None = PREDICT.publish, extra_loops: int = PREDICT.extra_loops) -> PredictResult:
     """Vote and write `out` (see the module docstring). `deadline`: stop before it with the answers so far.
     `flush_every`: batches between flushes; 0 = automatic (every 4, doubled while a flush costs more than 5% of
     the time since the previous one). `on_flush(info)` is called after every flush with a dict (flush number,

@@ -33,6 +33,7 @@ from arcsolver.kaggle.credentials import resolve_owner
 from arcsolver.kaggle.metadata import (DATASET_METADATA, KERNEL_METADATA, SLUG_RE, raise_first, slugify,
                                        validate_dataset_metadata, validate_kernel_metadata)
 from arcsolver.kaggle.notebook import render_notebook
+from arcsolver.kaggle.settings import PACKAGE
 from arcsolver.kaggle.runner import DEFAULT_MARGIN_S, MARKER_NAME, RUN_LIMIT_S, WEIGHTS_NAME
 from arcsolver.kaggle.wheel import build_wheel, check_wheel, wheel_version
 from arcsolver.runtime.errors import InputError
@@ -49,7 +50,6 @@ CHECKPOINT_FILES = (WEIGHTS_NAME, "ema.safetensors", "config.json")  # what infe
 SOLVE_MODULES = ("numpy", "numba", "llvmlite", "orjson", "click", "torch", "accelerate", "safetensors", "tqdm", "yaml",
                  "packaging", "typing_extensions", "sympy", "mpmath", "psutil", "huggingface_hub")
 
-DEFAULT_COMPETITION = "arc-prize-2025"
 DEFAULT_KERNEL_SLUG = "arcsolver-trm-submission"
 DEFAULT_DATASET_SLUG = "arcsolver-trm-checkpoint"
 DEFAULT_LICENSE = "other"  # the wheel is MIT, which Kaggle's list lacks; the description says so
@@ -92,13 +92,14 @@ def _mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
 
 
-def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competition: str = DEFAULT_COMPETITION,
+def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competition: str = PACKAGE.competition,
             dataset_slug: str | None = None, kernel_slug: str | None = None, owner: str | None = None,
-            title: str | None = None, dataset_title: str | None = None, gpu: bool = True,
+            title: str | None = None, dataset_title: str | None = None, gpu: bool = PACKAGE.gpu,
             machine_shape: str | None = None, margin_s: float = DEFAULT_MARGIN_S, limit_s: float = RUN_LIMIT_S,
             wheel: str | os.PathLike | None = None, extra_wheels: Sequence[str | os.PathLike] = (),
             license_name: str = DEFAULT_LICENSE, full_commit_run: bool = False,
-            finetune_args: Sequence[str] = (), allow_small_canvas: bool = False, overwrite: bool = False) -> Path:
+            finetune_args: Sequence[str] = (), allow_small_canvas: bool = PACKAGE.allow_small_canvas,
+            overwrite: bool = PACKAGE.overwrite) -> Path:
     """Write the ready-to-push folder `out` (see the module docstring) and return it.
 
     `title` is the notebook's title (default: from `kernel_slug`); the kernel slug defaults to the title's slug.

@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from arcsolver.kaggle.settings import REHEARSE
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json
 from arcsolver.runtime.outputs import claim_folder
@@ -111,8 +112,9 @@ def rehearsal_env(base: Path, exclude: tuple[str, ...] = ()) -> Path:
 
 def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike | None = None,
              test_file: str | os.PathLike | None = None, solutions: str | os.PathLike | None = None,
-             time_limit_s: float = 600.0, mode: str = "smoke", keep: str | os.PathLike | None = None,
-             image_exclude: tuple[str, ...] = (), processes: int = 1) -> dict:
+             time_limit_s: float = REHEARSE.time_limit_s, mode: str = REHEARSE.mode,
+             keep: str | os.PathLike | None = REHEARSE.keep, image_exclude: tuple[str, ...] = (),
+             processes: int = REHEARSE.processes) -> dict:
     """Run the package's notebook on a fake Kaggle tree; returns the report (see the module docstring).
     `image_exclude`: top-level packages the simulated Kaggle image lacks (fault drills). `processes` > 1 runs the
     solver through `accelerate launch` with that many CPU processes (gloo), as the notebook does on several GPUs."""

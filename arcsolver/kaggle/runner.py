@@ -48,10 +48,11 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from arcsolver.kaggle.settings import PACKAGE, RUN_LIMIT_S
+
 log = logging.getLogger("arcsolver.kaggle")
 
-RUN_LIMIT_S = 12 * 3600  # Kaggle's notebook limit for the ARC Prize (docs/kaggle.md, 'Run limits')
-DEFAULT_MARGIN_S = 30 * 60  # merge + write + Kaggle's own shutdown must fit in here
+DEFAULT_MARGIN_S = PACKAGE.margin_minutes * 60  # merge + write + Kaggle's own shutdown must fit in here
 CHALLENGES_NAME = "arc-agi_test_challenges.json"
 SUBMISSION_NAME = "submission.json"
 SUMMARY_NAME = "arcsolver-run-summary.json"

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from arcsolver.kaggle.settings import UPLOAD
 from arcsolver.runtime.errors import InputError
 from arcsolver.kaggle.credentials import kaggle_config_dirs
 from arcsolver.kaggle.metadata import check_dataset_folder, check_kernel_folder
@@ -117,8 +118,8 @@ def _field(obj: Any, *names: str) -> Any:
     return None
 
 
-def upload(folder: str | os.PathLike, *, submit: bool = False, dry_run: bool = False,
-           message: str = "arcsolver upload", api: Any = None, dataset_wait_s: float = 1800.0,
+def upload(folder: str | os.PathLike, *, submit: bool = UPLOAD.submit, dry_run: bool = UPLOAD.dry_run,
+           message: str = UPLOAD.message, api: Any = None, dataset_wait_s: float = 1800.0,
            kernel_wait_s: float = 3 * 3600.0, poll_s: float = 30.0,
            sleep: Callable[[float], None] = time.sleep, echo: Callable[[str], None] = print) -> list[Call]:
     """Upload `folder` (OUT of kaggle.package): dataset, wait, kernel, and with `submit` the competition submission.

@@ -7,11 +7,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from arcsolver.model.config import TRMConfig, model_mode
 from arcsolver.runtime.errors import InputError
 
 
 def model_config(arch: dict[str, Any], data_meta: dict, local_batch: int):
-    from arcsolver.model.trm import TRMConfig
     fields = {f.name for f in dataclasses.fields(TRMConfig)}
     unknown = set(arch) - fields
     if unknown:
@@ -19,8 +19,8 @@ def model_config(arch: dict[str, Any], data_meta: dict, local_batch: int):
     from arcsolver.model.puzzle_embedding import table_rows
     kw = dict(arch)
     kw.update(batch_size=local_batch, seq_len=int(data_meta["seq_len"]), vocab_size=int(data_meta["vocab_size"]),
-              num_puzzle_identifiers=table_rows(data_meta, kw.get("puzzle_emb_mode", "version")))
-    kw.setdefault("puzzle_emb_ndim", kw.get("hidden_size", 512))
+              num_puzzle_identifiers=table_rows(data_meta, model_mode(kw)))
+    kw.setdefault("puzzle_emb_ndim", kw.get("hidden_size", TRMConfig.hidden_size))
     return TRMConfig(**kw)
 
 

@@ -20,38 +20,21 @@ from typing import Any
 
 import orjson
 
+from arcsolver.model.config import TRMConfig
 from arcsolver.runtime.checks import check_rule
 from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.settings import check_value, declared
 
-_INT, _FLOAT, _BOOL, _STR = int, float, bool, str
-
-# Enumerations whose values the code dispatches on. Anything else would silently mean "no positions" or crash later.
-POS_ENCODINGS = ("rope", "learned", "none")
-FORWARD_DTYPES = ("bfloat16", "float32", "float16")
-LOSS_TYPES = ("stablemax_cross_entropy", "softmax_cross_entropy")
-MODEL_NAMES = ("trm", "urm")  # build.build_model dispatches on these
-PUZZLE_EMB_MODES = ("version", "task")  # puzzle_embedding.PUZZLE_EMB_MODES (not imported: keeps this module light)
-ARCH_RULES: dict[str, Any] = {
-    "name": MODEL_NAMES,
-    "batch_size": (_INT, 1, True, None), "seq_len": (_INT, 1, True, None), "puzzle_emb_ndim": (_INT, 0, True, None),
-    "num_puzzle_identifiers": (_INT, 1, True, None), "vocab_size": (_INT, 2, True, None),
-    "H_cycles": (_INT, 1, True, None), "L_cycles": (_INT, 1, True, None), "H_layers": (_INT, 0, True, None),
-    "L_layers": (_INT, 1, True, None), "hidden_size": (_INT, 1, True, None), "expansion": (_FLOAT, 0, False, None),
-    "num_heads": (_INT, 1, True, None), "pos_encodings": POS_ENCODINGS, "rms_norm_eps": (_FLOAT, 0, False, None),
-    "rope_theta": (_FLOAT, 0, False, None), "halt_max_steps": (_INT, 1, True, None),
-    "halt_exploration_prob": (_FLOAT, 0, True, 1.0), "forward_dtype": FORWARD_DTYPES, "mlp_t": _BOOL,
-    "puzzle_emb_len": (_INT, 0, True, None), "no_ACT_continue": _BOOL, "puzzle_emb_mode": PUZZLE_EMB_MODES,
-}
+LOSS_TYPES = ("stablemax_cross_entropy", "softmax_cross_entropy")  # losses.ACTLossHead dispatches on these
 
 
 def check_arch_field(key: str, value: Any, *, file: str | None = None) -> Any:
-    """A model field's value (`arch.<key>`), checked; raises InputError naming `arch.<key>`."""
-    def fail(msg):
-        raise InputError(msg, file=file, field=f"arch.{key}")
-    if key not in ARCH_RULES:
-        raise InputError(f"unknown model field (model fields: {', '.join(ARCH_RULES)})", file=file,
+    """A model field's value (`arch.<key>`), checked against its declaration in `TRMConfig`; raises InputError
+    naming `arch.<key>`."""
+    if key not in declared(TRMConfig):
+        raise InputError(f"unknown model field (model fields: {', '.join(declared(TRMConfig))})", file=file,
                          field=f"arch.{key}")
-    return check_rule(ARCH_RULES[key], value, fail)
+    return check_value(TRMConfig, key, value, file=file, field=f"arch.{key}")
 
 
 def check_loss_type(value: Any, *, file: str | None = None, field: str = "loss_type") -> Any:
@@ -63,7 +46,6 @@ def check_loss_type(value: Any, *, file: str | None = None, field: str = "loss_t
 
 def check_arch_relations(arch: dict[str, Any], *, file: str | None = None) -> None:
     """Relations between model fields (each value already checked on its own). Defaults are TRMConfig's."""
-    from arcsolver.model.trm import TRMConfig
     a = {**dataclasses.asdict(TRMConfig()), **arch}
     a.setdefault("puzzle_emb_ndim", a["hidden_size"])
     if a["name"] == "urm":  # the reference URM: RoPE attention blocks, halting on q_halt alone
@@ -108,9 +90,8 @@ def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 def _model_shapes(model_cfg: dict, loss_type: str) -> dict[str, tuple[int, ...]]:
     import torch
     from arcsolver.model.build import build_model
-    from arcsolver.model.trm import TRMConfig
     with torch.device("meta"):
-        head = build_model(TRMConfig(**model_cfg), loss_type)
+        head = build_model(TRMConfig.from_dict(model_cfg), loss_type)
     return {k: tuple(v.shape) for k, v in head.state_dict().items()}
 
 

@@ -117,7 +117,7 @@ def weight_bytes(mcfg, training: bool) -> int:
     b = _dtype_bytes(mcfg)
     n = 4 * p * (5 if training else 1) + (b * p if b != 4 else 0)
     if mcfg.puzzle_emb_ndim > 0:  # task mode adds its dihedral rows, colour codes and colour keys (8 + 10 + 10)
-        extra = 28 if getattr(mcfg, "puzzle_emb_mode", "version") == "task" else 0
+        extra = 28 if mcfg.puzzle_emb_mode == "task" else 0
         n += 4 * (mcfg.num_puzzle_identifiers + extra) * mcfg.puzzle_emb_ndim
     return n
 

@@ -13,7 +13,7 @@ all processes first, so all ranks apply the identical update and their tables st
 broadcasting the table (ranks may hold different numbers of rows).
 In evaluation, or without autograd, the forward is a plain lookup and records nothing.
 
-Two modes (`arch.puzzle_emb_mode`, `PUZZLE_EMB_MODES`):
+Two modes (`arch.puzzle_emb_mode`, `model/config.PUZZLE_EMB_MODES`):
   * `version` (the reference's): one row per augmented version of every task (`SparsePuzzleEmbedding`; ARC-AGI-1 +
     ConceptARC at 1000 augmentations is 876k rows, 1.8 GB at width 512). Reference checkpoints move both ways.
   * `task`: one row per task plus a code for the augmentation (`TaskPuzzleEmbedding`), so the table does not grow
@@ -64,7 +64,6 @@ class SparsePuzzleEmbedding(nn.Module):
         return leaf.to(self.cast_to)
 
 
-PUZZLE_EMB_MODES = ("version", "task")
 NUM_DIHEDRAL, NUM_COLOURS = 8, 10
 AUGMENTATION_COLUMNS = 1 + NUM_COLOURS  # a batch's "augmentations": [dihedral id, colour map c[0..9]]
 _KEY_SEED = 0x5EED_C0DE

@@ -47,55 +47,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from arcsolver.model.config import TRMConfig
 from arcsolver.model.layers import (Attention, CastedEmbedding, CastedLinear, CosSin, RotaryEmbedding, SwiGLU,
                                     TokenMixer, add_rms_norm, trunc_normal_)
 from arcsolver.model.puzzle_embedding import SparsePuzzleEmbedding, TaskPuzzleEmbedding
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16,
           "float64": torch.float64}  # float64: parity checks against the reference (not a user choice)
-
-
-@dataclass
-class TRMConfig:
-    """The reference's model config (field names and meaning: docs/trm.md, 'Configuration'), shared by URM (urm.py),
-    whose reference names map as loops -> halt_max_steps, num_layers -> L_layers."""
-
-    name: str = "trm"  # which recursive model: "trm" (trm.py) | "urm" (urm.py)
-    batch_size: int = 1
-    seq_len: int = 900
-    puzzle_emb_ndim: int = 512
-    num_puzzle_identifiers: int = 1
-    vocab_size: int = 12
-    H_cycles: int = 3
-    L_cycles: int = 4
-    H_layers: int = 0  # ignored by TRM (kept so reference configs load)
-    L_layers: int = 2
-    hidden_size: int = 512
-    expansion: float = 4.0
-    num_heads: int = 8
-    pos_encodings: str = "rope"  # "rope" | "learned" | anything else (e.g. "none"): no positions
-    rms_norm_eps: float = 1e-5
-    rope_theta: float = 10000.0
-    halt_max_steps: int = 16
-    halt_exploration_prob: float = 0.1
-    forward_dtype: str = "bfloat16"
-    mlp_t: bool = False
-    puzzle_emb_len: int = 16  # 0: ceil(puzzle_emb_ndim / hidden_size)
-    no_ACT_continue: bool = True
-    # "version": one puzzle row per augmented version (the reference); "task": one row per task + an augmentation
-    # code (puzzle_embedding.TaskPuzzleEmbedding). num_puzzle_identifiers counts the rows of that table.
-    puzzle_emb_mode: str = "version"
-
-    @property
-    def prefix_len(self) -> int:
-        """Number of puzzle-prefix slots in front of the sequence (the reference's `puzzle_emb_len` attribute)."""
-        if self.puzzle_emb_len:
-            return self.puzzle_emb_len
-        return -(-self.puzzle_emb_ndim // self.hidden_size)
-
-    @property
-    def total_len(self) -> int:
-        return self.seq_len + self.prefix_len
 
 
 class Block(nn.Module):

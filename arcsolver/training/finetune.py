@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from arcsolver.inference.settings import PREDICT
+from arcsolver.model.config import model_mode
 from arcsolver.data import arc_dataset
 from arcsolver.model import checkpoint
 from arcsolver.data.arc_tasks import load_tasks
@@ -43,7 +45,7 @@ def _extended_weights(ckpt: Path, base: dict, data_dir: Path) -> dict[str, torch
     colour codes) are kept as trained: only the task table is extended."""
     from arcsolver.model.puzzle_embedding import dataset_row_map, extend_table, map_row_names, table_key
     weights = checkpoint.load_weights(ckpt, ema=True)
-    mode = base["model"].get("puzzle_emb_mode", "version")
+    mode = model_mode(base["model"])
     key = table_key(mode)
     if key not in weights:  # no puzzle embedding (puzzle_emb_ndim 0)
         return weights
@@ -54,12 +56,14 @@ def _extended_weights(ckpt: Path, base: dict, data_dir: Path) -> dict[str, torch
 
 
 def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | None = None,
-             predict_after: bool = False, num_aug: int = FINETUNE.num_aug,
+             predict_after: bool = FINETUNE.predict_after, num_aug: int = FINETUNE.num_aug,
              embed_fraction: float = FINETUNE.embed_fraction, lr_scale: float = FINETUNE.lr_scale,
-             batch_size: int | None = None, overrides: list[str] = (), seed: int = 0, cpu: bool | None = None,
-             quiet: bool = False, embed_steps: int | None = None,
-             full_steps: int | None = None, predict_batch_size: int = 256, device_batch_size: int | None = None,
-             ema: bool | None = FINETUNE.ema, overwrite: bool = False, publish: Path | None = None) -> dict:
+             batch_size: int | None = FINETUNE.batch_size, overrides: list[str] = FINETUNE.overrides,
+             seed: int = FINETUNE.seed, cpu: bool | None = FINETUNE.cpu, quiet: bool = False,
+             embed_steps: int | None = FINETUNE.embed_steps, full_steps: int | None = FINETUNE.full_steps,
+             predict_batch_size: int = PREDICT.batch_size, device_batch_size: int | None = FINETUNE.device_batch_size,
+             ema: bool | None = FINETUNE.ema, overwrite: bool = FINETUNE.overwrite,
+             publish: Path | None = FINETUNE.publish) -> dict:
     """Fine-tune `ckpt` on the tasks of `tasks`; returns a summary dict (and writes OUT/finetune.json).
 
     `deadline`: the run's one Deadline (the CLI makes it from --deadline / --time-budget). `embed_steps` and

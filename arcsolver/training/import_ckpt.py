@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from arcsolver.model.config import TRMConfig, model_mode
+from arcsolver.training.config import IMPORT
 from arcsolver.data import arc_dataset
 from arcsolver.model import checkpoint
 from arcsolver.data.arc_tasks import load_tasks
@@ -86,7 +88,6 @@ ARCH_DEFAULTS = {"trm": {"H_cycles": 3, "L_cycles": 4, "puzzle_emb_len": 16},
 def infer_config(state: dict[str, torch.Tensor], *, seq_len: int, num_heads: int, H_cycles: int | None,
                  L_cycles: int | None, puzzle_emb_len: int | None, halt_max_steps: int, pos_encodings: str | None,
                  file: str = ""):
-    from arcsolver.model.trm import TRMConfig
     name = "urm" if is_urm_state(state) else "trm"
     d = ARCH_DEFAULTS[name]
     H_cycles = d["H_cycles"] if H_cycles is None else H_cycles
@@ -128,9 +129,11 @@ def check_against_model(state: dict[str, torch.Tensor], cfg, file: str) -> None:
 
 
 def import_checkpoint(path: str | Path, identifiers: str | Path, tasks: list[str], out: str | Path, *,
-                      eval_tasks: list[str] = (), seq_len: int = 900, num_heads: int = 8, H_cycles: int | None = None,
-                      L_cycles: int | None = None, puzzle_emb_len: int | None = None, halt_max_steps: int = 16,
-                      pos_encodings: str | None = None, overwrite: bool = False) -> Path:
+                      eval_tasks: list[str] = IMPORT.eval_tasks, seq_len: int = IMPORT.seq_len,
+                      num_heads: int = IMPORT.num_heads, H_cycles: int | None = IMPORT.H_cycles,
+                      L_cycles: int | None = IMPORT.L_cycles, puzzle_emb_len: int | None = IMPORT.puzzle_emb_len,
+                      halt_max_steps: int = TRMConfig.halt_max_steps, pos_encodings: str | None = None,
+                      overwrite: bool = IMPORT.overwrite) -> Path:
     """Reference checkpoint + identifiers.json + the tasks it names -> an arcsolver run folder (OUT/run) and dataset
     (OUT/data). Tasks from `eval_tasks` have their test inputs in the test split (what predict answers). None:
     the model's default (ARCH_DEFAULTS). OUT is new, empty or an earlier import (replaced whole); anything else
@@ -213,7 +216,7 @@ def _check_import_options(out: Path, **options: int) -> None:
 
 def _check_exportable(ck: Path, cfg: dict) -> None:
     """Reference checkpoints have one puzzle row per augmented version: only version mode moves there."""
-    mode = cfg["model"].get("puzzle_emb_mode", "version")
+    mode = model_mode(cfg["model"])
     if mode != "version":
         raise InputError(f"puzzle_emb_mode={mode!r}: the reference format has one puzzle row per augmented version "
                          "and no task rows or augmentation codes; only version-mode checkpoints export",

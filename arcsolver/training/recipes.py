@@ -11,17 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from arcsolver.runtime.checks import check_rule
 from arcsolver.runtime.errors import InputError
-from arcsolver.training.config import read_tables
+from arcsolver.runtime.settings import check_value
+from arcsolver.training.config import FinetuneSettings, read_tables
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = "cpu-default"
 
-# The finetune options a recipe may set, with the rule each value must meet.
-OPTION_RULES: dict[str, Any] = {"num_aug": (int, 0, True, None), "batch_size": (int, 1, True, None),
-                                "embed_fraction": (float, 0, True, 1.0), "lr_scale": (float, 0, False, None),
-                                "ema": bool}
+# The finetune options a recipe may set (each checked against its declaration in FinetuneSettings).
+RECIPE_OPTIONS = ("num_aug", "batch_size", "embed_fraction", "lr_scale", "ema")
 
 
 def recipe_names() -> list[str]:
@@ -37,13 +35,10 @@ def load_recipe(name: str) -> tuple[dict[str, Any], list[str]]:
     raw = read_tables(path, ("finetune", "set"), "recipe")
     options = {}
     for key, value in raw.get("finetune", {}).items():
-        if key not in OPTION_RULES:
-            raise InputError(f"unknown option (recipes set {', '.join(OPTION_RULES)})", file=str(path),
+        if key not in RECIPE_OPTIONS:
+            raise InputError(f"unknown option (recipes set {', '.join(RECIPE_OPTIONS)})", file=str(path),
                              field=f"finetune.{key}")
-
-        def fail(msg: str, key: str = key):
-            raise InputError(msg, file=str(path), field=f"finetune.{key}")
-        options[key] = check_rule(OPTION_RULES[key], value, fail)
+        options[key] = check_value(FinetuneSettings, key, value, file=str(path), field=f"finetune.{key}")
     sets = [f"{k}={_toml_text(v)}" for k, v in raw.get("set", {}).items()]
     return options, sets
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import orjson
 
+from arcsolver.training.config import REPORT
 from arcsolver.data.loader import ArcSource
 from arcsolver.inference.predict import predict
 from arcsolver.inference.show import solved_tests, task_png
@@ -290,8 +291,8 @@ def check_out(out: Path, run_paths: list[Path], overwrite: bool = False) -> None
         say(notice)
 
 
-def report(runs: list[str | Path], out: str | Path, *, gallery_tasks: int = 12, versions: int = 8,
-           cpu: bool | None = None, overwrite: bool = False) -> Path:
+def report(runs: list[str | Path], out: str | Path, *, gallery_tasks: int = REPORT.gallery_tasks,
+           versions: int = REPORT.versions, cpu: bool | None = REPORT.cpu, overwrite: bool = REPORT.overwrite) -> Path:
     """Write the report of `runs` into the folder `out` (see the module docstring); returns the page's path."""
     if not runs:
         raise InputError("no run folder given", field="RUN")
