@@ -307,6 +307,12 @@ def _flip(rng, p, S):
     return g, _flip_rule(p, g).copy()
 
 
+def _noise_through(rng, p, S, rule):
+    """A random noise grid in the task's colours and what `rule` makes of it (the dihedral families' pairs)."""
+    g = _noise(rng, *_size(rng, 2, S), p["colours"], rng.uniform(0.3, 0.7))
+    return g, rule(p, g).copy()
+
+
 def _rotate_rule(p, g):
     return np.rot90(g, p["k"])
 
@@ -317,8 +323,7 @@ def _rotate_rule(p, g):
 def _rotate(rng, p, S):
     """Rotate by k quarter turns counter-clockwise. Implied when: among the eight rotations and reflections, every
     one that maps each demonstration input to its output gives the test output."""
-    g = _noise(rng, *_size(rng, 2, S), p["colours"], rng.uniform(0.3, 0.7))
-    return g, _rotate_rule(p, g).copy()
+    return _noise_through(rng, p, S, _rotate_rule)
 
 
 def _transpose_rule(p, g):
@@ -331,8 +336,7 @@ def _transpose_rule(p, g):
 def _transpose(rng, p, S):
     """Reflect about the main or the anti diagonal. Implied when: among the eight rotations and reflections, every
     one that maps each demonstration input to its output gives the test output."""
-    g = _noise(rng, *_size(rng, 2, S), p["colours"], rng.uniform(0.3, 0.7))
-    return g, _transpose_rule(p, g).copy()
+    return _noise_through(rng, p, S, _transpose_rule)
 
 
 def _translate_params(rng, S):

@@ -35,12 +35,18 @@ class ArcPrepareSettings:
 
 
 @dataclass
-class SudokuSettings:
-    """`arcsolver prepare sudoku`."""
+class PuzzleSourceSettings:
+    """Where a Sudoku or Maze dataset's puzzles come from: generated, or the public CSV format."""
 
     generate: int | None = setting(None, "Generate N training puzzles.", low=1, metavar="N")
     csv: str | None = setting(None, "Training puzzles in the public CSV format.")
     csv_test: str | None = setting(None, "Test puzzles CSV (default: generated or split off).")
+
+
+@dataclass
+class SudokuSettings(PuzzleSourceSettings):
+    """`arcsolver prepare sudoku`."""
+
     side: int = setting(9, "Grid side.", choices=(4, 6, 9), option="--size")
     test_count: int = setting(1000, "Test puzzles.", low=0)
     min_difficulty: int = setting(0, "Minimum solver backtracks when generating.", low=0)
@@ -50,12 +56,9 @@ class SudokuSettings:
 
 
 @dataclass
-class MazeSettings:
+class MazeSettings(PuzzleSourceSettings):
     """`arcsolver prepare maze`."""
 
-    generate: int | None = setting(None, "Generate N training mazes.", low=1, metavar="N")
-    csv: str | None = setting(None, "Training mazes in the public CSV format.")
-    csv_test: str | None = setting(None, "Test mazes CSV (default: generated or split off).")
     side: int = setting(30, "Maze side.", low=5, option="--size")
     hard: bool = setting(True, "Keep only long shortest paths (hard filter).", option="--hard/--any")
     min_path: int | None = setting(None, "Generated mazes: shortest path at least this long (default: the hard "
