@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from arcsolver.model import checkpoint
-from arcsolver.model.config import TRMConfig, model_mode
+from arcsolver.model.config import DEFAULT_LOSS_TYPE, TRMConfig, model_mode
 from arcsolver.data.arc_tasks import Task, load_tasks
 from arcsolver.runtime.deadline import Deadline
 from arcsolver.runtime.errors import InputError
@@ -76,7 +76,7 @@ def load_model(ckpt: str | Path, device: torch.device, *, ema: bool = True, batc
     mc["forward_dtype"] = run_precision(forward_dtype, mc.get("forward_dtype", "float32"), device,
                                         announce_it=announce_precision).dtype
     mcfg = TRMConfig.from_dict(mc)
-    head = build_model(mcfg, cfg.get("train", {}).get("loss_type", "stablemax_cross_entropy"))
+    head = build_model(mcfg, cfg.get("train", {}).get("loss_type", DEFAULT_LOSS_TYPE))
     state = checkpoint.load_weights(ckpt, ema=ema)
     head.load_state_dict(state)
     model = head.model.to(device).eval()

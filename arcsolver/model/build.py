@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from arcsolver.model.config import TRMConfig, model_mode
+from arcsolver.model.config import DEFAULT_LOSS_TYPE, TRMConfig, model_mode
 from arcsolver.runtime.errors import InputError
 
 
@@ -24,7 +24,7 @@ def model_config(arch: dict[str, Any], data_meta: dict, local_batch: int):
     return TRMConfig(**kw)
 
 
-def build_model(cfg, loss_type: str = "stablemax_cross_entropy"):
+def build_model(cfg, loss_type: str = DEFAULT_LOSS_TYPE):
     """The ACT model `cfg.name` names, wrapped in its loss head."""
     from arcsolver.model.losses import ACTLossHead
     if cfg.name == "urm":

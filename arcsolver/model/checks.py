@@ -20,12 +20,10 @@ from typing import Any
 
 import orjson
 
-from arcsolver.model.config import TRMConfig
+from arcsolver.model.config import DEFAULT_LOSS_TYPE, LOSS_TYPES, TRMConfig
 from arcsolver.runtime.checks import check_rule
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.settings import check_value, declared
-
-LOSS_TYPES = ("stablemax_cross_entropy", "softmax_cross_entropy")  # losses.ACTLossHead dispatches on these
 
 
 def check_arch_field(key: str, value: Any, *, file: str | None = None) -> Any:
@@ -117,7 +115,7 @@ def check_checkpoint(path: str | Path) -> tuple[Path, dict]:
     for k, v in cfg["model"].items():
         check_arch_field(k, v, file=cfile)
     check_arch_relations(cfg["model"], file=cfile)
-    loss_type = cfg["train"].get("loss_type", "stablemax_cross_entropy")
+    loss_type = cfg["train"].get("loss_type", DEFAULT_LOSS_TYPE)
     check_loss_type(loss_type, file=cfile, field="loss_type")
     try:
         ours = _model_shapes(cfg["model"], loss_type)
@@ -163,7 +161,7 @@ def check_resume(path: str | Path, model_cfg, loss_type: str) -> tuple[Path, dic
         if k in cfg["model"] and cfg["model"][k] != v:
             raise InputError(f"the checkpoint has {k}={cfg['model'][k]!r}, this run {k}={v!r} "
                              "(resume with the same preset, --set and dataset)", file=cfile, field=f"model.{k}")
-    if cfg["train"].get("loss_type", "stablemax_cross_entropy") != loss_type:
+    if cfg["train"].get("loss_type", DEFAULT_LOSS_TYPE) != loss_type:
         raise InputError(f"the checkpoint has loss_type={cfg['train'].get('loss_type')!r}, this run {loss_type!r}",
                          file=cfile, field="train.loss_type")
     return ck, checkpoint.load_train_state(ck)  # read now: an unreadable state fails before the run folder is touched

@@ -18,6 +18,9 @@ MODEL_NAMES = ("trm", "urm")  # build.build_model dispatches on these
 POS_ENCODINGS = ("rope", "learned", "none")
 FORWARD_DTYPES = ("bfloat16", "float32", "float16")
 PUZZLE_EMB_MODES = ("version", "task")
+LOSS_TYPES = ("stablemax_cross_entropy", "softmax_cross_entropy")  # losses.ACTLossHead dispatches on these
+# The loss head's default (a training field, TrainConfig.loss_type; checkpoints without the field used it).
+DEFAULT_LOSS_TYPE = LOSS_TYPES[0]
 
 
 @dataclass

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from arcsolver.data.encoding import IGNORE_LABEL
+from arcsolver.model.config import DEFAULT_LOSS_TYPE
 
 
 def log_stablemax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -61,7 +62,7 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {"stablemax_cross_entropy": sta
 class ACTLossHead(nn.Module):
     """Wraps the ACT model (trm.TRM) as `model` (the reference's module path) and computes loss and metrics."""
 
-    def __init__(self, model: nn.Module, loss_type: str = "stablemax_cross_entropy"):
+    def __init__(self, model: nn.Module, loss_type: str = DEFAULT_LOSS_TYPE):
         super().__init__()
         if loss_type not in LOSSES:
             raise ValueError(f"unknown loss {loss_type!r} (one of {', '.join(LOSSES)})")

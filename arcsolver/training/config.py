@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arcsolver.model.checks import LOSS_TYPES, check_arch_field, check_arch_relations
-from arcsolver.model.config import FORWARD_DTYPES, TRMConfig
+from arcsolver.model.checks import check_arch_field, check_arch_relations
+from arcsolver.model.config import DEFAULT_LOSS_TYPE, FORWARD_DTYPES, LOSS_TYPES, TRMConfig
 from arcsolver.runtime.checks import SEED_MAX
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.settings import check_value, declared, setting
@@ -78,7 +78,7 @@ class TrainConfig:
     eval_batch_size: int = setting(0, "Rows per evaluation batch (0: global_batch_size).", low=0, cli=False)
     eval_steps: int = setting(0, "Supervision steps at evaluation and predict's default (0: the model's "
                               "halt_max_steps).", low=0, cli=False)
-    loss_type: str = setting("stablemax_cross_entropy", "Token loss.", choices=LOSS_TYPES, cli=False)
+    loss_type: str = setting(DEFAULT_LOSS_TYPE, "Token loss.", choices=LOSS_TYPES, cli=False)
     compile: bool | str = setting("auto", "torch.compile: auto (on for CUDA, off for CPU; runtime/compilation.py), "
                                   "true or false.", choices=("auto", True, False), cli=False)
     forward_dtype: str = setting("auto", "Activation dtype: auto (per device; runtime/precision.py) or one of "

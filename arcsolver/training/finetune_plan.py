@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from arcsolver.model.config import TRMConfig
 from arcsolver.runtime.deadline import Plan
 
 CUT_ORDER = ("steps", "augmentations", "versions", "training")
@@ -253,11 +254,12 @@ def measure_costs(ckpt, device, *, n_rows: int, predict_batch: int, train_batch:
         sup = timed(local)
     ck_s = checkpoint_seconds(model, has_ema=True, has_opt=True)
     grad_bytes = sum(p.numel() * 4 for n, p in model.named_parameters() if "puzzle_emb" not in n)
-    p_steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or int(mc.get("halt_max_steps", 16))
+    p_steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or int(mc.get("halt_max_steps",
+                                                                                      TRMConfig.halt_max_steps))
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the training phases that follow want that memory
     return Costs(sup_step_s=sup, predict_batch=b, predict_steps=p_steps, train_batch=train_batch,
-                 h_cycles=int(mc.get("H_cycles", 3)), load_s=load_s + PREDICT_START_S, checkpoint_s=ck_s,
+                 h_cycles=int(mc.get("H_cycles", TRMConfig.H_cycles)), load_s=load_s + PREDICT_START_S, checkpoint_s=ck_s,
                  phase_start_s=load_s + 1.0, gpu=device.type == "cuda", world=max(1, world), grad_bytes=grad_bytes,
                  compile_s=COMPILE_S if compile_enabled(compile_setting, device) else 0.0)

@@ -234,7 +234,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, *, overwrite: bool = Fa
     state = checkpoint.load_weights(ck, ema=True)
     out = Path(out)
     claim_folder(out, "export", inputs=[owning_run(ckpt), ck], overwrite=overwrite)
-    if cfg["model"].get("name", "trm") == "urm":
+    if cfg["model"].get("name", TRMConfig.name) == "urm":
         state = urm_reference_state(state, cfg["model"])
     ref = {PREFIX + k: v.contiguous() for k, v in state.items()}
     tmp = out / ".checkpoint.tmp"
@@ -245,7 +245,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, *, overwrite: bool = Fa
         write_json(out / "identifiers.json", rows["versions"])
     elif ids.is_file():
         shutil.copyfile(ids, out / "identifiers.json")
-    arch = urm_reference_arch(cfg["model"]) if cfg["model"].get("name", "trm") == "urm" else cfg["model"]
+    arch = urm_reference_arch(cfg["model"]) if cfg["model"].get("name", TRMConfig.name) == "urm" else cfg["model"]
     write_json(out / "arch.json", arch, indent=True)
     return out / "checkpoint"
 

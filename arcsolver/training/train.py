@@ -698,7 +698,7 @@ def _check_resume(resume: str, mcfg, loss_type: str, puzzle_rows: dict | None = 
     dataset's rows; returns its training state."""
     from arcsolver.model.checks import check_puzzle_rows, check_resume
     ck, state = check_resume(resume, mcfg, loss_type)
-    had = read_json(ck / "config.json")["train"].get("optimizer", "adam_atan2")
+    had = read_json(ck / "config.json")["train"].get("optimizer", TrainConfig.optimizer)
     if had != optimizer:  # the optimizer state would not fit
         raise InputError(f"the checkpoint has optimizer={had!r}, this run {optimizer!r} (resume with the same "
                          "preset and --set)", file=str(ck / "config.json"), field="train.optimizer")
