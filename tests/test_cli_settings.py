@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import subprocess
+import sys
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from arcsolver.cli import SettingArgument, SettingOption, main, option_name
 from arcsolver.runtime.errors import InputError
@@ -119,10 +122,16 @@ def test_a_value_is_checked_against_its_declaration():
 
 
 def test_a_bad_value_on_the_command_line_is_one_line_naming_the_option(tmp_path):
-    from click.testing import CliRunner
     r = CliRunner().invoke(main, ["predict", "--checkpoint", str(tmp_path), "--batch-size", "0"])
     assert r.exit_code == 2 and "--batch-size" in r.output and len(r.output.strip().splitlines()) == 1
     r = CliRunner().invoke(main, ["prepare", "maze", "--generate", "2", "--loops", "nan", "--out",
                                   str(tmp_path / "m")])
     assert r.exit_code == 2 and "--loops" in r.output and "finite" in r.output
     assert not (tmp_path / "m").exists()
+
+
+def test_the_command_line_imports_neither_torch_nor_numpy():
+    # --help builds every option from the settings modules: they must stay light (torch takes seconds to import).
+    code = "import sys, arcsolver.cli; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
