@@ -103,6 +103,10 @@ class Deadline:
         """A sub-deadline `seconds` before this one (for a phase that must leave room for what follows)."""
         return self if self.at is None else Deadline(self.at - float(seconds), self.clock)
 
+    def within(self, seconds: float) -> "Deadline":
+        """The earlier of this deadline and `seconds` from now (a phase given a share of the time left)."""
+        return self.min(self.clock.now() + float(seconds))
+
     def min(self, other_at: float | None) -> "Deadline":
         if other_at is None:
             return self

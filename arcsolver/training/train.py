@@ -87,14 +87,15 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     `initial_checkpoint_only`: take no step, write a checkpoint of the initial state (fine-tuning with no time to
     train: the mean-embedding model).
     `deadline`: stop (with a checkpoint, and the final evaluation when it fits) before it; the steps that fit are
-    planned from the first timed steps (or `prior_step_s` before any) and the LR schedule spans them
-    (`cfg.time_budget_s` > 0 is sugar for a deadline that many seconds from now; the earlier one wins).
+    planned from the first timed steps (or `prior_step_s` before any) and the LR schedule spans them. The caller
+    makes the one Deadline of the process (the CLI turns `--deadline`, `--time-budget` and `cfg.time_budget_s` into
+    it); without one the run ends at `max_steps`.
     `cfg.out` must be new, empty, or the run folder of `resume`; `overwrite` starts an existing run over.
 
     Read top to bottom: check the inputs, build the run (accelerator, data, model, optimizers), restore a resumed
     one, plan the steps, then step / evaluate / checkpoint until a stop, and finish (final evaluation, checkpoint)."""
     _check_inputs(cfg, resume, overwrite)
-    deadline = _run_deadline(cfg, deadline)
+    deadline = deadline or Deadline()
     t_start = deadline.clock.now()
     if deadline.passed():
         raise InputError(f"the deadline passed {-deadline.remaining():.0f} s ago: no time to train",
@@ -583,15 +584,6 @@ def size_schedule(warmup: int, max_steps: int, planned_end: int | None) -> _Sche
         return _Schedule(warmup, max_steps, max_steps)
     end = max(1, planned_end)
     return _Schedule(min(warmup, max(1, math.ceil(WARMUP_SHARE * end))), end, end)
-
-
-def _run_deadline(cfg: TrainConfig, deadline: Deadline | None) -> Deadline:
-    from arcsolver.runtime.units import check_seconds
-    deadline = deadline or Deadline()
-    if cfg.time_budget_s:
-        budget = check_seconds(cfg.time_budget_s, "time_budget_s")
-        deadline = deadline.min(deadline.now() + budget)
-    return deadline
 
 
 def checkpoint_seconds(model: torch.nn.Module, *, has_ema: bool, has_opt: bool) -> float:
