@@ -164,8 +164,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
         e_steps = f_steps = 10**9 if train_s > 0 else 0
         e_steps = e_steps if embed_fraction > 0 else 0
         f_steps = f_steps if embed_fraction < 1 else 0
-        e_deadline = Deadline(min(train_end.at, clock.now() + embed_fraction * max(0.0, train_end.remaining())),
-                              clock)
+        e_deadline = train_end.within(embed_fraction * max(0.0, train_end.remaining()))
         prior_e, prior_f = costs.train_step_s(embed_only=True), costs.train_step_s()
     w1, n1, final, interrupted = weights, 0, None, None
     if e_steps and e_deadline.remaining() > 0:
@@ -232,69 +231,6 @@ def _finetune_ema(base_train: dict, ema: bool | None) -> bool:
     """EMA during fine-tuning: the checkpoint's setting unless forced. With EMA on, prediction reads the average,
     which after a few hundred steps at rate 0.999 is still mostly the pretrained network."""
     return bool(base_train["ema"]) if ema is None else bool(ema)
-
-
-def finetune_per_task(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | None = None,
-                      predict_after: bool = False, quiet: bool = False, overwrite: bool = False, **kwargs) -> dict:
-    """Fine-tune a separate copy of the model for every task (instead of all tasks jointly in one model).
-
-    Each task is written to OUT/per-task/tasks/<id>.json and fine-tuned into OUT/per-task/<id> with the same
-    options (`embed_steps`/`full_steps` are per task); under a deadline the time left is shared equally among the
-    tasks still to do. With `predict_after`, OUT/submission.json is complete and valid from the start (every task at
-    its fallback) and each task's answers are merged into it, with its candidates, as soon as the task is done: a
-    stop at any moment leaves every answer made so far on disk. SIGINT/SIGTERM (during training or prediction) or
-    the deadline stop the loop after the task in progress, whose prediction keeps what it voted."""
-    from arcsolver.inference.submission import fallback_submission, write_submission
-    deadline = deadline or Deadline()
-    clock = deadline.clock
-    t0 = clock.now()
-    out = Path(out)
-    ckpt_dir, base = _check_inputs(ckpt, out, tasks, batch_size=kwargs.get("batch_size"),
-                                   lr_scale=kwargs.get("lr_scale", FINETUNE.lr_scale), overwrite=overwrite)
-    _check_options(deadline, kwargs.get("embed_steps"), kwargs.get("full_steps"),
-                   kwargs.get("num_aug", FINETUNE.num_aug), kwargs.get("embed_fraction", FINETUNE.embed_fraction),
-                   kwargs.get("publish"))
-    task_list = load_tasks(tasks)
-    _finetune_config(base, list(kwargs.get("overrides", ())), kwargs.get("batch_size"),
-                     kwargs.get("lr_scale", FINETUNE.lr_scale), kwargs.get("seed", 0), kwargs.get("ema", FINETUNE.ema))
-    claim_folder(out, "finetune", inputs=_inputs(ckpt_dir, tasks), overwrite=overwrite)
-    folder = out / "per-task" / "tasks"
-    for t in task_list:
-        write_json(folder / f"{t.id}.json", t.to_json())
-    merged, candidates = fallback_submission(task_list), {}
-    sub_path = out / "submission.json"
-    if predict_after:
-        write_submission(sub_path, merged, task_list)
-        write_json(sub_path.with_name("submission.candidates.json"), candidates)
-    runs, interrupted, answered = [], None, 0
-    for i, t in enumerate(task_list):
-        if deadline.limited and deadline.remaining() <= 0:
-            break
-        share = Deadline(clock.now() + deadline.remaining() / (len(task_list) - i), clock) if deadline.limited \
-            else None
-        s = finetune(ckpt_dir, str(folder / f"{t.id}.json"), out / "per-task" / t.id, deadline=share,
-                     predict_after=predict_after, quiet=quiet, **kwargs)
-        runs.append({"task": t.id, **{k: s[k] for k in ("checkpoint", "embed_steps", "full_steps", "seconds")}})
-        interrupted = s.get("interrupted") or ("SIGTERM" if s.get("predict_stopped_by") == "signal" else None)
-        if predict_after and "submission" in s:
-            merged.update(read_json(s["submission"]))
-            cand = Path(s["submission"]).with_name("submission.candidates.json")
-            if cand.is_file():
-                candidates.update(read_json(cand))
-            write_submission(sub_path, merged, task_list)  # the submission first: candidates never over-count
-            write_json(sub_path.with_name("submission.candidates.json"), candidates)
-            answered += 1
-        if interrupted:
-            break
-    summary = {"per_task": runs, "embed_steps": sum(r["embed_steps"] for r in runs),
-               "full_steps": sum(r["full_steps"] for r in runs), "train_seconds": clock.now() - t0,
-               "checkpoint": str(out / "per-task"), "interrupted": interrupted, "tasks_predicted": answered,
-               "mean_embedding_only": all(r["embed_steps"] + r["full_steps"] == 0 for r in runs)}
-    if predict_after:
-        summary["submission"] = str(sub_path)
-    summary["seconds"] = clock.now() - t0
-    write_json(out / "finetune.json", summary, indent=True)
-    return summary
 
 
 def _check_inputs(ckpt: str | Path, out: Path, tasks: str, *, batch_size: int | None, lr_scale: float,
