@@ -18,11 +18,12 @@
    Deadline, logged and saved in the summary as the plan): the solver's deadline, passed down as `--deadline`,
    SIGTERM, SIGKILL after a grace period, the merge. Call `solve(tasks_path, checkpoint, out_dir, deadline, smoke)
    -> submission path` in a worker thread (in smoke mode the solver gets the smoke budget and is stopped at 2 x
-   that + start-up, so a solver that ignores its deadline cannot burn a commit run's GPU quota). The default solve runs `arcsolver finetune --deadline
-   ... --predict` as a subprocess (through `accelerate launch` on several GPUs); prediction flushes its submission as
-   it goes and on SIGTERM, so a solver stopped at the deadline (or exiting non-zero) still hands over every answer
-   it voted. Any exception, a missing file or checkpoint keeps the fallback; nothing here raises past `run()` except
-   a missing or unreadable challenges file, for which no valid submission can exist.
+   that + start-up, so a solver that ignores its deadline cannot burn a commit run's GPU quota). The default solve
+   runs `arcsolver finetune --deadline ... --predict` as a subprocess (through `accelerate launch` on several GPUs);
+   prediction flushes its submission as it goes and on SIGTERM, so a solver stopped at the deadline (or exiting
+   non-zero) still hands over every answer it voted. Any exception, a missing file or checkpoint keeps the
+   fallback; nothing here raises past `run()` except a missing or unreadable challenges file, for which no valid
+   submission can exist.
 6. Validate the solver's file entry by entry: each test input the *model* answered (a candidate in the solver's
    candidates file, not the solver's own fallback) with a valid entry replaces the fallback entry and is counted;
    then write `submission.json` atomically and validated, plus `arcsolver-run-summary.json` beside it (counts,
@@ -514,11 +515,11 @@ KILL_WAIT_S = 10.0  # after SIGKILL, for the process group to be gone
 
 def solver_stops(deadline: Deadline, smoke: bool = False,
                  smoke_budget_s: float = SMOKE_BUDGET_S) -> dict[str, Deadline]:
-    """The moments of the solve, each a Deadline on `deadline`'s clock: the deadline passed down to the solver, when it gets SIGTERM if it is
-    still running, when SIGKILL, and by when the merge must start. Grace and kill wait are at most 5% of the time
-    left each, so short deadlines (tests, rehearsals) keep most of their time for the solver. A smoke (commit) run
-    gets `smoke_budget_s` and is stopped at twice that plus start-up, so a solver that ignores its deadline cannot
-    burn a commit run's GPU quota."""
+    """The moments of the solve, each a Deadline on `deadline`'s clock: the deadline passed down to the solver,
+    when it gets SIGTERM if it is still running, when SIGKILL, and by when the merge must start. Grace and kill
+    wait are at most 5% of the time left each, so short deadlines (tests, rehearsals) keep most of their time for
+    the solver. A smoke (commit) run gets `smoke_budget_s` and is stopped at twice that plus start-up, so a solver
+    that ignores its deadline cannot burn a commit run's GPU quota."""
     left = max(0.0, deadline.remaining())
     grace, kill_wait = min(SIGTERM_GRACE_S, 0.05 * left), min(KILL_WAIT_S, 0.05 * left)
     sigkill = deadline.earlier_by(kill_wait)

@@ -21,27 +21,31 @@ import math
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 
-from arcsolver.data import arc_dataset
-from arcsolver.model import checkpoint
-from arcsolver.data.arc_tasks import load_tasks
-from arcsolver.training.config import FINETUNE
-from arcsolver.runtime.deadline import Deadline, Plan
 from arcsolver.runtime import report
+from arcsolver.runtime.deadline import Deadline, Plan
 from arcsolver.runtime.errors import InputError
-from arcsolver.training.finetune_plan import CUT_ORDER, decide, measure_costs
-from arcsolver.inference.predict import check_publish_target
-from arcsolver.training.plan_log import PLAN_NAME, PlanLog
 from arcsolver.runtime.jsonio import read_json, write_json
 from arcsolver.runtime.outputs import claim_folder, claim_output, owning_run
-
+from arcsolver.data import arc_dataset
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.model import checkpoint
+from arcsolver.model.checks import check_checkpoint
+from arcsolver.model.puzzle_embedding import dataset_row_map, extend_table, map_row_names, table_key
+from arcsolver.inference.predict import check_publish_target, predict
+from arcsolver.training.checks import check_config
+from arcsolver.training.config import FINETUNE, build_config
+from arcsolver.training.finetune_plan import CUT_ORDER, decide, measure_costs
+from arcsolver.training.plan_log import PLAN_NAME, PlanLog
+from arcsolver.training.train import train
 
 def _extended_weights(ckpt: Path, base: dict, data_dir: Path) -> dict[str, torch.Tensor]:
     """The checkpoint's weights (EMA) with its puzzle table extended to the rows of the fine-tuning dataset: a row
     the checkpoint's name -> row map already has (a task, or version, it was trained on) keeps its trained row,
     every new one starts at the mean of the trained rows. In task mode the augmentation codes (dihedral rows,
     colour codes) are kept as trained: only the task table is extended."""
-    from arcsolver.model.puzzle_embedding import dataset_row_map, extend_table, map_row_names, table_key
     weights = checkpoint.load_weights(ckpt, ema=True)
     mode = base["model"].get("puzzle_emb_mode", "version")
     key = table_key(mode)
@@ -70,8 +74,6 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     `ema`: None keeps the checkpoint's EMA setting during fine-tuning, False/True force it off/on.
     `out` is new, empty or an earlier fine-tuning output (replaced whole); anything else only with `overwrite`.
     `publish`: a complete submission file into which prediction copies its answers at every flush (predict)."""
-    from accelerate import PartialState
-    from arcsolver.training.train import train
     deadline = deadline or Deadline()
     clock = deadline.clock
     t0 = clock.now()
@@ -195,7 +197,6 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
 
     # 4. predict, against the deadline itself (not after SIGINT/SIGTERM: the user or the scheduler asked to stop)
     if predict_after and not interrupted:
-        from arcsolver.inference.predict import predict
         t_pred = clock.now()
         res = predict(final, out / "submission.json", data=str(data_dir), cpu=cpu, quiet=quiet,
                       batch_size=predict_batch_size, deadline=deadline.earlier_by(sum(margin.values())),
@@ -237,7 +238,6 @@ def _check_inputs(ckpt: str | Path, out: Path, tasks: str, *, batch_size: int | 
                   overwrite: bool) -> tuple[Path, dict]:
     """The checkpoint (complete, readable, matching its config), the options and the output folder, checked before
     anything is written (model/checks.py, runtime/outputs.py). Returns (checkpoint folder, its config)."""
-    from arcsolver.model.checks import check_checkpoint
     ck, base = check_checkpoint(ckpt)
     if base["data"].get("kind", "arc") != "arc":
         raise InputError(f"fine-tuning learns new ARC tasks; this checkpoint was trained on {base['data']['kind']!r}",
@@ -280,7 +280,6 @@ def _finetune_config(base: dict, overrides: list[str], batch_size: int | None, l
                      ema: bool | None = FINETUNE.ema):
     """The checkpoint's recipe for fine-tuning: its architecture and optimizer settings, LRs x `lr_scale`, no
     evaluation or periodic checkpoints; explicit --set values win."""
-    from arcsolver.training.config import build_config
     tb = base["train"]
     cfg = build_config(None, list(overrides))
     cfg = dataclasses.replace(
@@ -303,7 +302,6 @@ def _finetune_config(base: dict, overrides: list[str], batch_size: int | None, l
         else:
             raise InputError(f"fine-tuning keeps the checkpoint's architecture; only "
                              f"{', '.join('arch.' + f for f in SHAPE_FREE_ARCH_FIELDS)} may change", field=k)
-    from arcsolver.training.checks import check_config
     check_config(cfg)  # the checkpoint's values and the derived ones too, before anything is written
     return cfg
 
@@ -312,7 +310,6 @@ def _same_on_every_process(state, obj):
     """The main process's `obj` on every process (the plan must not differ between ranks: their timings do)."""
     if state.num_processes == 1:
         return obj
-    from accelerate.utils import broadcast_object_list
     box = [obj]
     broadcast_object_list(box, from_process=0)
     return box[0]

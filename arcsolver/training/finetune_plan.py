@@ -33,7 +33,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
+
+from arcsolver.runtime.compilation import compile_enabled
 from arcsolver.runtime.deadline import Plan
+from arcsolver.model.memory_model import free_device_bytes
+from arcsolver.model.puzzle_embedding import blank_puzzle_inputs
+from arcsolver.inference.microbatch import rollout_in_micro_batches
+from arcsolver.inference.predict import load_model, prediction_device_batch
+from arcsolver.inference.rollout import rollout
+from arcsolver.training.train import checkpoint_seconds
 
 CUT_ORDER = ("steps", "augmentations", "versions", "training")
 MIN_STEPS = 10  # fewer training steps than this are not worth the two phases' start-up: cut elsewhere first
@@ -217,20 +226,12 @@ def measure_costs(ckpt, device, *, n_rows: int, predict_batch: int, train_batch:
     is projected to cost at most 2% of `window_s`, else the small step scaled by rows (CPU throughput is about
     linear in rows; on a GPU a small batch underuses the device, which over-estimates prediction: safe). Planning
     thus costs a checkpoint load plus at most ~2% of the time left."""
-    import torch
-    from arcsolver.inference.microbatch import rollout_in_micro_batches
-    from arcsolver.inference.rollout import rollout
-    from arcsolver.inference.predict import load_model, prediction_device_batch
-    from arcsolver.model.memory_model import free_device_bytes
-    from arcsolver.model.puzzle_embedding import blank_puzzle_inputs
-    from arcsolver.runtime.compilation import compile_enabled
-    from arcsolver.training.train import checkpoint_seconds
     t = clock.now()
     b = max(1, min(predict_batch, n_rows))
     local = max(1, b // max(1, world))
     free = free_device_bytes(device)
     model, cfg = load_model(ckpt, device, batch_size=local, forward_dtype=forward_dtype)
-    micro = prediction_device_batch(model, device_batch_size, local, device, free)
+    micro = prediction_device_batch(model, device_batch_size, local, free)
     load_s = clock.now() - t
     mc = cfg["model"]
     seq = int(mc["seq_len"])
