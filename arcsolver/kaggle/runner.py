@@ -49,6 +49,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from arcsolver.runtime.deadline import SYSTEM_CLOCK, Deadline
+from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.jsonio import read_json, write_json
+from arcsolver.inference.submission import validate_submission, check_submission, fallback_submission, write_submission
+from arcsolver.training.plan_log import PLAN_NAME
+from arcsolver.kaggle.tasks import checkpoint_canvas, fit_canvas, read_challenges
 
 log = logging.getLogger("arcsolver.kaggle")
 
@@ -109,8 +114,6 @@ def _prefer(paths: list[Path], hint: str | None) -> list[Path]:
 
 
 def find_challenges(root: Path, competition: str | None = None) -> Path:
-    from arcsolver.runtime.errors import InputError
-
     found = _prefer(find_files(root / "input", CHALLENGES_NAME), competition)
     if not found:
         raise InputError(f"no {CHALLENGES_NAME} under {root / 'input'}: attach the competition to the notebook "
@@ -123,8 +126,6 @@ def find_challenges(root: Path, competition: str | None = None) -> Path:
 
 def find_checkpoint(root: Path, dataset: str | None = None, scratch: Path | None = None) -> Path | None:
     """The checkpoint folder in the attached inputs, or None (logged) when there is none."""
-    from arcsolver.runtime.jsonio import read_json
-
     inputs = root / "input"
     for marker in _prefer(find_files(inputs, MARKER_NAME), dataset):
         try:
@@ -193,6 +194,7 @@ def solver_processes() -> int:
 
 
 def gpu_count() -> int:
+    # torch is imported here, not at the top: a broken torch install must not stop the fallback submission.
     try:
         import torch
 
@@ -311,8 +313,6 @@ def cli_solve(tasks_path: Path, checkpoint: Path, out_dir: Path, deadline: Deadl
 
 def load_solve_hook(spec: str) -> SolveFn:
     """`module:function` -> the function (the testing/advanced hook behind $ARCSOLVER_KAGGLE_SOLVE)."""
-    from arcsolver.runtime.errors import InputError
-
     module, sep, name = spec.partition(":")
     if not sep or not module or not name:
         raise InputError(f"expected module:function, got {spec!r}", field=ENV_SOLVE)
@@ -359,8 +359,6 @@ def merge(tasks: list, base: dict, candidate: Any,
     is skipped whole (its order cannot be trusted). Returns the merged submission, the number of tasks answered
     completely, and the number of test inputs answered.
     """
-    from arcsolver.inference.submission import validate_submission
-
     merged = {tid: list(entries) for tid, entries in base.items()}
     if not isinstance(candidate, dict):
         return merged, 0, 0
@@ -388,8 +386,6 @@ def model_answers(produced: Path, candidate: Any, tasks: list) -> set[tuple[str,
     candidate in the `*.candidates.json` beside it (what `predict` flushes with every submission it writes, so a
     solver killed mid-prediction still has its count), else, for solvers that write none, the
     entries that differ from the test input (the solvers' own fallback)."""
-    from arcsolver.runtime.jsonio import read_json
-
     cand_file = produced.with_name(produced.stem + ".candidates.json")
     if cand_file.is_file():
         try:
@@ -416,9 +412,6 @@ def solver_report(out_dir: Path) -> dict:
     """What `arcsolver finetune` recorded about its run, for the run summary: its summary (plan, steps, seconds;
     written at its end) and its plan.json (planned vs actual per phase; written as it goes, so a solver stopped at
     the deadline still has one); {} if neither."""
-    from arcsolver.runtime.jsonio import read_json
-    from arcsolver.training.plan_log import PLAN_NAME
-
     out: dict = {}
     for name in ("finetune.json", PLAN_NAME):
         f = out_dir / name
@@ -449,8 +442,6 @@ def partial_output(out_dir: Path, error: BaseException) -> Path:
 def checkpoint_problem(ck: Path) -> str | None:
     """One line naming what makes a checkpoint folder unusable (missing or unreadable config.json or weights,
     e.g. a truncated upload), or None. Checked before the solver starts, so the log says why, not a traceback."""
-    from arcsolver.runtime.jsonio import read_json
-
     try:
         if not isinstance(read_json(ck / "config.json"), dict):
             return f"{ck / 'config.json'}: expected a JSON object"
@@ -474,9 +465,6 @@ def _tasks_to_solve(challenges, checkpoint: Path, smoke: bool, smoke_tasks: int,
                     summary: dict) -> tuple[list, Path]:
     """The valid tasks that fit the checkpoint's canvas (first `smoke_tasks` in smoke mode) and the challenges file
     the solver reads (the original when it is all of them). The others keep their fallback and are reported."""
-    from arcsolver.runtime.jsonio import write_json
-    from arcsolver.kaggle.tasks import checkpoint_canvas, fit_canvas
-
     solve_tasks = fit_canvas(challenges, checkpoint_canvas(checkpoint))
     summary["left_to_fallback"] = dict(challenges.problems)
     for why in challenges.problems.values():
@@ -545,10 +533,6 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
     `deadline_s`: seconds after `started_at` (default: now) by which the file must be final; default 12 h minus
     `margin_s`. `competition` / `dataset` only break ties when several inputs match.
     """
-    from arcsolver.runtime.jsonio import read_json, write_json
-    from arcsolver.kaggle.tasks import read_challenges
-    from arcsolver.inference.submission import check_submission, fallback_submission, write_submission
-
     clock = SYSTEM_CLOCK
     t_enter = clock.now()
     t0 = t_enter if started_at is None else started_at

@@ -8,15 +8,17 @@ import dataclasses
 from typing import Any
 
 from arcsolver.runtime.errors import InputError
+from arcsolver.model.trm import TRMConfig, TRM
+from arcsolver.model.puzzle_embedding import table_rows
+from arcsolver.model.losses import ACTLossHead
+from arcsolver.model.urm import URM
 
 
 def model_config(arch: dict[str, Any], data_meta: dict, local_batch: int):
-    from arcsolver.model.trm import TRMConfig
     fields = {f.name for f in dataclasses.fields(TRMConfig)}
     unknown = set(arch) - fields
     if unknown:
         raise InputError(f"unknown model field(s): {', '.join(sorted(unknown))}", field="arch")
-    from arcsolver.model.puzzle_embedding import table_rows
     kw = dict(arch)
     kw.update(batch_size=local_batch, seq_len=int(data_meta["seq_len"]), vocab_size=int(data_meta["vocab_size"]),
               num_puzzle_identifiers=table_rows(data_meta, kw.get("puzzle_emb_mode", "version")))
@@ -26,9 +28,6 @@ def model_config(arch: dict[str, Any], data_meta: dict, local_batch: int):
 
 def build_model(cfg, loss_type: str = "stablemax_cross_entropy"):
     """The ACT model `cfg.name` names, wrapped in its loss head."""
-    from arcsolver.model.losses import ACTLossHead
     if cfg.name == "urm":
-        from arcsolver.model.urm import URM
         return ACTLossHead(URM(cfg), loss_type=loss_type)
-    from arcsolver.model.trm import TRM
     return ACTLossHead(TRM(cfg), loss_type=loss_type)

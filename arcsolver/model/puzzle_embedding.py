@@ -37,10 +37,13 @@ name of every row (what checkpoints carry, so a table can be continued, extended
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from arcsolver.runtime.jsonio import read_json
 
 
 class SparsePuzzleEmbedding(nn.Module):
@@ -132,8 +135,6 @@ def dataset_row_map(data, mode: str) -> dict:
     it (`puzzle_rows.json`): {"mode", "tasks": task ids in dataset order (row i + 1 in task mode), and in version
     mode "versions": every row's name, the reference's identifiers.json}. Dense (Sudoku/Maze) data: no tasks, the
     blank row only."""
-    from pathlib import Path
-    from arcsolver.runtime.jsonio import read_json
     root = Path(data)
     meta = read_json(root / "meta.json")
     arc = meta.get("kind") == "arc"
