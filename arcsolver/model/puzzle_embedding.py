@@ -27,9 +27,8 @@ Two modes (`arch.puzzle_emb_mode`, `PUZZLE_EMB_MODES`):
     The task table is the one that scales (one row per task, 100k tasks at width 512 = 205 MB): a zero-initialised
     buffer trained by the same sparse sign-SGD, the same mean-of-trained-rows start for unseen tasks. The 18
     augmentation rows are shared by every example, so they are ordinary parameters of the network (Adam-atan2, EMA,
-    frozen with the network in fine-tuning's embeddings-only phase): measured first as sign-SGD rows too, they took
-    a +-lr step in every coordinate at every step (every batch touches them) and task mode pretrained worse and
-    fine-tuned to 0/24 on the TTT benchmark (runs/results/ttt-modes-signsgd-codes.md).
+    frozen with the network in fine-tuning's embeddings-only phase): as sign-SGD rows they would take a +-lr step in
+    every coordinate at every step (every batch touches them), which measurably hurts (runs/LOG.md, 2026-11-30).
 `table_rows(meta, mode)` is the row count of the (task or version) table for a prepared dataset; `row_names` the
 name of every row (what checkpoints carry, so a table can be continued, extended or remapped by name).
 """

@@ -6,10 +6,9 @@ times the model-loading part of prediction) and one forward supervision step of 
 one warm-up call, on a synthetic batch of the real shape. Everything else follows by counting forward passes
 (`train.py` spells out the same model): a training step of G rows is G rows x (1 + 2/H) forward-supervision units
 (the backward pass covers the last of H cycles at ~2x its forward), x `TRAIN_OVERHEAD`. An embeddings-only step is
-counted the same: its backward still runs through the network to reach the inputs, and measured on CPU
-(arc-demo-cpu when it was h=128 with 4 supervision steps, batch 64) it took 0.9-1.0x a full step. TRAIN_OVERHEAD =
-0.9 is that measurement too (a full step took 0.66-0.70x of 1 + 2/H forward units timed at batch 8: training's
-larger batch runs more efficiently). The training phases do not rely on these estimates for their length: they
+counted the same: its backward still runs through the network to reach the inputs (on CPU it costs 0.9-1.0x a full
+step). `TRAIN_OVERHEAD` = 0.9: training's larger batch runs more efficiently than the batch of 8 the probe times (a
+full step measured 0.66-0.70x of its 1 + 2/H forward units; the measurements: runs/LOG.md, 2026-11-30). The training phases do not rely on these estimates for their length: they
 plan their own steps from their own timed steps.
 
 Processes (`world`, from the launcher): every cost is one process's share, as the code splits the work. A training
