@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Iterable
 
 import orjson
-from PIL import Image
 
 from arcsolver.runtime.checks import check_writable
 from arcsolver.runtime.errors import InputError
@@ -207,5 +206,8 @@ def _file_kind(p: Path) -> str | None:
 
 
 def _png_software(p: Path) -> str | None:
+    # Pillow is imported only where a PNG is inspected: the Kaggle solve path (finetune, predict) does not need it,
+    # and the notebook checks the image for exactly the modules that path imports (tests/test_kaggle_faults.py).
+    from PIL import Image
     with Image.open(p) as img:
         return img.info.get("Software")
