@@ -293,12 +293,6 @@ def _choice(rng: np.random.Generator, items: list):
 
 
 # --------------------------------------------------------------------------------------------- geometry
-def _noise_through(rule: Callable[[dict, Grid], Grid], rng: np.random.Generator, p: dict, S: int) -> tuple[Grid, Grid]:
-    """A noise grid (2..S a side, the family's colours) and what the geometric `rule` makes of it."""
-    g = _noise(rng, *_size(rng, 2, S), p["colours"], rng.uniform(0.3, 0.7))
-    return g, rule(p, g).copy()
-
-
 def _flip_rule(p, g):
     return g[:, ::-1] if p["axis"] == "lr" else g[::-1, :]
 
@@ -309,7 +303,8 @@ def _flip_rule(p, g):
 def _flip(rng, p, S):
     """Mirror the grid left-right or up-down. Implied when: among the eight rotations and reflections, every one
     that maps each demonstration input to its output gives the test output."""
-    return _noise_through(_flip_rule, rng, p, S)
+    g = _noise(rng, *_size(rng, 2, S), p["colours"], rng.uniform(0.3, 0.7))
+    return g, _flip_rule(p, g).copy()
 
 
 def _rotate_rule(p, g):
@@ -322,7 +317,8 @@ def _rotate_rule(p, g):
 def _rotate(rng, p, S):
     """Rotate by k quarter turns counter-clockwise. Implied when: among the eight rotations and reflections, every
     one that maps each demonstration input to its output gives the test output."""
-    return _noise_through(_rotate_rule, rng, p, S)
+    g = _noise(rng, *_size(rng, 2, S), p["colours"], rng.uniform(0.3, 0.7))
+    return g, _rotate_rule(p, g).copy()
 
 
 def _transpose_rule(p, g):
@@ -335,7 +331,8 @@ def _transpose_rule(p, g):
 def _transpose(rng, p, S):
     """Reflect about the main or the anti diagonal. Implied when: among the eight rotations and reflections, every
     one that maps each demonstration input to its output gives the test output."""
-    return _noise_through(_transpose_rule, rng, p, S)
+    g = _noise(rng, *_size(rng, 2, S), p["colours"], rng.uniform(0.3, 0.7))
+    return g, _transpose_rule(p, g).copy()
 
 
 def _translate_params(rng, S):
