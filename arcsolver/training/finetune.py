@@ -279,7 +279,10 @@ SHAPE_FREE_ARCH_FIELDS = ("H_cycles", "L_cycles", "halt_max_steps", "halt_explor
 def _finetune_config(base: dict, overrides: list[str], batch_size: int | None, lr_scale: float, seed: int,
                      ema: bool | None = FINETUNE.ema):
     """The checkpoint's recipe for fine-tuning: its architecture and optimizer settings, LRs x `lr_scale`, no
-    evaluation or periodic checkpoints; explicit --set values win."""
+    evaluation or periodic checkpoints; explicit --set values win. The run's time is the Deadline its caller passes
+    (--time-budget / --deadline), so a `time_budget_s` override is refused rather than silently ignored."""
+    if any(item.split("=", 1)[0].strip() == "time_budget_s" for item in overrides):
+        raise InputError("fine-tuning's time comes from --time-budget or --deadline", field="time_budget_s")
     tb = base["train"]
     cfg = build_config(None, list(overrides))
     cfg = dataclasses.replace(
