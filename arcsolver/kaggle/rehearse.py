@@ -33,7 +33,7 @@ from arcsolver.runtime.jsonio import read_json
 from arcsolver.runtime.outputs import claim_folder
 from arcsolver.runtime.deadline import Plan
 from arcsolver.inference.submission import validate_submission
-from arcsolver.inference.score import load_solutions_any
+from arcsolver.inference.score import load_solutions_any, score_submission
 from arcsolver.training.plan_log import format_table
 from arcsolver.kaggle.runner import DEFAULT_MARGIN_S
 from arcsolver.kaggle.metadata import KERNEL_METADATA
@@ -198,7 +198,6 @@ def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike |
             report.update(valid=not problems, problems=problems[:5],
                           complete=isinstance(sub, dict) and set(sub) == {t.id for t in ch.shapes})
             if sols is not None and isinstance(sub, dict) and not problems:
-                from arcsolver.inference.score import score_submission
                 report["score"] = score_submission(sub, sols)
         # what to show when it went wrong: the notebook's warnings and errors, then the solver's last lines
         log_lines = [ln for ln in log_path.read_text(errors="replace").splitlines()

@@ -48,11 +48,14 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from safetensors import safe_open
+
 from arcsolver.runtime.deadline import SYSTEM_CLOCK, Deadline
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json, write_json
-from arcsolver.inference.submission import validate_submission, check_submission, fallback_submission, write_submission
-from arcsolver.training.plan_log import PLAN_NAME
+from arcsolver.inference.submission import (check_submission, fallback_submission, validate_submission,
+                                            write_submission)
+from arcsolver.training.plan_log import PLAN_NAME, format_table
 from arcsolver.kaggle.tasks import checkpoint_canvas, fit_canvas, read_challenges
 
 log = logging.getLogger("arcsolver.kaggle")
@@ -453,7 +456,6 @@ def checkpoint_problem(ck: Path) -> str | None:
             return f"{f}: missing"
         if f.is_file():
             try:
-                from safetensors import safe_open
                 with safe_open(str(f), "pt") as h:
                     h.keys()
             except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
@@ -618,7 +620,6 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
         summary["phases"]["solve_s"] = summary["solve_s"]
         summary["solver"] = solver_report(out_dir)
         if summary["solver"].get("plan_vs_actual"):
-            from arcsolver.training.plan_log import format_table
             log.info("the solver's plan vs what happened:\n%s", "\n".join(format_table(
                 summary["solver"]["plan_vs_actual"])))
 
