@@ -392,7 +392,7 @@ def predict_cmd(ckpt, data, tasks, out, vote, batch_size, steps, extra_loops, ma
 @settings_options(FinetuneSettings, *list(declared(FinetuneSettings))[2:])
 @click.pass_context
 def finetune_cmd(ctx, ckpt, tasks, time_budget, deadline_at, out, predict_after, num_aug, embed_fraction, lr_scale,
-                 ema, per_task, batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, log_with,
+                 ema, batch_size, embed_steps, full_steps, seed, overrides, device_batch_size, log_with,
                  cpu, overwrite, publish, recipe) -> None:
     """Fine-tune a checkpoint on tasks it never saw (test-time training), within a time budget.
 
@@ -403,19 +403,18 @@ def finetune_cmd(ctx, ckpt, tasks, time_budget, deadline_at, out, predict_after,
           --tasks arc-agi_test_challenges.json --time-budget 10h --predict --out /kaggle/working/ft
       arcsolver finetune --from runs/demo --tasks new_tasks/ --time-budget 10m --embed-steps 50 --full-steps 200
     """
-    from arcsolver.training.finetune import finetune, finetune_per_task
+    from arcsolver.training.finetune import finetune
     if recipe:
         options, sets = recipe_options(ctx, recipe)
         num_aug, batch_size = options.get("num_aug", num_aug), options.get("batch_size", batch_size)
         embed_fraction, lr_scale = options.get("embed_fraction", embed_fraction), options.get("lr_scale", lr_scale)
         ema, overrides = options.get("ema", ema), (*sets, *overrides)  # an explicit --set comes later and wins
     deadline = _deadline(deadline_at, _budget(time_budget) or None)
-    run = finetune_per_task if per_task else finetune
-    s = run(ckpt, tasks, out, deadline=deadline, predict_after=predict_after,
-            num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
-            overrides=list(overrides) + ([f"log_with={log_with}"] if log_with is not None else []), cpu=cpu,
-            embed_steps=embed_steps, full_steps=full_steps, seed=seed,
-            device_batch_size=device_batch_size, ema=ema, overwrite=overwrite, publish=publish)
+    s = finetune(ckpt, tasks, out, deadline=deadline, predict_after=predict_after,
+                 num_aug=num_aug, embed_fraction=embed_fraction, lr_scale=lr_scale, batch_size=batch_size,
+                 overrides=list(overrides) + ([f"log_with={log_with}"] if log_with is not None else []), cpu=cpu,
+                 embed_steps=embed_steps, full_steps=full_steps, seed=seed,
+                 device_batch_size=device_batch_size, ema=ema, overwrite=overwrite, publish=publish)
     if s.get("interrupted"):
         _exit_if_interrupted(s["interrupted"], s["embed_steps"] + s["full_steps"], s["checkpoint"],
                              f"; the answers so far are in {s['submission']}" if "submission" in s

@@ -47,7 +47,7 @@ def measure(name: str) -> dict:
     from arcsolver.model.adam_atan2 import AdamAtan2
     from arcsolver.model.ema import EMA
     from arcsolver.model.memory_model import training_memory
-    from arcsolver.inference.microbatch import accumulate, draw_halt_noise
+    from arcsolver.training.grad_accumulation import accumulate, draw_halt_noise
     from arcsolver.model.puzzle_embedding import SignSGDSparse
     from arcsolver.model.build import build_model
     from arcsolver.model.trm import TRMConfig

@@ -83,7 +83,6 @@ class Variant:
     name: str
     embed: str  # "E" (the base split), "T" (all steps) or "0"
     ema: bool | None = False  # False: off during fine-tuning; None: as the checkpoint (kept)
-    per_task: bool = False
     more_aug: bool = False
     learn: bool = True
 
@@ -94,7 +93,6 @@ VARIANTS = [
     Variant("full", "0"),
     Variant("embeddings-then-full", "E"),
     Variant("embeddings-then-full, EMA kept", "E", ema=None),
-    Variant("embeddings-then-full, per task", "E", per_task=True),
     Variant("embeddings-then-full, --num-aug more", "E", more_aug=True),
 ]
 
@@ -161,17 +159,14 @@ def _last_train_metric(run: Path) -> dict:
 
 
 def run_variant(v: Variant, scale: Scale, ckpt: str, tasks: Path, out: Path, seed: int) -> dict:
-    from arcsolver.training.finetune import finetune, finetune_per_task
+    from arcsolver.training.finetune import finetune
     from arcsolver.runtime.deadline import Deadline
     from arcsolver.runtime.jsonio import read_json
     from arcsolver.inference.score import load_solutions_any, score_submission
-    n_tasks = len(list(tasks.glob("*.json")))
     e = {"E": scale.embed_steps, "T": scale.steps, "0": 0}[v.embed]
     f = scale.steps - e
     if not v.learn:
         e, f = 1, 0
-    if v.per_task:  # the same total number of steps, shared among the per-task models
-        e, f = (max(1, round(e / n_tasks)) if e else 0), (max(1, round(f / n_tasks)) if f else 0)
     kwargs = dict(deadline=Deadline.after(10 ** 6), predict_after=True,
                   num_aug=scale.aug_more if v.more_aug else scale.aug, embed_steps=e, full_steps=f, ema=v.ema,
                   seed=seed, cpu=True, quiet=True)
@@ -180,7 +175,7 @@ def run_variant(v: Variant, scale: Scale, ckpt: str, tasks: Path, out: Path, see
     if v.ema is None:
         kwargs["overrides"] = ["ema_rate=0.999"]  # as the paper's checkpoints: what "kept" means in practice
     t = time.time()
-    s = (finetune_per_task if v.per_task else finetune)(ckpt, str(tasks), out, **kwargs)
+    s = finetune(ckpt, str(tasks), out, **kwargs)
     wall = time.time() - t
     res = score_submission(read_json(s["submission"]), load_solutions_any(str(tasks)))
     return {"variant": v.name, "tasks": res["n_tasks"], "pass@2": res["per_task"]["pass@2"],

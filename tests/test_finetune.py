@@ -43,6 +43,14 @@ JOB = dict(n_tasks=120, n_test_inputs=172, num_aug=300, predict=True, embed_frac
 ORDER = ["steps", "augmentations", "versions", "training"]
 
 
+def test_a_time_budget_override_is_refused_not_ignored():
+    """The run's one Deadline comes from --time-budget / --deadline; a training field cannot add a second clock."""
+    from arcsolver.runtime.errors import InputError
+    with pytest.raises(InputError, match="--time-budget or --deadline") as e:
+        finetune_mod._finetune_config({}, ["time_budget_s=60"], None, 1.0, 0)
+    assert e.value.field == "time_budget_s"
+
+
 def test_cost_model_arithmetic():
     c = COSTS
     assert c.row_s == 0.5 / 256

@@ -13,9 +13,8 @@ from arcsolver.model import checkpoint
 from arcsolver.data.arc_dataset import TaskSet, build
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.training.config import FINETUNE, build_config
-from arcsolver.training.finetune import finetune, finetune_per_task
+from arcsolver.training.finetune import finetune
 from arcsolver.data.generate import generate
-from arcsolver.inference.submission import check_submission
 from arcsolver.training.train import train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,21 +52,6 @@ def test_ema_off_during_fine_tuning_or_kept_as_the_checkpoint(pretrained, tmp_pa
     assert any(not torch.equal(raw[k], used[k]) for k in raw if k.endswith("lm_head.weight"))
 
 
-def test_per_task_fine_tunes_one_model_per_task_and_merges_a_complete_submission(pretrained, tmp_path):
-    root, ckpt = pretrained
-    s = finetune_per_task(ckpt, str(root / "new"), tmp_path / "pt", deadline=Deadline.after(600),
-                          predict_after=True, num_aug=1, embed_steps=1, full_steps=1, cpu=True, quiet=True)
-    tasks = load_tasks(str(root / "new"))
-    assert sorted(r["task"] for r in s["per_task"]) == sorted(t.id for t in tasks)
-    assert s["embed_steps"] == len(tasks) and s["full_steps"] == len(tasks)
-    sub = json.loads((tmp_path / "pt" / "submission.json").read_text())
-    check_submission(sub, tasks)
-    for t in tasks:  # each model's table holds only its own task's versions (+ the blank row)
-        meta = json.loads((tmp_path / "pt" / "per-task" / t.id / "data" / "meta.json").read_text())
-        w = checkpoint.load_weights(checkpoint.resolve(tmp_path / "pt" / "per-task" / t.id / "full"), ema=False)
-        assert w["model.inner.puzzle_emb.weights"].shape[0] == meta["num_puzzle_identifiers"] <= 1 + 2 * 8
-
-
 def test_lr_zero_is_the_no_learning_baseline(pretrained, tmp_path):
     """The benchmark's "before" row: with lr 0 the network and the new rows stay what they were (rows at the mean)."""
     root, ckpt = pretrained
@@ -84,7 +68,6 @@ def test_lr_zero_is_the_no_learning_baseline(pretrained, tmp_path):
 def test_cli_defaults_are_the_recipe_defaults():
     r = subprocess.run([sys.executable, "-m", "arcsolver.cli", "finetune", "--help"], capture_output=True, text=True)
     assert f"[default: {FINETUNE.num_aug}; x>=0]" in " ".join(r.stdout.split())
-    assert ("[default: per-task]" if FINETUNE.per_task else "[default: joint]") in " ".join(r.stdout.split())
 
 
 def test_ttt_benchmark_quick_smoke(tmp_path):

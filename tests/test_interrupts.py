@@ -15,7 +15,7 @@ import torch
 from arcsolver.data.arc_dataset import TaskSet, build
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.runtime.interrupts import STOP_REASONS, StopRequests, stop_code, stop_reason
-from arcsolver.training.train import agree_on_stop
+from arcsolver.runtime.ranks import agree_on_stop
 
 from conftest import BUNDLED, free_port
 

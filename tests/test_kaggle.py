@@ -25,6 +25,7 @@ import pytest
 from arcsolver.kaggle import runner as kaggle_runner
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.deadline import Deadline, ManualClock
 from arcsolver.kaggle.credentials import kaggle_username
 from arcsolver.kaggle.metadata import (DATASET_METADATA, KERNEL_METADATA, check_kernel_folder, slugify,
                                        validate_dataset_metadata, validate_kernel_metadata)
@@ -105,8 +106,8 @@ def predicted(challenges: Path) -> dict:
                    "attempt_2": np.array(p["input"]).T.tolist()} for p in t["test"]] for tid, t in data.items()}
 
 
-def good_solve(tasks_path: Path, checkpoint: Path, out_dir: Path, budget_s: float, smoke: bool) -> Path:
-    assert (checkpoint / "model.safetensors").is_file() and budget_s > 0
+def good_solve(tasks_path: Path, checkpoint: Path, out_dir: Path, deadline: Deadline, smoke: bool) -> Path:
+    assert (checkpoint / "model.safetensors").is_file() and deadline.remaining() > 0
     out = out_dir / "submission.json"
     out.write_text(json.dumps(predicted(tasks_path)))
     return out
@@ -333,7 +334,7 @@ def test_runner_merges_a_good_solution(tmp_path, tasks_json, packaged):
     assert validate_submission(read(out), load_tasks(challenges)) == []
     (tp, ck, budget, smoke), = calls
     assert tp == challenges and (ck / "model.safetensors").is_file() and not smoke
-    assert 0 < budget <= 12 * 3600
+    assert 0 < budget.remaining() <= 12 * 3600
     summary = read(root / "working" / "arcsolver-run-summary.json")
     assert summary["outcome"] == "solved" and summary["answered_tasks"] == 5 and summary["answered_tests"] == 6
 
@@ -343,7 +344,7 @@ def test_runner_smoke_on_commit_full_on_rerun(tmp_path, tasks_json, packaged, mo
     seen = []
 
     def solve(tp, ck, od, budget, smoke):
-        seen.append((len(read(tp)), budget, smoke))
+        seen.append((len(read(tp)), budget.remaining(), smoke))
         return good_solve(tp, ck, od, budget, smoke)
 
     out = run(root, solve=solve, smoke_tasks=2, smoke_budget_s=42)
@@ -489,29 +490,33 @@ def test_runner_without_challenges_raises(tmp_path):
 
 def test_solver_stops_come_in_order_from_one_deadline():
     from arcsolver.kaggle.runner import solver_stops
-    now = 1_000_000.0
-    full = solver_stops(now + 11.5 * 3600, now)
+    clock = ManualClock(1_000_000.0)
+    now = clock.now()
+
+    def stops(seconds: float, **kw) -> dict[str, float]:
+        return {k: d.at for k, d in solver_stops(Deadline(now + seconds, clock), **kw).items()}
+    full = stops(11.5 * 3600)
     assert full["solver"] < full["sigterm"] < full["sigkill"] < full["merge"] <= now + 11.5 * 3600
     assert full["sigkill"] - full["sigterm"] == 30.0  # the grace period for the last flush
     assert full["merge"] - full["solver"] == 45.0  # 5 s for the solver to end by itself + grace + kill wait
-    short = solver_stops(now + 20, now)  # a rehearsal or test: the margins shrink with the time left
+    short = stops(20)  # a rehearsal or test: the margins shrink with the time left
     assert short["solver"] - now > 17 and short["merge"] <= now + 20
-    smoke = solver_stops(now + 11.5 * 3600, now, smoke=True, smoke_budget_s=300)
+    smoke = stops(11.5 * 3600, smoke=True, smoke_budget_s=300)
     assert smoke["solver"] == now + 300 and smoke["sigterm"] == now + 600 + 120
-    assert solver_stops(now - 5, now)["merge"] <= now  # a passed deadline: nothing left to give
+    assert stops(-5)["merge"] <= now  # a passed deadline: nothing left to give
 
 
 def test_finetune_command_single_and_multi_gpu(tmp_path):
-    one = finetune_command(tmp_path / "c.json", tmp_path / "ck", tmp_path / "o", 1796000000.7, 1)
+    one = finetune_command(tmp_path / "c.json", tmp_path / "ck", tmp_path / "o", Deadline(1796000000.7), 1)
     assert one[:3] == [sys.executable, "-m", "arcsolver.cli"]
     assert one[3:] == ["finetune", "--from", str(tmp_path / "ck"), "--tasks", str(tmp_path / "c.json"),
                        "--deadline", "1796000000", "--predict", "--out", str(tmp_path / "o")]  # rounded down
-    four = finetune_command(tmp_path / "c.json", tmp_path / "ck", tmp_path / "o", 1796000060, 4)
+    four = finetune_command(tmp_path / "c.json", tmp_path / "ck", tmp_path / "o", Deadline(1796000060), 4)
     assert four[1:8] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4", "-m",
                          "arcsolver.cli"]
     assert four[8:] == one[3:7] + [str(tmp_path / "c.json"), "--deadline", "1796000060"] + one[10:]
     # the working file every prediction flush publishes into, so a kernel killed before the merge keeps the answers
-    pub = finetune_command(tmp_path / "c.json", tmp_path / "ck", tmp_path / "o", 1796000000, 1, ["--num-aug", "2"],
+    pub = finetune_command(tmp_path / "c.json", tmp_path / "ck", tmp_path / "o", Deadline(1796000000), 1, ["--num-aug", "2"],
                            publish=tmp_path / "working" / "submission.json")
     assert pub[3:] == one[3:] + ["--publish", str(tmp_path / "working" / "submission.json"), "--num-aug", "2"]
 
@@ -533,8 +538,8 @@ def test_default_cli_solve_subprocess(tmp_path, tasks_json, packaged, monkeypatc
     root = make_tree(tmp_path / "kaggle", tasks_json, packaged)
     passed = []
 
-    def command(tp, ck, od, deadline_at, n, extra=(), publish=None):
-        passed.append(deadline_at)
+    def command(tp, ck, od, deadline, n, extra=(), publish=None):
+        passed.append(deadline.at)
         return [sys.executable, "-c", script, "--tasks", str(tp), "--out", str(od)]
     monkeypatch.setattr(kaggle_runner, "finetune_command", command)
     t0 = time.time()

@@ -124,7 +124,7 @@ def small_tasks(n: int = 4, seed: int = 5) -> dict:
     return tasks
 
 
-def flip_solve(tasks_path: Path, checkpoint: Path, out_dir: Path, budget_s: float, smoke: bool) -> Path:
+def flip_solve(tasks_path: Path, checkpoint: Path, out_dir: Path, deadline, smoke: bool) -> Path:
     """A solver that answers every task it is given (flipped inputs) and records what it was given."""
     data = json.loads(Path(tasks_path).read_text())
     (out_dir / "given.json").write_text(json.dumps(sorted(data)))
@@ -206,7 +206,7 @@ def test_fault_deadline_during_predict(tmp_path, packaged30, monkeypatch):
         "json.dump(cands, open(o + '/submission.candidates.json', 'w')); json.dump(sub, open(o + '/submission.json', 'w'))\n"
         "print('predict: flushed', flush=True); time.sleep(600)\n")
     monkeypatch.setattr(kaggle_runner, "finetune_command",
-                        lambda tp, ck, od, b, n, extra=(), publish=None: [sys.executable, "-c", script, "--tasks",
+                        lambda tp, ck, od, dl, n, extra=(), publish=None: [sys.executable, "-c", script, "--tasks",
                                                                           str(tp), "--out", str(od)])
     run(tmp_path / "kaggle", smoke=False, deadline_s=8, margin_s=0)
     sub = assert_valid_complete(tmp_path / "kaggle", challenges)

@@ -77,7 +77,13 @@ def test_the_probe_runs_in_the_dtype_the_run_is_configured_for(monkeypatch, tmp_
     from arcsolver.runtime.deadline import Deadline
     seen = []
     real = predict_mod.load_model
-    monkeypatch.setattr(predict_mod, "load_model", lambda *a, **k: seen.append(k.get("forward_dtype")) or real(*a, **k))
+    import arcsolver.training.finetune_plan as plan_mod
+
+    def spy(*a, **k):
+        seen.append(k.get("forward_dtype"))
+        return real(*a, **k)
+    monkeypatch.setattr(predict_mod, "load_model", spy)
+    monkeypatch.setattr(plan_mod, "load_model", spy)
     asked = {}
     monkeypatch.setattr(finetune_mod, "measure_costs", lambda *a, **k: asked.update(k) or measure_costs(*a, **k))
     ck = bundled_tiny_checkpoint(tmp_path / "pre", num_aug=1)
@@ -87,8 +93,7 @@ def test_the_probe_runs_in_the_dtype_the_run_is_configured_for(monkeypatch, tmp_
                           embed_steps=1, full_steps=1, num_aug=1, cpu=True, quiet=True,
                           overrides=["forward_dtype=bfloat16"])
     assert asked["forward_dtype"] == "bfloat16" and asked["world"] == 1
-    assert seen[0] == "bfloat16"  # the probe's load, then prediction's: the same dtype
-    assert set(seen) == {"bfloat16"}
+    assert seen == ["bfloat16", "bfloat16"]  # the probe's load, then prediction's: the same dtype
     plan = json.loads((tmp_path / "ft" / "plan.json").read_text())
     assert {"planning", "prepare", "embeddings-only", "full fine-tune", "prediction"} <= set(plan["actual"])
     assert plan["planned"]["prediction"]["seconds"] > 0 and 0 < plan["busy_share"] <= 1

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from arcsolver.inference import microbatch
+from arcsolver.training import grad_accumulation
 from arcsolver.data.arc_dataset import TaskSet, build
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.training.config import build_config
@@ -16,6 +17,7 @@ from arcsolver.model.memory_model import (activation_bytes_per_token, choose_dev
 from arcsolver.model.build import build_model
 from arcsolver.training.train import train
 from arcsolver.model.trm import TRMConfig
+from arcsolver.runtime.errors import InputError
 
 from conftest import BUNDLED, free_port, launch_failure
 
@@ -70,7 +72,7 @@ def test_oom_halves_the_micro_batch_and_the_run_continues(tmp_path, data, monkey
     """A CUDA-style OOM on the last micro-batch of any split wider than 2 rows (at 4 rows, the first micro-batch's
     gradients and recorded embedding rows exist when it strikes): the step is retried at half, and the run ends exactly as a run that had
     2-row micro-batches from the start."""
-    real = microbatch.accumulate
+    real = grad_accumulation.accumulate
     calls = {"oom": 0}
 
     def flaky(forward, carry, batch, local_batch, device_batch, noise, no_sync=None, backward=None):
@@ -84,11 +86,11 @@ def test_oom_halves_the_micro_batch_and_the_run_continues(tmp_path, data, monkey
             return forward(c, b, n)
         return real(fwd, carry, batch, local_batch, device_batch, noise, no_sync, backward)
 
-    monkeypatch.setattr(microbatch, "accumulate", flaky)
+    monkeypatch.setattr(grad_accumulation, "accumulate", flaky)
     res, w, _ = run(data, tmp_path / "oom", BATCH)
     assert calls["oom"] == 2  # 8 -> 4 -> 2, then it sticks for the rest of the run
     assert res.device_batch == 2 and res.steps == STEPS
-    monkeypatch.setattr(microbatch, "accumulate", real)
+    monkeypatch.setattr(grad_accumulation, "accumulate", real)
     _, two, _ = run(data, tmp_path / "two", 2)
     for name in two:
         assert torch.equal(w[name], two[name]), name
@@ -183,6 +185,9 @@ def test_choose_device_batch_fits_the_budget():
     assert choose_device_batch(est, 192, None) == 192  # CPU: the whole batch
     assert choose_device_batch(est, 192, 10**15) == 192
     assert choose_device_batch(est, 192, 1) == 1
+    assert choose_device_batch(est, 192, 1, requested=7) == 7 and choose_device_batch(est, 4, None, requested=7) == 4
+    with pytest.raises(InputError, match="must be >= 0"):
+        choose_device_batch(est, 192, None, requested=-1, field="device_batch_size")
     assert inference_memory(cfg, 10).total < inference_memory(cfg, 20).total
 
 
@@ -195,7 +200,7 @@ def test_predict_in_micro_batches_gives_the_same_answers(tmp_path, data, monkeyp
     real = microbatch.rollout_in_micro_batches
     used = []
 
-    def spy(model, batch, steps, db, rollout=None):
+    def spy(model, batch, steps, db, rollout):
         out = real(model, batch, steps, db, rollout)
         used.append(out[2])
         return out
@@ -236,7 +241,7 @@ def test_gpu_real_out_of_memory_halves_until_it_fits():
     torch.cuda.set_per_process_memory_fraction(min(1.0, (torch.cuda.memory_allocated() + budget) / total))
     try:
         (carry, loss, _), used = microbatch.run_halving_on_oom(
-            lambda db: microbatch.accumulate(forward, carry, data, 64, db, None), 64,
+            lambda db: grad_accumulation.accumulate(forward, carry, data, 64, db, None), 64,
             lambda: head.zero_grad(set_to_none=True))
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
@@ -259,7 +264,7 @@ def test_gpu_memory_model_within_25_percent_of_cuda_peak(mlp_t):
     ema = EMA(head)
     carry = head.initial_carry(data)
     for _ in range(2):
-        carry, _, _ = microbatch.accumulate(forward, carry, data, 16, 16, None)
+        carry, _, _ = grad_accumulation.accumulate(forward, carry, data, 16, 16, None)
         opt.step()
         opt.zero_grad(set_to_none=True)
         ema.update(head)

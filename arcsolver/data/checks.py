@@ -15,6 +15,9 @@ import numpy as np
 import orjson
 
 from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.jsonio import read_json
+from arcsolver.data.arc_dataset import ARRAYS, FORMAT as ARC_FORMAT
+from arcsolver.data.dense_dataset import FORMAT as DENSE_FORMAT
 
 
 def _npy_shape(path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -52,9 +55,6 @@ def _need(meta: dict, key: str, file: str, kind=int, lo: int = 0) -> Any:
 
 def check_dataset(path: str | Path) -> dict:
     """A prepared dataset folder (`arcsolver prepare`), checked; returns its meta.json."""
-    from arcsolver.data.arc_dataset import ARRAYS, FORMAT as ARC_FORMAT
-    from arcsolver.data.dense_dataset import FORMAT as DENSE_FORMAT
-    from arcsolver.runtime.jsonio import read_json
     root = Path(path)
     mfile = root / "meta.json"
     if not root.is_dir():

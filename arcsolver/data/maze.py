@@ -15,10 +15,10 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from arcsolver.data import dense_dataset
-from arcsolver.data.rng import splitmix64
 from arcsolver.data.settings import MAZE
 from arcsolver.runtime.errors import InputError
+from arcsolver.data import dense_dataset, dihedral
+from arcsolver.data.rng import splitmix64
 
 CHARSET = "# SGo"
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
@@ -147,7 +147,6 @@ def default_min_path(side: int) -> int:
 
 def equivalence_key(question: np.ndarray) -> bytes:
     """A key equal for two mazes iff one is a dihedral transform (the training augmentation) of the other."""
-    from arcsolver.data import dihedral
     q = np.asarray(question, np.uint8)
     return min(np.ascontiguousarray(dihedral.transform(q, t)).tobytes() for t in range(dihedral.NUM_TRANSFORMS))
 
@@ -250,14 +249,13 @@ def write_csv(path: str | Path, questions: np.ndarray, answers: np.ndarray, sour
 
 def augment_tokens(inputs: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
                    side: int) -> tuple[np.ndarray, np.ndarray]:
-    from arcsolver.data.dihedral import transform
     B = inputs.shape[0]
     x = inputs.reshape(B, side, side).copy()
     y = labels.reshape(B, side, side).copy()
     tids = rng.integers(0, 8, size=B)
     for b in range(B):
-        x[b] = transform(x[b], int(tids[b]))
-        y[b] = transform(y[b], int(tids[b]))
+        x[b] = dihedral.transform(x[b], int(tids[b]))
+        y[b] = dihedral.transform(y[b], int(tids[b]))
     return x.reshape(B, -1), y.reshape(B, -1)
 
 

@@ -1,4 +1,4 @@
-"""Inference: rollouts and evaluation (`rollout`), micro-batches with gradient accumulation (`microbatch`), undo +
+"""Inference: rollouts and evaluation (`rollout`), micro-batches and the out-of-memory retry (`microbatch`), undo +
 vote (`vote`), `arcsolver predict` (`predict`), the Kaggle submission file (`submission`), scoring (`score`) and
 pictures (`show`).
 

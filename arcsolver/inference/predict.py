@@ -31,22 +31,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arcsolver.model import checkpoint
-from arcsolver.model.config import DEFAULT_LOSS_TYPE, TRMConfig, model_mode
-from arcsolver.data.arc_tasks import Task, load_tasks
 from arcsolver.runtime.deadline import Deadline
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.settings import check_value
-from arcsolver.inference.settings import PREDICT, PredictSettings
-from arcsolver.inference.rollout import batch_to, rollout
-from arcsolver.inference.microbatch import rollout_in_micro_batches
 from arcsolver.runtime.jsonio import write_json
-from arcsolver.runtime.outputs import claim_output, owning_run
+from arcsolver.runtime.outputs import claim_output, owning_run, recognise
+from arcsolver.runtime.precision import make_accelerator, run_precision
+from arcsolver.runtime.ranks import agree_on_stop
 from arcsolver.runtime.report import progress_bar, say
+from arcsolver.data.arc_tasks import Task, load_tasks
+from arcsolver.data.checks import check_dataset, check_tasks_match_dataset
 from arcsolver.data.loader import ArcSource, PuzzleLoader
+from arcsolver.model import checkpoint
+from arcsolver.model.build import build_model
+from arcsolver.model.checks import check_checkpoint, check_puzzle_rows
+from arcsolver.model.config import DEFAULT_LOSS_TYPE, TRMConfig, model_mode
+from arcsolver.model.memory_model import choose_device_batch, free_device_bytes, inference_memory
+from arcsolver.model.puzzle_embedding import dataset_row_map, table_rows
+from arcsolver.inference.microbatch import rollout_in_micro_batches
+from arcsolver.inference.rollout import batch_to, rollout
+from arcsolver.inference.score import score_submission
+from arcsolver.inference.settings import PREDICT, PredictSettings
 from arcsolver.inference.submission import build_submission, publish_answers, write_submission
 from arcsolver.inference.vote import VoteBook, candidates_json
-
 
 @dataclass
 class PredictResult:
@@ -67,8 +74,6 @@ def load_model(ckpt: str | Path, device: torch.device, *, ema: bool = True, batc
                forward_dtype: str = "auto", announce_precision: bool = False):
     """The ACT model (not the loss head) with checkpoint weights (EMA by default), on `device`, in eval mode.
     Its forward dtype is chosen for `device` as training chooses it (the checkpoint's dtype is a preference)."""
-    from arcsolver.model.build import build_model
-    from arcsolver.runtime.precision import run_precision
     cfg = checkpoint.load_config(ckpt)
     mc = dict(cfg["model"])
     if batch_size:
@@ -102,7 +107,6 @@ def add_to_book(book: VoteBook, source: ArcSource, ver_sel: np.ndarray, ex_sel: 
 def voted_scores(book: VoteBook, source: ArcSource) -> dict[str, float]:
     """pass@1 / pass@2 (per-task mean, the ARC Prize convention) of the voted top-2 over the dataset's test tasks
     whose test outputs are known; {} when none are."""
-    from arcsolver.inference.score import score_submission
     store = source.store
     tasks = [store.task(i) for i in store.test_task_indices()]
     tasks = [t for t in tasks if t.test and all(p.output is not None for p in t.test)]
@@ -126,8 +130,6 @@ def _check_inputs(ckpt: str | Path, data: str | None, out: Path, tasks: str | No
     (model/checks.py, data/checks.py, runtime/outputs.py: the submission and its candidates file replace only
     earlier ones, and never land inside the checkpoint's run, the dataset or the tasks). Returns (checkpoint folder,
     its config, dataset path)."""
-    from arcsolver.model.checks import check_checkpoint
-    from arcsolver.data.checks import check_dataset
     ck, cfg = check_checkpoint(ckpt)
     data = data or cfg["data"].get("path")
     if not data or not (Path(data) / "meta.json").is_file():
@@ -148,8 +150,6 @@ def _check_inputs(ckpt: str | Path, data: str | None, out: Path, tasks: str | No
 def _check_dataset_fits(ck: Path, cfg: dict, meta: dict, data: str) -> None:
     """The dataset is the one the checkpoint was trained (or fine-tuned) on: its canvas, its number of puzzle rows
     (versions, or tasks in task mode) and, when the checkpoint carries its name -> row map, the same name per row."""
-    from arcsolver.model.puzzle_embedding import dataset_row_map, table_rows
-    from arcsolver.model.checks import check_puzzle_rows
     mode = model_mode(cfg["model"])
     mine = {"seq_len": int(meta["seq_len"]), "num_puzzle_identifiers": table_rows(meta, mode)}
     for key, value in mine.items():
@@ -193,7 +193,6 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
              deadline: Deadline, flush_every, on_flush, stop: dict, forward_dtype: str = "auto",
              device_batch_size: int = 0, overwrite: bool = False,
              publish: Path | None = None, extra_loops: int = 0) -> PredictResult:
-    from arcsolver.runtime.precision import make_accelerator
     clock = deadline.clock
     t0 = clock.now()
     ckpt, cfg, data = _check_inputs(ckpt, data, out, tasks, overwrite)
@@ -207,7 +206,6 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     test_idx = store.test_task_indices()
     by_id = {store.task_ids[i]: i for i in test_idx}
     if tasks:
-        from arcsolver.data.checks import check_tasks_match_dataset
         wanted = load_tasks(tasks)
         check_tasks_match_dataset(wanted, store, tasks)
         task_list: list[Task] = wanted
@@ -244,14 +242,13 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
     items_done = 0
     if acc.is_main_process:
         flusher.flush(0, int(np.searchsorted(task_done_at, 0, side="right")))  # a complete file before any batch
-    from arcsolver.model.memory_model import free_device_bytes
     free = free_device_bytes(acc.device)  # before the weights are on the device: the memory model counts them
     model, _ = load_model(ckpt, acc.device, ema=ema, batch_size=batch_size // acc.num_processes,
                           forward_dtype=forward_dtype, announce_precision=acc.is_main_process and not quiet)
     steps = steps or int(cfg.get("train", {}).get("eval_steps", 0)) or None  # as the run evaluated itself
     if extra_loops:
         steps = (steps or int(cfg["model"]["halt_max_steps"])) + extra_loops
-    device_batch = prediction_device_batch(model, device_batch_size, batch_size // acc.num_processes, acc.device, free)
+    device_batch = prediction_device_batch(model, device_batch_size, batch_size // acc.num_processes, free)
     # the bar after the first flush and the model load (errors there stay one line)
     progress = progress_bar("predict", total=n_items, enabled=acc.is_main_process and not quiet)
     row_times: list[float] = []  # seconds per row of each batch, on the deadline's clock
@@ -259,10 +256,10 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
         for batch in loader.test_batches():
             why = stop["why"] or _deadline_stop(deadline, row_times, min(batch_size, n_items - items_done), flusher)
             if acc.num_processes > 1:  # every process stops at the same batch, or the gathers would hang
-                flag = torch.tensor([0.0 if why is None else (2.0 if why == "signal" else 1.0)], device=acc.device)
-                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-                worst = float(flag)
-                why = None if worst == 0 else ("signal" if worst == 2 else "deadline")
+                reason, signal_name = agree_on_stop(acc.device, acc.num_processes,
+                                                    "time" if why == "deadline" else None,
+                                                    "SIGTERM" if why == "signal" else None)
+                why = "signal" if signal_name else ("deadline" if reason == "time" else None)
             if why:
                 stop["why"] = why
                 break
@@ -310,7 +307,6 @@ def _predict(ckpt, out, data, tasks, vote, batch_size, steps, ema, cpu, candidat
 def check_publish_target(path: str | Path) -> None:
     """`--publish` names an existing submission file (one arcsolver or the Kaggle runner wrote): it is updated in
     place, never created or replaced wholesale."""
-    from arcsolver.runtime.outputs import recognise
     if recognise(path) != "submission":
         raise InputError("expected an existing submission file to publish answers into", file=str(path),
                          field="--publish")
@@ -408,13 +404,9 @@ class _Flusher:
             self.on_flush(info)
 
 
-def prediction_device_batch(model, requested: int, batch: int, device: torch.device, free_bytes: int | None) -> int:
-    """Rows per forward: `requested` when > 0, else the largest the memory model fits (the whole batch on CPU).
-    `free_bytes`: the device's free memory measured before the model was loaded (the memory model counts the
-    weights against it; measured after, they would be subtracted twice)."""
-    if requested < 0:
-        raise InputError(f"must be >= 0 (0: automatic), got {requested}", field="--device-batch-size")
-    if requested > 0:
-        return min(requested, max(1, batch))
-    from arcsolver.model.memory_model import choose_device_batch, inference_memory
-    return choose_device_batch(lambda rows: inference_memory(model.config, rows), max(1, batch), free_bytes)
+def prediction_device_batch(model, requested: int, batch: int, free_bytes: int | None) -> int:
+    """Rows per forward (memory_model.choose_device_batch with the inference estimate of `model`). `free_bytes`: the
+    device's free memory measured before the model was loaded (the memory model counts the weights against it;
+    measured after, they would be subtracted twice)."""
+    return choose_device_batch(lambda rows: inference_memory(model.config, rows), max(1, batch), free_bytes,
+                               requested=requested)

@@ -50,7 +50,7 @@ def template_cells(text: str) -> list[tuple[str, str]]:
 
 def render_notebook(config: dict, template: Path = TEMPLATE) -> Any:
     """The notebook (an nbformat v4 NotebookNode, validated) with `config` baked into the config line."""
-    import nbformat
+    import nbformat  # the `kaggle` extra: imported where a notebook is made, so the core install runs without it
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
     if not template.is_file():

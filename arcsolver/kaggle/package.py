@@ -29,6 +29,11 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
+from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.jsonio import atomic_dir, atomic_write_bytes, read_json, write_json
+from arcsolver.runtime.outputs import claim_output, owning_run
+from arcsolver.runtime.report import say
+from arcsolver.model.checks import check_checkpoint as check_model_checkpoint
 from arcsolver.kaggle.credentials import resolve_owner
 from arcsolver.kaggle.metadata import (DATASET_METADATA, KERNEL_METADATA, SLUG_RE, raise_first, slugify,
                                        validate_dataset_metadata, validate_kernel_metadata)
@@ -36,10 +41,6 @@ from arcsolver.kaggle.notebook import render_notebook
 from arcsolver.kaggle.settings import PACKAGE
 from arcsolver.kaggle.runner import DEFAULT_MARGIN_S, MARKER_NAME, RUN_LIMIT_S, WEIGHTS_NAME
 from arcsolver.kaggle.wheel import build_wheel, check_wheel, wheel_version
-from arcsolver.runtime.errors import InputError
-from arcsolver.runtime.jsonio import atomic_dir, atomic_write_bytes, read_json, write_json
-from arcsolver.runtime.outputs import claim_output, owning_run
-from arcsolver.runtime.report import say
 
 PACKAGE_MARKER = "arcsolver-package.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -67,7 +68,6 @@ def check_checkpoint(checkpoint: str | os.PathLike, competition: str, allow_smal
     config.json valid, the weights and EMA complete and shaped as the architecture config.json records: a truncated
     upload or a mismatched config is one line here, not a traceback on Kaggle), and for an ARC competition a canvas
     that holds the largest grids (30x30): on a smaller one every task with a larger grid can only fall back."""
-    from arcsolver.model.checks import check_checkpoint as check_model_checkpoint
     ck, config = check_model_checkpoint(checkpoint)
     canvas = config["data"].get("canvas") or 30
     if competition.startswith("arc-prize") and isinstance(canvas, int) and canvas < 30 and not allow_small_canvas:
@@ -205,7 +205,7 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
             "arcsolver_version": version,
             "packaged_at": created,
         }
-        import nbformat
+        import nbformat  # the `kaggle` extra (see notebook.render_notebook)
 
         nb = render_notebook(config)
         atomic_write_bytes(kn / code_file, nbformat.writes(nb).encode("utf-8"))

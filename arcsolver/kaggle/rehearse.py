@@ -17,6 +17,7 @@ Competitors get one submission a day; a notebook that only writes its fallback c
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -31,7 +32,14 @@ from arcsolver.kaggle.settings import REHEARSE
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json
 from arcsolver.runtime.outputs import claim_folder
+from arcsolver.runtime.deadline import Plan
+from arcsolver.inference.submission import validate_submission
+from arcsolver.inference.score import load_solutions_any, score_submission
+from arcsolver.training.plan_log import format_table
 from arcsolver.kaggle.runner import DEFAULT_MARGIN_S
+from arcsolver.kaggle.metadata import KERNEL_METADATA
+from arcsolver.kaggle.package import PACKAGE_MARKER
+from arcsolver.kaggle.tasks import read_challenges
 
 CODE_FILE_KEY = "code_file"
 CHALLENGES_NAME = "arc-agi_test_challenges.json"
@@ -39,8 +47,6 @@ LIMIT_S = 12 * 3600
 
 
 def _package_parts(folder: Path) -> tuple[dict, Path, Path]:
-    from arcsolver.kaggle.metadata import KERNEL_METADATA
-    from arcsolver.kaggle.package import PACKAGE_MARKER
     marker = folder / PACKAGE_MARKER
     if not marker.is_file():
         raise InputError(f"not a package folder from `arcsolver kaggle package` (no {PACKAGE_MARKER})",
@@ -118,9 +124,6 @@ def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike |
     """Run the package's notebook on a fake Kaggle tree; returns the report (see the module docstring).
     `image_exclude`: top-level packages the simulated Kaggle image lacks (fault drills). `processes` > 1 runs the
     solver through `accelerate launch` with that many CPU processes (gloo), as the notebook does on several GPUs."""
-    from arcsolver.kaggle.tasks import read_challenges
-    from arcsolver.inference.submission import validate_submission
-
     folder = Path(folder)
     info, dataset, notebook = _package_parts(folder)
     if mode not in ("smoke", "full"):
@@ -146,7 +149,6 @@ def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike |
         raise InputError("no such file", file=str(tfile), field="--test-file")
     sols = None
     if solutions is not None:
-        from arcsolver.inference.score import load_solutions_any
         sols = load_solutions_any(solutions)
 
     if keep is not None:
@@ -198,7 +200,6 @@ def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike |
             report.update(valid=not problems, problems=problems[:5],
                           complete=isinstance(sub, dict) and set(sub) == {t.id for t in ch.shapes})
             if sols is not None and isinstance(sub, dict) and not problems:
-                from arcsolver.inference.score import score_submission
                 report["score"] = score_submission(sub, sols)
         # what to show when it went wrong: the notebook's warnings and errors, then the solver's last lines
         log_lines = [ln for ln in log_path.read_text(errors="replace").splitlines()
@@ -221,7 +222,6 @@ def rehearse(folder: str | os.PathLike, *, competition_data: str | os.PathLike |
 
 def _baked_margin(notebook: Path) -> float:
     """The margin (seconds before Kaggle's 12 h) baked into the notebook's config cell."""
-    import ast
     nb = read_json(notebook)
     for c in nb.get("cells", []):
         src = c.get("source", "")
@@ -273,7 +273,6 @@ def format_report(r: dict) -> str:
         lines.append(f"  steps: {solver.get('embed_steps', '?')} embeddings-only + {solver.get('full_steps', '?')} "
                      f"full")
     if solver.get("plan_vs_actual"):
-        from arcsolver.training.plan_log import format_table
         lines.append("  the solver's plan vs what happened:")
         lines += [f"    {ln}" for ln in format_table(solver["plan_vs_actual"])]
     left = s.get("left_to_fallback") or {}
@@ -288,7 +287,6 @@ def format_report(r: dict) -> str:
 def _describe_plan(plan: dict) -> str:
     """One line from a saved plan (deadline.Plan.to_dict(), or a fixed-steps marker)."""
     if "what" in plan:
-        from arcsolver.runtime.deadline import Plan
         try:
             return Plan(plan["what"], plan["deadline_in_s"], plan.get("phases", {}), plan.get("reserves", {}),
                         plan.get("choices", {})).describe()

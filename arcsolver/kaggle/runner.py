@@ -14,15 +14,16 @@
 4. Decide the mode: the scoring rerun (`KAGGLE_IS_COMPETITION_RERUN` set) runs in full; an interactive or
    "Save & Run All" commit run does a cheap smoke run (a few tasks, a few minutes) so commits do not burn GPU quota.
    `$ARCSOLVER_KAGGLE_MODE=full|smoke` or the `smoke` argument forces either.
-5. Compute the one deadline (start + 12 h - margin) and from it the solver's moments (`solver_stops`, logged and
-   saved in the summary as the plan): the deadline passed down as `--deadline`, SIGTERM, SIGKILL after a grace
-   period, the merge. Call `solve(tasks_path, checkpoint, out_dir, budget_s, smoke) -> submission path` in a worker
-   thread (in smoke mode the solver gets the smoke budget and is stopped at 2 x that + start-up, so a solver that
-   ignores its deadline cannot burn a commit run's GPU quota). The default solve runs `arcsolver finetune --deadline
-   ... --predict` as a subprocess (through `accelerate launch` on several GPUs); prediction flushes its submission as
-   it goes and on SIGTERM, so a solver stopped at the deadline (or exiting non-zero) still hands over every answer
-   it voted. Any exception, a missing file or checkpoint keeps the fallback; nothing here raises past `run()` except
-   a missing or unreadable challenges file, for which no valid submission can exist.
+5. Make the one `Deadline` (start + 12 h - margin) and from it the solver's moments (`solver_stops`, each a
+   Deadline, logged and saved in the summary as the plan): the solver's deadline, passed down as `--deadline`,
+   SIGTERM, SIGKILL after a grace period, the merge. Call `solve(tasks_path, checkpoint, out_dir, deadline, smoke)
+   -> submission path` in a worker thread (in smoke mode the solver gets the smoke budget and is stopped at 2 x
+   that + start-up, so a solver that ignores its deadline cannot burn a commit run's GPU quota). The default solve
+   runs `arcsolver finetune --deadline ... --predict` as a subprocess (through `accelerate launch` on several GPUs);
+   prediction flushes its submission as it goes and on SIGTERM, so a solver stopped at the deadline (or exiting
+   non-zero) still hands over every answer it voted. Any exception, a missing file or checkpoint keeps the
+   fallback; nothing here raises past `run()` except a missing or unreadable challenges file, for which no valid
+   submission can exist.
 6. Validate the solver's file entry by entry: each test input the *model* answered (a candidate in the solver's
    candidates file, not the solver's own fallback) with a valid entry replaces the fallback entry and is counted;
    then write `submission.json` atomically and validated, plus `arcsolver-run-summary.json` beside it (counts,
@@ -43,12 +44,20 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from safetensors import safe_open
+
+from arcsolver.runtime.deadline import SYSTEM_CLOCK, Deadline
+from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.jsonio import read_json, write_json
+from arcsolver.inference.submission import (check_submission, fallback_submission, validate_submission,
+                                            write_submission)
+from arcsolver.training.plan_log import PLAN_NAME, format_table
 from arcsolver.kaggle.settings import PACKAGE, RUN_LIMIT_S
+from arcsolver.kaggle.tasks import checkpoint_canvas, fit_canvas, read_challenges
 
 log = logging.getLogger("arcsolver.kaggle")
 
@@ -69,7 +78,7 @@ ENV_MODE = "ARCSOLVER_KAGGLE_MODE"
 ENV_SOLVE = "ARCSOLVER_KAGGLE_SOLVE"
 ENV_PROCESSES = "ARCSOLVER_KAGGLE_PROCESSES"
 
-SolveFn = Callable[[Path, Path, Path, float, bool], Path]
+SolveFn = Callable[[Path, Path, Path, Deadline, bool], Path]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -108,8 +117,6 @@ def _prefer(paths: list[Path], hint: str | None) -> list[Path]:
 
 
 def find_challenges(root: Path, competition: str | None = None) -> Path:
-    from arcsolver.runtime.errors import InputError
-
     found = _prefer(find_files(root / "input", CHALLENGES_NAME), competition)
     if not found:
         raise InputError(f"no {CHALLENGES_NAME} under {root / 'input'}: attach the competition to the notebook "
@@ -122,8 +129,6 @@ def find_challenges(root: Path, competition: str | None = None) -> Path:
 
 def find_checkpoint(root: Path, dataset: str | None = None, scratch: Path | None = None) -> Path | None:
     """The checkpoint folder in the attached inputs, or None (logged) when there is none."""
-    from arcsolver.runtime.jsonio import read_json
-
     inputs = root / "input"
     for marker in _prefer(find_files(inputs, MARKER_NAME), dataset):
         try:
@@ -192,6 +197,7 @@ def solver_processes() -> int:
 
 
 def gpu_count() -> int:
+    # torch is imported here, not at the top: a broken torch install must not stop the fallback submission.
     try:
         import torch
 
@@ -219,12 +225,12 @@ def describe_accelerators() -> str:
 # Solvers
 
 
-def finetune_command(tasks_path: Path, checkpoint: Path, out_dir: Path, deadline_at: float,
+def finetune_command(tasks_path: Path, checkpoint: Path, out_dir: Path, deadline: Deadline,
                      n_gpus: int, extra_args: tuple[str, ...] | list[str] = (),
                      publish: Path | None = None) -> list[str]:
     """`arcsolver finetune ... --deadline EPOCH --predict [extra_args]`, through `accelerate launch` when several
-    GPUs are present. `deadline_at` is the solver's absolute deadline (epoch seconds, rounded down): the one clock
-    every layer below plans against. `extra_args` are the package's `finetune_args` (e.g. `--num-aug 300`).
+    GPUs are present. `deadline` is the solver's absolute deadline (passed as epoch seconds, rounded down): the one
+    clock every layer below plans against. `extra_args` are the package's `finetune_args` (e.g. `--num-aug 300`).
     `publish`: the working submission.json, which every prediction flush updates with the answers so far (so a
     kernel killed before the merge still submits them).
 
@@ -232,7 +238,7 @@ def finetune_command(tasks_path: Path, checkpoint: Path, out_dir: Path, deadline
     on PATH, while the kernel's own interpreter always is.
     """
     args = ["finetune", "--from", str(checkpoint), "--tasks", str(tasks_path),
-            "--deadline", str(int(deadline_at)), "--predict", "--out", str(out_dir),
+            "--deadline", str(int(deadline.at)), "--predict", "--out", str(out_dir),
             *(["--publish", str(publish)] if publish is not None else []), *extra_args]
     if n_gpus > 1:
         return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n_gpus),
@@ -264,23 +270,22 @@ def _kill_group(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
             continue
 
 
-def cli_solve(tasks_path: Path, checkpoint: Path, out_dir: Path, budget_s: float, smoke: bool, *,
-              timeout_s: float | None = None, log_file: Path | None = None,
-              finetune_args: tuple[str, ...] | list[str] = (), deadline_at: float | None = None,
-              grace_s: float = 30.0, publish: Path | None = None) -> Path:
+def cli_solve(tasks_path: Path, checkpoint: Path, out_dir: Path, deadline: Deadline, smoke: bool, *,
+              sigterm_at: Deadline | None = None, log_file: Path | None = None,
+              finetune_args: tuple[str, ...] | list[str] = (), grace_s: float = 30.0,
+              publish: Path | None = None) -> Path:
     """The default solve: run `arcsolver finetune --deadline ... --predict` and return `out_dir/submission.json`.
 
-    `deadline_at` (default: now + `budget_s`) is passed down; `timeout_s` (default: until the deadline plus 10 %,
-    at least 60 s) is when the process group gets SIGTERM, then SIGKILL after `grace_s`. Prediction flushes its
+    `deadline` is passed down; at `sigterm_at` (default: the deadline plus 10 % of the time left, at least 60 s)
+    the process group gets SIGTERM, then SIGKILL after `grace_s`. Prediction flushes its
     submission as it goes and on SIGTERM, so a solver stopped at the timeout (or one that exits non-zero after
     writing) still yields the answers it has: the file is returned and `run()` merges its valid entries. Raises
     only when there is no file.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    deadline_at = time.time() + budget_s if deadline_at is None else deadline_at
-    cmd = finetune_command(tasks_path, checkpoint, out_dir, deadline_at, solver_processes(), finetune_args, publish)
-    left = deadline_at - time.time()
-    timeout = timeout_s if timeout_s is not None else left + max(60.0, 0.1 * left)
+    cmd = finetune_command(tasks_path, checkpoint, out_dir, deadline, solver_processes(), finetune_args, publish)
+    left = deadline.remaining()
+    timeout = sigterm_at.remaining() if sigterm_at is not None else left + max(60.0, 0.1 * left)
     log_file = log_file or out_dir / "solve.log"
     log.info("solve (%s): %s", "smoke" if smoke else "full", " ".join(cmd))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
@@ -311,8 +316,6 @@ def cli_solve(tasks_path: Path, checkpoint: Path, out_dir: Path, budget_s: float
 
 def load_solve_hook(spec: str) -> SolveFn:
     """`module:function` -> the function (the testing/advanced hook behind $ARCSOLVER_KAGGLE_SOLVE)."""
-    from arcsolver.runtime.errors import InputError
-
     module, sep, name = spec.partition(":")
     if not sep or not module or not name:
         raise InputError(f"expected module:function, got {spec!r}", field=ENV_SOLVE)
@@ -322,8 +325,8 @@ def load_solve_hook(spec: str) -> SolveFn:
     return fn
 
 
-def _call_with_deadline(solve: SolveFn, args: tuple, wait_s: float) -> Path:
-    """Run `solve(*args)` in a daemon thread and stop waiting after `wait_s`: a Python solve cannot be killed, but
+def _call_with_deadline(solve: SolveFn, args: tuple, wait_until: Deadline) -> Path:
+    """Run `solve(*args)` in a daemon thread and stop waiting at `wait_until`: a Python solve cannot be killed, but
     the notebook must finish and keep its fallback rather than overrun Kaggle's hard limit."""
     box: dict[str, Any] = {}
 
@@ -334,8 +337,9 @@ def _call_with_deadline(solve: SolveFn, args: tuple, wait_s: float) -> Path:
             box["error"] = e
 
     worker = threading.Thread(target=target, name="arcsolver-solve", daemon=True)
+    wait_s = max(0.0, wait_until.remaining())
     worker.start()
-    worker.join(timeout=max(0.0, wait_s))
+    worker.join(timeout=wait_s)
     if worker.is_alive():
         raise TimeoutError(f"solve still running at the deadline ({wait_s:.0f} s)")
     if "error" in box:
@@ -358,8 +362,6 @@ def merge(tasks: list, base: dict, candidate: Any,
     is skipped whole (its order cannot be trusted). Returns the merged submission, the number of tasks answered
     completely, and the number of test inputs answered.
     """
-    from arcsolver.inference.submission import validate_submission
-
     merged = {tid: list(entries) for tid, entries in base.items()}
     if not isinstance(candidate, dict):
         return merged, 0, 0
@@ -387,8 +389,6 @@ def model_answers(produced: Path, candidate: Any, tasks: list) -> set[tuple[str,
     candidate in the `*.candidates.json` beside it (what `predict` flushes with every submission it writes, so a
     solver killed mid-prediction still has its count), else, for solvers that write none, the
     entries that differ from the test input (the solvers' own fallback)."""
-    from arcsolver.runtime.jsonio import read_json
-
     cand_file = produced.with_name(produced.stem + ".candidates.json")
     if cand_file.is_file():
         try:
@@ -415,9 +415,6 @@ def solver_report(out_dir: Path) -> dict:
     """What `arcsolver finetune` recorded about its run, for the run summary: its summary (plan, steps, seconds;
     written at its end) and its plan.json (planned vs actual per phase; written as it goes, so a solver stopped at
     the deadline still has one); {} if neither."""
-    from arcsolver.runtime.jsonio import read_json
-    from arcsolver.training.plan_log import PLAN_NAME
-
     out: dict = {}
     for name in ("finetune.json", PLAN_NAME):
         f = out_dir / name
@@ -448,8 +445,6 @@ def partial_output(out_dir: Path, error: BaseException) -> Path:
 def checkpoint_problem(ck: Path) -> str | None:
     """One line naming what makes a checkpoint folder unusable (missing or unreadable config.json or weights,
     e.g. a truncated upload), or None. Checked before the solver starts, so the log says why, not a traceback."""
-    from arcsolver.runtime.jsonio import read_json
-
     try:
         if not isinstance(read_json(ck / "config.json"), dict):
             return f"{ck / 'config.json'}: expected a JSON object"
@@ -461,7 +456,6 @@ def checkpoint_problem(ck: Path) -> str | None:
             return f"{f}: missing"
         if f.is_file():
             try:
-                from safetensors import safe_open
                 with safe_open(str(f), "pt") as h:
                     h.keys()
             except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
@@ -473,9 +467,6 @@ def _tasks_to_solve(challenges, checkpoint: Path, smoke: bool, smoke_tasks: int,
                     summary: dict) -> tuple[list, Path]:
     """The valid tasks that fit the checkpoint's canvas (first `smoke_tasks` in smoke mode) and the challenges file
     the solver reads (the original when it is all of them). The others keep their fallback and are reported."""
-    from arcsolver.runtime.jsonio import write_json
-    from arcsolver.kaggle.tasks import checkpoint_canvas, fit_canvas
-
     solve_tasks = fit_canvas(challenges, checkpoint_canvas(checkpoint))
     summary["left_to_fallback"] = dict(challenges.problems)
     for why in challenges.problems.values():
@@ -512,23 +503,24 @@ SIGTERM_GRACE_S = 30.0  # from SIGTERM to SIGKILL: the solver finishes its batch
 KILL_WAIT_S = 10.0  # after SIGKILL, for the process group to be gone
 
 
-def solver_stops(deadline: float, now: float, smoke: bool = False,
-                 smoke_budget_s: float = SMOKE_BUDGET_S) -> dict[str, float]:
-    """The absolute moments of the solve: the deadline passed down to the solver, when it gets SIGTERM if it is
-    still running, when SIGKILL, and by when the merge must start. Grace and kill wait are at most 5% of the time
-    left each, so short deadlines (tests, rehearsals) keep most of their time for the solver. A smoke (commit) run
-    gets `smoke_budget_s` and is stopped at twice that plus start-up, so a solver that ignores its deadline cannot
-    burn a commit run's GPU quota."""
-    left = max(0.0, deadline - now)
+def solver_stops(deadline: Deadline, smoke: bool = False,
+                 smoke_budget_s: float = SMOKE_BUDGET_S) -> dict[str, Deadline]:
+    """The moments of the solve, each a Deadline on `deadline`'s clock: the deadline passed down to the solver,
+    when it gets SIGTERM if it is still running, when SIGKILL, and by when the merge must start. Grace and kill
+    wait are at most 5% of the time left each, so short deadlines (tests, rehearsals) keep most of their time for
+    the solver. A smoke (commit) run gets `smoke_budget_s` and is stopped at twice that plus start-up, so a solver
+    that ignores its deadline cannot burn a commit run's GPU quota."""
+    left = max(0.0, deadline.remaining())
     grace, kill_wait = min(SIGTERM_GRACE_S, 0.05 * left), min(KILL_WAIT_S, 0.05 * left)
-    sigkill = deadline - kill_wait
-    sigterm = sigkill - grace
-    solver = sigterm - min(5.0, 0.02 * left)  # it should be done by itself; the signal is only the backstop
+    sigkill = deadline.earlier_by(kill_wait)
+    sigterm = sigkill.earlier_by(grace)
+    solver = sigterm.earlier_by(min(5.0, 0.02 * left))  # it should be done by itself; the signal is the backstop
     if smoke:
-        solver = min(solver, now + smoke_budget_s)
-        sigterm = min(sigterm, now + 2 * smoke_budget_s + SMOKE_STARTUP_S)
-        sigkill = min(sigkill, sigterm + grace)
-    return {"solver": solver, "sigterm": sigterm, "sigkill": sigkill, "merge": sigkill + kill_wait}
+        solver = solver.within(smoke_budget_s)
+        sigterm = sigterm.within(2 * smoke_budget_s + SMOKE_STARTUP_S)
+        sigkill = sigkill.min(sigterm.at + grace)
+    return {"solver": solver, "sigterm": sigterm, "sigkill": sigkill,
+            "merge": Deadline(sigkill.at + kill_wait, deadline.clock)}
 
 
 def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = None,
@@ -543,14 +535,11 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
     `deadline_s`: seconds after `started_at` (default: now) by which the file must be final; default 12 h minus
     `margin_s`. `competition` / `dataset` only break ties when several inputs match.
     """
-    from arcsolver.runtime.jsonio import read_json, write_json
-    from arcsolver.kaggle.tasks import read_challenges
-    from arcsolver.inference.submission import check_submission, fallback_submission, write_submission
-
-    t_enter = time.time()
+    clock = SYSTEM_CLOCK
+    t_enter = clock.now()
     t0 = t_enter if started_at is None else started_at
-    deadline_s = RUN_LIMIT_S - margin_s if deadline_s is None else deadline_s
-    deadline = t0 + deadline_s
+    # The one deadline of the notebook; everything below gets it (or a moment derived from it) as a Deadline.
+    deadline = Deadline.after(RUN_LIMIT_S - margin_s if deadline_s is None else deadline_s, start=t0, clock=clock)
     root = kaggle_root(root)
     working = root / "working"
     working.mkdir(parents=True, exist_ok=True)
@@ -565,7 +554,7 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
     write_submission(out_path, fallback, tasks)
     n_tests_all = ch.n_tests
     # phases: notebook start -> runner (the offline install), the fallback, then solve and merge below
-    summary["phases"] = {"install_s": round(t_enter - t0, 1), "fallback_s": round(time.time() - t_enter, 1)}
+    summary["phases"] = {"install_s": round(t_enter - t0, 1), "fallback_s": round(clock.now() - t_enter, 1)}
     summary.update(malformed_tasks=len(ch.problems), left_to_fallback=dict(ch.problems))
     log.info("fallback %s written: %d tasks, %d test inputs (from %s); %d malformed task(s)", out_path, len(tasks),
              n_tests_all, challenges, len(ch.problems))
@@ -575,7 +564,7 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
                    tasks=len(tasks), test_inputs=n_tests_all, answered_tasks=0, answered_tests=0)
     log.info("mode: %s (%s); %s; deadline in %.0f s (margin %.0f s)", summary["mode"],
              "scoring rerun" if summary["rerun"] else "commit/interactive run", describe_accelerators(),
-             deadline - time.time(), margin_s)
+             deadline.remaining(), margin_s)
 
     merged = fallback
     try:
@@ -596,17 +585,15 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
         shutil.rmtree(out_dir, ignore_errors=True)  # a stale submission.json must never pass as this run's
         out_dir.mkdir(parents=True)
 
-        remaining = deadline - time.time()
+        remaining = deadline.remaining()
         if remaining <= 1:
             raise TimeoutError(f"no time left before the deadline ({remaining:.0f} s)")
-        now = time.time()
-        stops = solver_stops(deadline, now, smoke, smoke_budget_s)
-        summary["plan"] = {k: round(v - time.time(), 1) for k, v in stops.items()}
+        stops = solver_stops(deadline, smoke, smoke_budget_s)
+        summary["plan"] = {k: round(v.remaining(), 1) for k, v in stops.items()}
         log.info("deadline plan (seconds from now): solver deadline %.0f (passed down as --deadline), SIGTERM at "
                  "%.0f, SIGKILL at %.0f, merge and write by %.0f (%.0f s before the %.0f h limit)",
-                 *(stops[k] - time.time() for k in ("solver", "sigterm", "sigkill", "merge")), margin_s,
+                 *(stops[k].remaining() for k in ("solver", "sigterm", "sigkill", "merge")), margin_s,
                  RUN_LIMIT_S / 3600)
-        budget = stops["solver"] - now
         # A Python solve cannot be signalled: stop waiting for it at the SIGTERM moment. The default CLI solve
         # signals its process itself and returns whatever the solver flushed: wait for that, until the merge.
         wait_until = stops["sigterm"]
@@ -618,27 +605,25 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
             else:
                 wait_until = stops["merge"]
 
-                def solve(tp: Path, ck: Path, od: Path, b: float, sm: bool) -> Path:
-                    return cli_solve(tp, ck, od, b, sm, timeout_s=stops["sigterm"] - time.time(),
+                def solve(tp: Path, ck: Path, od: Path, dl: Deadline, sm: bool) -> Path:
+                    return cli_solve(tp, ck, od, dl, sm, sigterm_at=stops["sigterm"],
                                      log_file=working / "arcsolver-solve.log", finetune_args=finetune_args,
-                                     deadline_at=stops["solver"], grace_s=stops["sigkill"] - stops["sigterm"],
-                                     publish=out_path)
-        t_solve = time.time()
+                                     grace_s=stops["sigkill"].at - stops["sigterm"].at, publish=out_path)
+        t_solve = clock.now()
         try:
-            produced = _call_with_deadline(solve, (tasks_path, checkpoint, out_dir, budget, smoke),
-                                           wait_until - time.time())
+            produced = _call_with_deadline(solve, (tasks_path, checkpoint, out_dir, stops["solver"], smoke),
+                                           wait_until)
         except Exception as e:  # noqa: BLE001 - a solver stopped early may still have flushed answers
             produced = partial_output(out_dir, e)
             summary["solve_error"] = f"{type(e).__name__}: {e}"
-        summary["solve_s"] = round(time.time() - t_solve, 1)
+        summary["solve_s"] = round(clock.now() - t_solve, 1)
         summary["phases"]["solve_s"] = summary["solve_s"]
         summary["solver"] = solver_report(out_dir)
         if summary["solver"].get("plan_vs_actual"):
-            from arcsolver.training.plan_log import format_table
             log.info("the solver's plan vs what happened:\n%s", "\n".join(format_table(
                 summary["solver"]["plan_vs_actual"])))
 
-        t_merge = time.time()
+        t_merge = clock.now()
         candidate = read_json(produced)
         try:
             check_submission(candidate, solve_tasks, file=str(produced))
@@ -646,7 +631,7 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
             log.warning("solver output is not fully valid (%s); merging its valid entries only", e)
         merged, n_tasks, n_tests = merge(tasks, fallback, candidate, model_answers(produced, candidate, solve_tasks))
         summary.update(answered_tasks=n_tasks, answered_tests=n_tests)
-        summary["phases"]["merge_s"] = round(time.time() - t_merge, 1)
+        summary["phases"]["merge_s"] = round(clock.now() - t_merge, 1)
         if n_tests == 0:
             raise ValueError(f"{produced} holds no model answer (every entry is a fallback or invalid)")
         summary["outcome"] = "solved"
@@ -661,7 +646,7 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
     except Exception as e:  # noqa: BLE001 - the fallback file on disk is still valid
         summary.update(outcome="fallback", reason=f"writing the merged file failed: {type(e).__name__}: {e}")
         log.error("%s; keeping the fallback submission", summary["reason"])
-    summary["elapsed_s"] = round(time.time() - t0, 1)
+    summary["elapsed_s"] = round(clock.now() - t0, 1)
     summary["submission"] = str(out_path)
     try:
         write_json(working / SUMMARY_NAME, summary, indent=True)
@@ -669,6 +654,6 @@ def run(root: str | os.PathLike | None = None, *, deadline_s: float | None = Non
         log.warning("could not write %s: %s", SUMMARY_NAME, e)
     log.info("done: %s, mode %s, %d/%d tasks and %d/%d test inputs answered by the model, %.0f s used, "
              "%.0f s before the deadline -> %s", summary["outcome"], summary["mode"], summary["answered_tasks"],
-             len(tasks), summary["answered_tests"], n_tests_all, summary["elapsed_s"], deadline - time.time(),
+             len(tasks), summary["answered_tests"], n_tests_all, summary["elapsed_s"], deadline.remaining(),
              out_path)
     return out_path

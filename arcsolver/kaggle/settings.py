@@ -27,9 +27,10 @@ class PackageSettings:
     machine_shape: str | None = setting(None, "e.g. NvidiaL4 (4xL4) or NvidiaTeslaT4.")
     margin_minutes: float = setting(30.0, "Stop this long before the 12 h limit (merge, write and Kaggle's own "
                                     "shutdown must fit in it).", low=0, high=RUN_LIMIT_S / 60, low_open=False)
-    notebook_finetune_args: str = setting("", "Extra arguments for the notebook's `arcsolver finetune`, e.g. '--num-aug 300 "
-                                 "--set lr=2e-4' (checked with finetune's own parser: a typo is refused here, not on "
-                                 "Kaggle).", metavar="'ARGS'", option="--finetune-args")
+    notebook_finetune_args: str = setting(
+        "", "Extra arguments for the notebook's `arcsolver finetune`, e.g. '--num-aug 300 --set lr=2e-4' (checked "
+        "with finetune's own parser: a typo is refused here, not on Kaggle).", metavar="'ARGS'",
+        option="--finetune-args")
     extra_wheels_dir: Path | None = setting(None, "Ship every *.whl in DIR for the offline install (modules the "
                                             "Kaggle image lacks).", metavar="DIR", option="--extra-wheels")
     allow_small_canvas: bool = setting(False, "Package a checkpoint whose canvas is < 30 for an ARC competition "

@@ -8,11 +8,14 @@ A prebuilt wheel is checked for the one module the notebook runs (arcsolver/kagg
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from arcsolver.runtime.errors import InputError
@@ -71,9 +74,6 @@ def installed_wheel(dest: Path) -> Path:
     its RECORD lists under site-packages, byte for byte, and a fresh RECORD with their hashes. Left out: what pip adds
     at install time (INSTALLER, REQUESTED, direct_url.json), scripts outside site-packages (pip makes them again from
     entry_points.txt) and bytecode."""
-    import base64
-    import hashlib
-    from importlib.metadata import PackageNotFoundError, distribution
     try:
         dist = distribution("arcsolver")
     except PackageNotFoundError:

@@ -9,6 +9,10 @@ from typing import Any
 
 from arcsolver.model.config import DEFAULT_LOSS_TYPE, TRMConfig, model_mode
 from arcsolver.runtime.errors import InputError
+from arcsolver.model.trm import TRM
+from arcsolver.model.puzzle_embedding import table_rows
+from arcsolver.model.losses import ACTLossHead
+from arcsolver.model.urm import URM
 
 
 def model_config(arch: dict[str, Any], data_meta: dict, local_batch: int):
@@ -16,7 +20,6 @@ def model_config(arch: dict[str, Any], data_meta: dict, local_batch: int):
     unknown = set(arch) - fields
     if unknown:
         raise InputError(f"unknown model field(s): {', '.join(sorted(unknown))}", field="arch")
-    from arcsolver.model.puzzle_embedding import table_rows
     kw = dict(arch)
     kw.update(batch_size=local_batch, seq_len=int(data_meta["seq_len"]), vocab_size=int(data_meta["vocab_size"]),
               num_puzzle_identifiers=table_rows(data_meta, model_mode(kw)))
@@ -26,9 +29,6 @@ def model_config(arch: dict[str, Any], data_meta: dict, local_batch: int):
 
 def build_model(cfg, loss_type: str = DEFAULT_LOSS_TYPE):
     """The ACT model `cfg.name` names, wrapped in its loss head."""
-    from arcsolver.model.losses import ACTLossHead
     if cfg.name == "urm":
-        from arcsolver.model.urm import URM
         return ACTLossHead(URM(cfg), loss_type=loss_type)
-    from arcsolver.model.trm import TRM
     return ACTLossHead(TRM(cfg), loss_type=loss_type)

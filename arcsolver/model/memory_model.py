@@ -24,10 +24,11 @@ row = seq_len + puzzle prefix, H = heads):
   3I weights per block; the carry is one latent.
 * carry: z_H and z_L, 2 b T D per row of the *local* batch (rows keep their state across steps, micro-batched or not).
 
-`choose_device_batch` takes the largest micro-batch whose estimate fits in `safety` (default 0.8) of the free device
-memory; on CPU (no reliable "free" figure, and a split changes fp32 rounding, which would make a resumed run depend on
-the moment's free memory) the default is the whole local batch. A CUDA out-of-memory error at run time halves the
-micro-batch and retries the step (`microbatch.run_halving_on_oom`). benchmarks/bench_memory.py compares the model with
+`choose_device_batch` (training and prediction alike) takes `--device-batch-size` when it is given, else the largest
+micro-batch whose estimate fits in `safety` (default 0.8) of the free device memory; on CPU (no reliable "free"
+figure, and a split changes fp32 rounding, which would make a resumed run depend on the moment's free memory) the
+default is the whole local batch. A CUDA out-of-memory error at run time halves the micro-batch and retries the step
+(`inference/microbatch.run_halving_on_oom`). benchmarks/bench_memory.py compares the model with
 the measured peak RSS on CPU.
 """
 
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from arcsolver.model.layers import swiglu_width
+from arcsolver.runtime.errors import InputError
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 DEFAULT_SAFETY = 0.8  # use at most this share of the free memory: allocator fragmentation, CUDA context, spikes
@@ -143,10 +145,16 @@ def free_device_bytes(device: torch.device) -> int | None:
     return int(free)
 
 
-def choose_device_batch(estimate_for, batch: int, free_bytes: int | None, safety: float = DEFAULT_SAFETY) -> int:
-    """The largest micro-batch <= `batch` whose `estimate_for(rows).total` fits in `safety` x `free_bytes`
-    (1 when even one row does not fit: the OOM path then has the last word); `batch` when the free memory is unknown.
+def choose_device_batch(estimate_for, batch: int, free_bytes: int | None, safety: float = DEFAULT_SAFETY, *,
+                        requested: int = 0, field: str = "--device-batch-size") -> int:
+    """Rows per micro-batch, for training and prediction alike: `requested` when > 0 (at most `batch`); else the
+    largest micro-batch <= `batch` whose `estimate_for(rows).total` fits in `safety` x `free_bytes` (1 when even one
+    row does not fit: the OOM path then has the last word), `batch` when the free memory is unknown (CPU).
     `free_bytes` is measured before the model is built, so the fixed part counts against it."""
+    if requested < 0:
+        raise InputError(f"must be >= 0 (0: automatic), got {requested}", field=field)
+    if requested > 0:
+        return min(requested, max(1, batch))
     if free_bytes is None or batch <= 1:
         return max(1, batch)
     budget = safety * free_bytes

@@ -27,9 +27,8 @@ Two modes (`arch.puzzle_emb_mode`, `model/config.PUZZLE_EMB_MODES`):
     The task table is the one that scales (one row per task, 100k tasks at width 512 = 205 MB): a zero-initialised
     buffer trained by the same sparse sign-SGD, the same mean-of-trained-rows start for unseen tasks. The 18
     augmentation rows are shared by every example, so they are ordinary parameters of the network (Adam-atan2, EMA,
-    frozen with the network in fine-tuning's embeddings-only phase): measured first as sign-SGD rows too, they took
-    a +-lr step in every coordinate at every step (every batch touches them) and task mode pretrained worse and
-    fine-tuned to 0/24 on the TTT benchmark (runs/results/ttt-modes-signsgd-codes.md).
+    frozen with the network in fine-tuning's embeddings-only phase): as sign-SGD rows they would take a +-lr step in
+    every coordinate at every step (every batch touches them), which measurably hurts (runs/LOG.md, 2026-11-30).
 `table_rows(meta, mode)` is the row count of the (task or version) table for a prepared dataset; `row_names` the
 name of every row (what checkpoints carry, so a table can be continued, extended or remapped by name).
 """
@@ -37,10 +36,13 @@ name of every row (what checkpoints carry, so a table can be continued, extended
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from arcsolver.runtime.jsonio import read_json
 
 
 class SparsePuzzleEmbedding(nn.Module):
@@ -131,8 +133,6 @@ def dataset_row_map(data, mode: str) -> dict:
     it (`puzzle_rows.json`): {"mode", "tasks": task ids in dataset order (row i + 1 in task mode), and in version
     mode "versions": every row's name, the reference's identifiers.json}. Dense (Sudoku/Maze) data: no tasks, the
     blank row only."""
-    from pathlib import Path
-    from arcsolver.runtime.jsonio import read_json
     root = Path(data)
     meta = read_json(root / "meta.json")
     arc = meta.get("kind") == "arc"

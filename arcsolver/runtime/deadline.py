@@ -1,10 +1,10 @@
 """One clock and one absolute deadline for a whole run, and the plan that shows where the time goes.
 
-Why: every layer used to start its own stopwatch and keep its own safety margin (the notebook, finetune, each training
-phase, the probe), so the margins stacked invisibly and no two layers agreed on when the run ends. Now the deadline
-is computed once (the notebook's, or `--deadline`, or `--time-budget` = process start + budget) and passed down as a
-`Deadline`; a layer that needs to finish earlier (a training phase before prediction) derives a sub-deadline from it
-with a *named* reserve, and every reserve is listed in a `Plan` that is printed and saved.
+Why one: layers that each start their own stopwatch and keep their own safety margin stack those margins invisibly,
+and no two of them agree on when the run ends. So the deadline is computed once (the notebook's, or `--deadline`, or
+`--time-budget` = process start + budget) and passed down as a `Deadline`; a layer that needs to finish earlier (a
+training phase before prediction) derives a sub-deadline from it with a *named* reserve, and every reserve is listed
+in a `Plan` that is printed and saved.
 
 The clock is injectable (`Deadline.clock`): production reads `time.time()`; tests and benchmarks pass a
 `ManualClock` or a `TickingClock` so that budget logic is checked in simulated time, never against the machine's
@@ -102,6 +102,10 @@ class Deadline:
     def earlier_by(self, seconds: float) -> "Deadline":
         """A sub-deadline `seconds` before this one (for a phase that must leave room for what follows)."""
         return self if self.at is None else Deadline(self.at - float(seconds), self.clock)
+
+    def within(self, seconds: float) -> "Deadline":
+        """The earlier of this deadline and `seconds` from now (a phase given a share of the time left)."""
+        return self.min(self.clock.now() + float(seconds))
 
     def min(self, other_at: float | None) -> "Deadline":
         if other_at is None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 
 from arcsolver.runtime.trackers import scalars
+from arcsolver.runtime.jsonio import atomic_write_bytes
 
 
 class MetricsLog:
@@ -48,7 +49,6 @@ class MetricsLog:
 def drop_after(path: Path, step: int) -> int:
     """Remove the lines logged after `step` (a run resumed from the step-`step` checkpoint logs them again);
     the file is rewritten atomically, only when there is something to drop. Returns the number of lines dropped."""
-    from arcsolver.runtime.jsonio import atomic_write_bytes
     if not path.is_file():
         return 0
     lines = path.read_bytes().splitlines(keepends=True)

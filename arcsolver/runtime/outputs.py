@@ -24,6 +24,9 @@ import orjson
 
 from arcsolver.runtime.checks import check_writable
 from arcsolver.runtime.errors import InputError
+from arcsolver import __version__
+from arcsolver.runtime.jsonio import atomic_write_bytes
+from arcsolver.runtime.report import say
 
 MARKER = ".arcsolver-output.json"
 PNG_SOFTWARE = "arcsolver"  # the tEXt chunk `show` writes into its PNGs
@@ -96,7 +99,6 @@ def claim_folder(path: str | os.PathLike, kind: str, *, inputs: Iterable[str | o
         return claim
     notice = claim.notice()
     if notice:
-        from arcsolver.runtime.report import say
         say(notice)
         # Renamed away first (one atomic step), then deleted: another process of the same launch checking the path
         # meanwhile sees the old folder or none, never a half-deleted one.
@@ -142,8 +144,6 @@ def owning_run(checkpoint: str | os.PathLike) -> Path:
 
 def mark_folder(folder: str | os.PathLike, kind: str) -> None:
     """Write the marker that lets later runs recognise `folder` as arcsolver's output of `kind`."""
-    from arcsolver import __version__
-    from arcsolver.runtime.jsonio import atomic_write_bytes
     if kind not in FOLDER_KINDS:
         raise ValueError(f"unknown folder kind {kind!r}")
     atomic_write_bytes(Path(folder) / MARKER, orjson.dumps({"kind": kind, "arcsolver": __version__}))
@@ -206,6 +206,8 @@ def _file_kind(p: Path) -> str | None:
 
 
 def _png_software(p: Path) -> str | None:
+    # Pillow is imported only where a PNG is inspected: the Kaggle solve path (finetune, predict) does not need it,
+    # and the notebook checks the image for exactly the modules that path imports (tests/test_kaggle_faults.py).
     from PIL import Image
     with Image.open(p) as img:
         return img.info.get("Software")

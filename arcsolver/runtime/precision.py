@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
+from accelerate import Accelerator
 
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.report import say
@@ -109,7 +111,6 @@ def accelerator_kwargs() -> dict:
 def make_accelerator(cpu: bool, **kwargs) -> "Accelerator":
     """The Accelerator with its maths pinned in code (no mixed precision, no dynamo), whatever a user's saved
     `accelerate config` or `accelerate launch` flags say (`accelerator_kwargs`). Shared by train and predict."""
-    from accelerate import Accelerator
     return Accelerator(cpu=cpu, **accelerator_kwargs(), **kwargs)
 
 
@@ -172,7 +173,6 @@ class LossScaling:
     def _finite_everywhere(self, finite: bool) -> bool:
         """The puzzle-embedding rows' gradients differ between processes (Adam's are already all-reduced): every
         process must skip or step together, or sign-SGD's all-gather would wait for a process that skipped."""
-        import torch.distributed as dist
         if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return finite
         flag = torch.tensor([1.0 if finite else 0.0], device=torch.device(self.device_type))

@@ -4,13 +4,11 @@ Choice. A process of a multi-process run (`accelerate launch`, torch.distributed
 `os._exit` once its output is flushed, skipping the interpreter's teardown. In that teardown gloo's worker thread
 (`pt_gloo_runloop`) can still be releasing the last collective's work object, whose tensors hold Python references;
 the decref wants the GIL while the interpreter is finalising, the thread is unwound, and unwinding through the
-destructor calls std::terminate: SIGABRT, "terminate called without an active exception", after the run had finished
-and written everything (backtrace under gdb in runs/results/two-process-soak.md; a known torch problem, a fix in
-torch was tried and abandoned in 2026). torchrun then reports the whole launch as failed (exit 1) and a script
-chaining commands stops. The later the worker thread runs, the likelier: 1-3 of 50 launches beside two CPU hogs
-(`benchmarks/two_process_soak.py`); destroying the process group first (atexit) did not help (3 of 50; under gdb
-the worker thread was still alive at finalisation with it in place). A single process ends normally (`sys.exit`),
-atexit hooks and all.
+destructor calls std::terminate: SIGABRT, "terminate called without an active exception", after the run has finished
+and written everything. torchrun then reports the whole launch as failed (exit 1) and a script chaining commands
+stops. Destroying the process group first does not prevent it (the worker thread can still be alive at
+finalisation); skipping the teardown does. The soak that measured both, and the gdb backtrace: runs/LOG.md
+(2026-11-30), `benchmarks/two_process_soak.py`. A single process ends normally (`sys.exit`), atexit hooks and all.
 
 What the skip costs: atexit hooks of libraries do not run. Everything arcsolver writes is closed before the command
 returns (files written whole and renamed, metrics.jsonl flushed per line, TensorBoard/wandb closed by the run);

@@ -17,6 +17,8 @@ import sys
 
 def say(message: str) -> None:
     """One line to stderr, above the progress bar when one is open (tqdm.write clears and redraws it)."""
+    # tqdm is imported where it is used: the CLI imports this module to parse options, and tqdm would add ~38 ms
+    # to the ~90 ms of `import arcsolver.cli` (measured with python -X importtime).
     from tqdm import tqdm
     tqdm.write(message, file=sys.stderr)
     sys.stderr.flush()

@@ -2,8 +2,8 @@
 deadlines (epoch seconds or an ISO 8601 time).
 
 Choices: a duration must be a finite number of seconds > 0; nan, inf, negative, zero and anything unreadable are
-refused with one line naming the option (an `InputError`, exit 2), because each of them used to turn into a silent
-billion-step run or an instant stop. "No limit" must be spelled out as `none` and is returned as None. A deadline
+refused with one line naming the option (an `InputError`, exit 2), because each of them would otherwise become a
+silent billion-step run or an instant stop. "No limit" must be spelled out as `none` and is returned as None. A deadline
 is an absolute wall-clock time: epoch seconds (what `date +%s` prints and what the Kaggle runner passes down) or an
 ISO time such as `2026-11-30T18:00:00Z`; an ISO time without a zone is read as UTC, so the same string means the
 same moment on every machine.

@@ -83,8 +83,9 @@ class TrainConfig:
                                   "true or false.", choices=("auto", True, False), cli=False)
     forward_dtype: str = setting("auto", "Activation dtype: auto (per device; runtime/precision.py) or one of "
                                  "the model's.", choices=("auto",) + FORWARD_DTYPES, cli=False)
-    time_budget_s: float = setting(0.0, "Stop (with a checkpoint) before this many seconds from the start (0: no "
-                                   "limit); the command line's --time-budget / --deadline win when earlier.",
+    time_budget_s: float = setting(0.0, "`arcsolver train` only: stop (with a checkpoint) before this many seconds "
+                                   "from process start (0: no limit); the command line turns it into the run's "
+                                   "Deadline with --time-budget / --deadline, the earliest winning.",
                                    low=0, cli=False)
     log_every: int = setting(10, "Steps between metrics.jsonl lines.", low=1, cli=False)
     log_with: str = setting("none", "Mirror metrics.jsonl to experiment trackers: none, all (every one installed), "
@@ -126,8 +127,6 @@ class FinetuneSettings:
     lr_scale: float = setting(2.0, "Fine-tune LRs = checkpoint LRs x this.", low=0, low_open=True)
     ema: bool | None = setting(None, "EMA of the weights during fine-tuning.", option="--ema/--no-ema",
                                shown_default="as the checkpoint was trained")
-    per_task: bool = setting(False, "One model per task, or all tasks jointly in one (steps are per task with "
-                             "--per-task).", option="--per-task/--joint")
     batch_size: int | None = setting(None, "Global batch.", low=1, shown_default="the checkpoint's")
     embed_steps: int | None = setting(None, "Fixed embeddings-only steps instead of a budget plan (reproducible "
                                       "runs).", low=0)

@@ -21,29 +21,33 @@ import math
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 
-from arcsolver.inference.settings import PREDICT
-from arcsolver.model.config import model_mode
-from arcsolver.data import arc_dataset
-from arcsolver.model import checkpoint
-from arcsolver.data.arc_tasks import load_tasks
-from arcsolver.training.config import FINETUNE
-from arcsolver.runtime.deadline import Deadline, Plan
 from arcsolver.runtime import report
+from arcsolver.runtime.deadline import Deadline, Plan
 from arcsolver.runtime.errors import InputError
-from arcsolver.training.finetune_plan import CUT_ORDER, decide, measure_costs
-from arcsolver.inference.predict import check_publish_target
-from arcsolver.training.plan_log import PLAN_NAME, PlanLog
 from arcsolver.runtime.jsonio import read_json, write_json
 from arcsolver.runtime.outputs import claim_folder, claim_output, owning_run
-
+from arcsolver.data import arc_dataset
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.model import checkpoint
+from arcsolver.model.checks import check_checkpoint
+from arcsolver.model.config import model_mode
+from arcsolver.model.puzzle_embedding import dataset_row_map, extend_table, map_row_names, table_key
+from arcsolver.inference.predict import check_publish_target, predict
+from arcsolver.inference.settings import PREDICT
+from arcsolver.training.checks import check_config
+from arcsolver.training.config import FINETUNE, build_config
+from arcsolver.training.finetune_plan import CUT_ORDER, decide, measure_costs
+from arcsolver.training.plan_log import PLAN_NAME, PlanLog
+from arcsolver.training.train import train
 
 def _extended_weights(ckpt: Path, base: dict, data_dir: Path) -> dict[str, torch.Tensor]:
     """The checkpoint's weights (EMA) with its puzzle table extended to the rows of the fine-tuning dataset: a row
     the checkpoint's name -> row map already has (a task, or version, it was trained on) keeps its trained row,
     every new one starts at the mean of the trained rows. In task mode the augmentation codes (dihedral rows,
     colour codes) are kept as trained: only the task table is extended."""
-    from arcsolver.model.puzzle_embedding import dataset_row_map, extend_table, map_row_names, table_key
     weights = checkpoint.load_weights(ckpt, ema=True)
     mode = model_mode(base["model"])
     key = table_key(mode)
@@ -74,8 +78,6 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
     `ema`: None keeps the checkpoint's EMA setting during fine-tuning, False/True force it off/on.
     `out` is new, empty or an earlier fine-tuning output (replaced whole); anything else only with `overwrite`.
     `publish`: a complete submission file into which prediction copies its answers at every flush (predict)."""
-    from accelerate import PartialState
-    from arcsolver.training.train import train
     deadline = deadline or Deadline()
     clock = deadline.clock
     t0 = clock.now()
@@ -168,8 +170,7 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
         e_steps = f_steps = 10**9 if train_s > 0 else 0
         e_steps = e_steps if embed_fraction > 0 else 0
         f_steps = f_steps if embed_fraction < 1 else 0
-        e_deadline = Deadline(min(train_end.at, clock.now() + embed_fraction * max(0.0, train_end.remaining())),
-                              clock)
+        e_deadline = train_end.within(embed_fraction * max(0.0, train_end.remaining()))
         prior_e, prior_f = costs.train_step_s(embed_only=True), costs.train_step_s()
     w1, n1, final, interrupted = weights, 0, None, None
     if e_steps and e_deadline.remaining() > 0:
@@ -200,7 +201,6 @@ def finetune(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | No
 
     # 4. predict, against the deadline itself (not after SIGINT/SIGTERM: the user or the scheduler asked to stop)
     if predict_after and not interrupted:
-        from arcsolver.inference.predict import predict
         t_pred = clock.now()
         res = predict(final, out / "submission.json", data=str(data_dir), cpu=cpu, quiet=quiet,
                       batch_size=predict_batch_size, deadline=deadline.earlier_by(sum(margin.values())),
@@ -238,74 +238,10 @@ def _finetune_ema(base_train: dict, ema: bool | None) -> bool:
     return bool(base_train["ema"]) if ema is None else bool(ema)
 
 
-def finetune_per_task(ckpt: str | Path, tasks: str, out: Path, *, deadline: Deadline | None = None,
-                      predict_after: bool = False, quiet: bool = False, overwrite: bool = False, **kwargs) -> dict:
-    """Fine-tune a separate copy of the model for every task (instead of all tasks jointly in one model).
-
-    Each task is written to OUT/per-task/tasks/<id>.json and fine-tuned into OUT/per-task/<id> with the same
-    options (`embed_steps`/`full_steps` are per task); under a deadline the time left is shared equally among the
-    tasks still to do. With `predict_after`, OUT/submission.json is complete and valid from the start (every task at
-    its fallback) and each task's answers are merged into it, with its candidates, as soon as the task is done: a
-    stop at any moment leaves every answer made so far on disk. SIGINT/SIGTERM (during training or prediction) or
-    the deadline stop the loop after the task in progress, whose prediction keeps what it voted."""
-    from arcsolver.inference.submission import fallback_submission, write_submission
-    deadline = deadline or Deadline()
-    clock = deadline.clock
-    t0 = clock.now()
-    out = Path(out)
-    ckpt_dir, base = _check_inputs(ckpt, out, tasks, batch_size=kwargs.get("batch_size"),
-                                   lr_scale=kwargs.get("lr_scale", FINETUNE.lr_scale), overwrite=overwrite)
-    _check_options(deadline, kwargs.get("embed_steps"), kwargs.get("full_steps"),
-                   kwargs.get("num_aug", FINETUNE.num_aug), kwargs.get("embed_fraction", FINETUNE.embed_fraction),
-                   kwargs.get("publish"))
-    task_list = load_tasks(tasks)
-    _finetune_config(base, list(kwargs.get("overrides", ())), kwargs.get("batch_size"),
-                     kwargs.get("lr_scale", FINETUNE.lr_scale), kwargs.get("seed", 0), kwargs.get("ema", FINETUNE.ema))
-    claim_folder(out, "finetune", inputs=_inputs(ckpt_dir, tasks), overwrite=overwrite)
-    folder = out / "per-task" / "tasks"
-    for t in task_list:
-        write_json(folder / f"{t.id}.json", t.to_json())
-    merged, candidates = fallback_submission(task_list), {}
-    sub_path = out / "submission.json"
-    if predict_after:
-        write_submission(sub_path, merged, task_list)
-        write_json(sub_path.with_name("submission.candidates.json"), candidates)
-    runs, interrupted, answered = [], None, 0
-    for i, t in enumerate(task_list):
-        if deadline.limited and deadline.remaining() <= 0:
-            break
-        share = Deadline(clock.now() + deadline.remaining() / (len(task_list) - i), clock) if deadline.limited \
-            else None
-        s = finetune(ckpt_dir, str(folder / f"{t.id}.json"), out / "per-task" / t.id, deadline=share,
-                     predict_after=predict_after, quiet=quiet, **kwargs)
-        runs.append({"task": t.id, **{k: s[k] for k in ("checkpoint", "embed_steps", "full_steps", "seconds")}})
-        interrupted = s.get("interrupted") or ("SIGTERM" if s.get("predict_stopped_by") == "signal" else None)
-        if predict_after and "submission" in s:
-            merged.update(read_json(s["submission"]))
-            cand = Path(s["submission"]).with_name("submission.candidates.json")
-            if cand.is_file():
-                candidates.update(read_json(cand))
-            write_submission(sub_path, merged, task_list)  # the submission first: candidates never over-count
-            write_json(sub_path.with_name("submission.candidates.json"), candidates)
-            answered += 1
-        if interrupted:
-            break
-    summary = {"per_task": runs, "embed_steps": sum(r["embed_steps"] for r in runs),
-               "full_steps": sum(r["full_steps"] for r in runs), "train_seconds": clock.now() - t0,
-               "checkpoint": str(out / "per-task"), "interrupted": interrupted, "tasks_predicted": answered,
-               "mean_embedding_only": all(r["embed_steps"] + r["full_steps"] == 0 for r in runs)}
-    if predict_after:
-        summary["submission"] = str(sub_path)
-    summary["seconds"] = clock.now() - t0
-    write_json(out / "finetune.json", summary, indent=True)
-    return summary
-
-
 def _check_inputs(ckpt: str | Path, out: Path, tasks: str, *, batch_size: int | None, lr_scale: float,
                   overwrite: bool) -> tuple[Path, dict]:
     """The checkpoint (complete, readable, matching its config), the options and the output folder, checked before
     anything is written (model/checks.py, runtime/outputs.py). Returns (checkpoint folder, its config)."""
-    from arcsolver.model.checks import check_checkpoint
     ck, base = check_checkpoint(ckpt)
     if base["data"].get("kind", "arc") != "arc":
         raise InputError(f"fine-tuning learns new ARC tasks; this checkpoint was trained on {base['data']['kind']!r}",
@@ -347,8 +283,10 @@ SHAPE_FREE_ARCH_FIELDS = ("H_cycles", "L_cycles", "halt_max_steps", "halt_explor
 def _finetune_config(base: dict, overrides: list[str], batch_size: int | None, lr_scale: float, seed: int,
                      ema: bool | None = FINETUNE.ema):
     """The checkpoint's recipe for fine-tuning: its architecture and optimizer settings, LRs x `lr_scale`, no
-    evaluation or periodic checkpoints; explicit --set values win."""
-    from arcsolver.training.config import build_config
+    evaluation or periodic checkpoints; explicit --set values win. The run's time is the Deadline its caller passes
+    (--time-budget / --deadline), so a `time_budget_s` override is refused rather than silently ignored."""
+    if any(item.split("=", 1)[0].strip() == "time_budget_s" for item in overrides):
+        raise InputError("fine-tuning's time comes from --time-budget or --deadline", field="time_budget_s")
     tb = base["train"]
     cfg = build_config(None, list(overrides))
     cfg = dataclasses.replace(
@@ -371,7 +309,6 @@ def _finetune_config(base: dict, overrides: list[str], batch_size: int | None, l
         else:
             raise InputError(f"fine-tuning keeps the checkpoint's architecture; only "
                              f"{', '.join('arch.' + f for f in SHAPE_FREE_ARCH_FIELDS)} may change", field=k)
-    from arcsolver.training.checks import check_config
     check_config(cfg)  # the checkpoint's values and the derived ones too, before anything is written
     return cfg
 
@@ -380,7 +317,6 @@ def _same_on_every_process(state, obj):
     """The main process's `obj` on every process (the plan must not differ between ranks: their timings do)."""
     if state.num_processes == 1:
         return obj
-    from accelerate.utils import broadcast_object_list
     box = [obj]
     broadcast_object_list(box, from_process=0)
     return box[0]

@@ -6,10 +6,9 @@ times the model-loading part of prediction) and one forward supervision step of 
 one warm-up call, on a synthetic batch of the real shape. Everything else follows by counting forward passes
 (`train.py` spells out the same model): a training step of G rows is G rows x (1 + 2/H) forward-supervision units
 (the backward pass covers the last of H cycles at ~2x its forward), x `TRAIN_OVERHEAD`. An embeddings-only step is
-counted the same: its backward still runs through the network to reach the inputs, and measured on CPU
-(arc-demo-cpu when it was h=128 with 4 supervision steps, batch 64) it took 0.9-1.0x a full step. TRAIN_OVERHEAD =
-0.9 is that measurement too (a full step took 0.66-0.70x of 1 + 2/H forward units timed at batch 8: training's
-larger batch runs more efficiently). The training phases do not rely on these estimates for their length: they
+counted the same: its backward still runs through the network to reach the inputs (on CPU it costs 0.9-1.0x a full
+step). `TRAIN_OVERHEAD` = 0.9: training's larger batch runs more efficiently than the batch of 8 the probe times (a
+full step measured 0.66-0.70x of its 1 + 2/H forward units; the measurements: runs/LOG.md, 2026-11-30). The training phases do not rely on these estimates for their length: they
 plan their own steps from their own timed steps.
 
 Processes (`world`, from the launcher): every cost is one process's share, as the code splits the work. A training
@@ -33,8 +32,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from arcsolver.model.config import TRMConfig
+import torch
+
+from arcsolver.runtime.compilation import compile_enabled
 from arcsolver.runtime.deadline import Plan
+from arcsolver.model.config import TRMConfig
+from arcsolver.model.memory_model import free_device_bytes
+from arcsolver.model.puzzle_embedding import blank_puzzle_inputs
+from arcsolver.inference.microbatch import rollout_in_micro_batches
+from arcsolver.inference.predict import load_model, prediction_device_batch
+from arcsolver.inference.rollout import rollout
+from arcsolver.training.train import checkpoint_seconds
 
 CUT_ORDER = ("steps", "augmentations", "versions", "training")
 MIN_STEPS = 10  # fewer training steps than this are not worth the two phases' start-up: cut elsewhere first
@@ -218,20 +226,12 @@ def measure_costs(ckpt, device, *, n_rows: int, predict_batch: int, train_batch:
     is projected to cost at most 2% of `window_s`, else the small step scaled by rows (CPU throughput is about
     linear in rows; on a GPU a small batch underuses the device, which over-estimates prediction: safe). Planning
     thus costs a checkpoint load plus at most ~2% of the time left."""
-    import torch
-    from arcsolver.inference.microbatch import rollout_in_micro_batches
-    from arcsolver.inference.rollout import rollout
-    from arcsolver.inference.predict import load_model, prediction_device_batch
-    from arcsolver.model.memory_model import free_device_bytes
-    from arcsolver.model.puzzle_embedding import blank_puzzle_inputs
-    from arcsolver.runtime.compilation import compile_enabled
-    from arcsolver.training.train import checkpoint_seconds
     t = clock.now()
     b = max(1, min(predict_batch, n_rows))
     local = max(1, b // max(1, world))
     free = free_device_bytes(device)
     model, cfg = load_model(ckpt, device, batch_size=local, forward_dtype=forward_dtype)
-    micro = prediction_device_batch(model, device_batch_size, local, device, free)
+    micro = prediction_device_batch(model, device_batch_size, local, free)
     load_s = clock.now() - t
     mc = cfg["model"]
     seq = int(mc["seq_len"])

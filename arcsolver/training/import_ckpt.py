@@ -33,15 +33,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arcsolver.model.config import TRMConfig, model_mode
-from arcsolver.training.config import IMPORT
-from arcsolver.data import arc_dataset
-from arcsolver.model import checkpoint
-from arcsolver.data.arc_tasks import load_tasks
-from arcsolver.training.config import TrainConfig
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json, write_json
 from arcsolver.runtime.outputs import claim_folder, claim_output, owning_run
+from arcsolver.data import arc_dataset
+from arcsolver.data.arc_tasks import load_tasks
+from arcsolver.model import checkpoint
+from arcsolver.model.config import TRMConfig, model_mode
+from arcsolver.model.trm import DTYPES
+from arcsolver.model.build import build_model
+from arcsolver.model.puzzle_embedding import dataset_row_map
+from arcsolver.model.checks import check_arch_field, check_checkpoint
+from arcsolver.training.config import IMPORT, TrainConfig
 
 PREFIX = "_orig_mod."
 # Buffers the reference may save that carry no learned state here.
@@ -115,7 +118,6 @@ def infer_config(state: dict[str, torch.Tensor], *, seq_len: int, num_heads: int
 
 
 def check_against_model(state: dict[str, torch.Tensor], cfg, file: str) -> None:
-    from arcsolver.model.build import build_model
     with torch.device("meta"):
         ours = build_model(cfg).state_dict()
     missing = [k for k in ours if k not in state]
@@ -197,7 +199,6 @@ def import_checkpoint(path: str | Path, identifiers: str | Path, tasks: list[str
                        "vocab_size": meta["vocab_size"], "num_puzzle_identifiers": meta["num_puzzle_identifiers"],
                        "canvas": canvas},
               "imported_from": {"checkpoint": str(path), "identifiers": str(identifiers)}, "step": 0}
-    from arcsolver.model.puzzle_embedding import dataset_row_map
     return checkpoint.save(out / "run", 0, model_state=state, ema_state=None, train_state=None, config=config,
                            puzzle_rows=dataset_row_map(data, "version"))
 
@@ -205,7 +206,6 @@ def import_checkpoint(path: str | Path, identifiers: str | Path, tasks: list[str
 def _check_import_options(out: Path, **options: int) -> None:
     """The architecture options (what shapes cannot tell) and the output folder, checked before reading anything
     big or writing anything (model/checks.py)."""
-    from arcsolver.model.checks import check_arch_field
     for k, v in options.items():
         if v is not None:
             check_arch_field(k, v, file=f"--{k.replace('_', '-')}")
@@ -226,7 +226,6 @@ def _check_exportable(ck: Path, cfg: dict) -> None:
 def export_checkpoint(ckpt: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
     """Our checkpoint -> OUT/checkpoint (reference state dict, EMA weights) + OUT/identifiers.json + OUT/arch.json.
     OUT is new, empty or an earlier export (replaced whole); anything else only with `overwrite`."""
-    from arcsolver.model.checks import check_checkpoint
     ck, cfg = check_checkpoint(ckpt)
     _check_exportable(ck, cfg)
     claim_output(out, "export", inputs=[owning_run(ckpt), ck], overwrite=overwrite)
@@ -255,7 +254,6 @@ URM_KEPT_IN_FORWARD_DTYPE = re.compile(r"(mlp\.dwconv\.(weight|bias)|init_hidden
 
 def urm_reference_state(state: dict[str, torch.Tensor], model: dict) -> dict[str, torch.Tensor]:
     """Our URM weights with the tensors the reference stores in its forward dtype cast to the run's."""
-    from arcsolver.model.trm import DTYPES
     dtype = DTYPES[model.get("forward_dtype", "bfloat16")]
     return {k: v.to(dtype) if URM_KEPT_IN_FORWARD_DTYPE.search(k) else v for k, v in state.items()}
 

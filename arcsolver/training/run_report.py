@@ -163,7 +163,7 @@ def check_matplotlib() -> None:
 
 def panel_figures(runs: list[Run]) -> dict[str, object]:
     """One matplotlib Figure per panel that has points in some run (the Agg backend: no display needed)."""
-    import matplotlib
+    import matplotlib  # the `report` extra: imported only when pictures are drawn
     matplotlib.use("Agg", force=True)
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator

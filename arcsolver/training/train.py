@@ -29,24 +29,37 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs
+from accelerate.utils import DistributedDataParallelKwargs, broadcast
 
-from arcsolver.model import checkpoint
-from arcsolver.training.config import TrainConfig
+from arcsolver.runtime import trackers
 from arcsolver.runtime.compilation import compile_enabled, compile_with_fallback
 from arcsolver.runtime.deadline import Deadline, Plan, StepPlanner
 from arcsolver.runtime.errors import InputError
-from arcsolver.inference.rollout import batch_to, evaluate_split, finish_metrics
+from arcsolver.runtime.interrupts import StopRequests
 from arcsolver.runtime.jsonio import read_json
-from arcsolver.data.loader import ArcSource, PuzzleLoader, open_source
-from arcsolver.runtime.interrupts import StopRequests, stop_code, stop_reason
-from arcsolver.runtime import trackers
 from arcsolver.runtime.metrics_log import MetricsLog
 from arcsolver.runtime.outputs import claim_output, mark_folder, owning_run
-from arcsolver.runtime.report import progress_bar, redraw_now, say
-from arcsolver.model.build import build_model, model_config
 from arcsolver.runtime.precision import LossScaling, make_accelerator, run_precision
-
+from arcsolver.runtime.ranks import agree_on_stop
+from arcsolver.runtime.report import progress_bar, redraw_now, say
+from arcsolver.runtime.units import format_seconds
+from arcsolver.data.checks import check_dataset
+from arcsolver.data.loader import ArcSource, PuzzleLoader, open_source
+from arcsolver.model import checkpoint
+from arcsolver.model.adam_atan2 import AdamAtan2
+from arcsolver.model.build import build_model, model_config
+from arcsolver.model.checks import check_puzzle_rows, check_resume
+from arcsolver.model.ema import EMA
+from arcsolver.model.memory_model import choose_device_batch, free_device_bytes, training_memory
+from arcsolver.model.muon import MuonAdamW
+from arcsolver.model.puzzle_embedding import SignSGDSparse, dataset_row_map
+from arcsolver.inference.microbatch import map_tensors, run_halving_on_oom
+from arcsolver.inference.predict import add_to_book, voted_scores
+from arcsolver.inference.rollout import batch_to, evaluate_split, finish_metrics
+from arcsolver.inference.vote import VoteBook
+from arcsolver.training import grad_accumulation
+from arcsolver.training.checks import check_config
+from arcsolver.training.config import TrainConfig
 
 def lr_at(step: int, base: float, warmup: int, total: int, min_ratio: float) -> float:
     if step < warmup:
@@ -87,14 +100,15 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     `initial_checkpoint_only`: take no step, write a checkpoint of the initial state (fine-tuning with no time to
     train: the mean-embedding model).
     `deadline`: stop (with a checkpoint, and the final evaluation when it fits) before it; the steps that fit are
-    planned from the first timed steps (or `prior_step_s` before any) and the LR schedule spans them
-    (`cfg.time_budget_s` > 0 is sugar for a deadline that many seconds from now; the earlier one wins).
+    planned from the first timed steps (or `prior_step_s` before any) and the LR schedule spans them. The caller
+    makes the one Deadline of the process (the CLI turns `--deadline`, `--time-budget` and `cfg.time_budget_s` into
+    it); without one the run ends at `max_steps`.
     `cfg.out` must be new, empty, or the run folder of `resume`; `overwrite` starts an existing run over.
 
     Read top to bottom: check the inputs, build the run (accelerator, data, model, optimizers), restore a resumed
     one, plan the steps, then step / evaluate / checkpoint until a stop, and finish (final evaluation, checkpoint)."""
     _check_inputs(cfg, resume, overwrite)
-    deadline = _run_deadline(cfg, deadline)
+    deadline = deadline or Deadline()
     t_start = deadline.clock.now()
     if deadline.passed():
         raise InputError(f"the deadline passed {-deadline.remaining():.0f} s ago: no time to train",
@@ -111,8 +125,8 @@ def train(cfg: TrainConfig, *, resume: str | None = None, cpu: bool | None = Non
     trackers.start(run.acc, tracking, run.dir, _full_config(run))
     stop_requests = StopRequests().install()  # every rank: finish the step, agree, checkpoint, exit
     loop = _plan_loop(run, deadline, t_start, prior_step_s=prior_step_s, final_eval=final_eval, quiet=quiet)
-    if _any_rank(run.acc, run.world, loop.planner.should_stop()):  # not even one step fits (a caller's estimate)
-        loop.stop_why = "time"
+    # not even one step fits (a caller's estimate)
+    loop.stop_why, _ = agree_on_stop(run.acc.device, run.world, "time" if loop.planner.should_stop() else None)
     if initial_checkpoint_only:
         loop.stop_why = "steps"
     batches = iter(run.loader)
@@ -201,9 +215,11 @@ def _build_run(cfg: TrainConfig, *, cpu: bool | None, resume: str | None, init_w
     resume_state = _check_resume(resume, mcfg, cfg.loss_type, puzzle_rows, cfg.optimizer) if resume else None
     precision = run_precision(cfg.forward_dtype, mcfg.forward_dtype, acc.device, announce_it=acc.is_main_process
                               and not quiet)
-    device_batch = _initial_device_batch(cfg, dataclasses.replace(mcfg, forward_dtype=precision.dtype), local_batch,
-                                         acc.device)
-    model = build_model(dataclasses.replace(mcfg, forward_dtype=precision.dtype), cfg.loss_type)
+    run_mcfg = dataclasses.replace(mcfg, forward_dtype=precision.dtype)
+    device_batch = choose_device_batch(lambda rows: training_memory(run_mcfg, rows, local_batch), local_batch,
+                                       free_device_bytes(acc.device), requested=cfg.device_batch_size,
+                                       field="device_batch_size")
+    model = build_model(run_mcfg, cfg.loss_type)
     if init_weights is not None:
         missing, unexpected = model.load_state_dict(init_weights, strict=False)
         bad = [k for k in missing if "puzzle_emb" not in k]
@@ -214,8 +230,6 @@ def _build_run(cfg: TrainConfig, *, cpu: bool | None, resume: str | None, init_w
         compile_with_fallback(model.model.inner)
     torch.manual_seed(cfg.seed + rank)  # per-rank randomness from here on (halting exploration), as the reference
 
-    from arcsolver.model.ema import EMA
-    from arcsolver.model.puzzle_embedding import SignSGDSparse
     inner = model.model.inner
     params = [p for p in model.parameters() if p.requires_grad]
     if freeze_model:
@@ -239,9 +253,7 @@ def _build_run(cfg: TrainConfig, *, cpu: bool | None, resume: str | None, init_w
 def _optimizer(cfg: TrainConfig, params: list) -> torch.optim.Optimizer:
     """The network's optimizer `cfg.optimizer` names (the puzzle table has its own sign-SGD either way)."""
     if cfg.optimizer == "muon":
-        from arcsolver.model.muon import MuonAdamW
         return MuonAdamW.for_parameters(params, weight_decay=cfg.weight_decay, adamw_betas=(cfg.beta1, cfg.beta2))
-    from arcsolver.model.adam_atan2 import AdamAtan2
     return AdamAtan2(params, lr=0.0, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
 
 
@@ -264,7 +276,7 @@ def _restore(run: _Run, resume: str, st: dict) -> None:
         torch.cuda.set_rng_state(st["cuda_rng"][rank])
     carry = st["carry"][rank] if isinstance(st["carry"], list) else st["carry"]
     if carry is not None:
-        carry = _carry_to(carry, run.acc.device)
+        carry = map_tensors(carry, lambda t: t.to(run.acc.device))
     run.carry = carry
     if run.cfg.device_batch_size <= 0 and st.get("device_batch"):
         run.device_batch = min(run.local_batch, int(st["device_batch"]))  # the split the run had: same rounding
@@ -336,8 +348,6 @@ def _evaluate(run: _Run, *, show: bool = False, final: bool = False,
         vote_on_batch, book = None, None
         if isinstance(source, ArcSource):
             # ARC: also vote over the augmented versions, as predict --vote does, and score the top two.
-            from arcsolver.inference.predict import add_to_book
-            from arcsolver.inference.vote import VoteBook
             book = VoteBook()
             ver_sel, ex_sel = source.test_items()
 
@@ -353,7 +363,7 @@ def _evaluate(run: _Run, *, show: bool = False, final: bool = False,
                 vote_on_batch(b, preds, q)
             if bar is not None:
                 bar.update(1)
-            if stop is not None and _any_rank(acc, world, stop.received is not None):
+            if stop is not None and agree_on_stop(acc.device, world, None, stop.received)[1]:
                 raise _EvaluationStopped
         sums = evaluate_split(model.model, test.test_batches(), acc.device, max_batches=cfg.eval_max_batches,
                               steps=cfg.eval_steps or None, on_batch=on_batch)
@@ -368,7 +378,6 @@ def _evaluate(run: _Run, *, show: bool = False, final: bool = False,
     t = acc.reduce(t, reduction="sum") if world > 1 else t
     out = finish_metrics(dict(zip(sorted(sums), t.tolist())))
     if book is not None and acc.is_main_process and not cfg.eval_max_batches:
-        from arcsolver.inference.predict import voted_scores
         out.update(voted_scores(book, source))
     return out
 
@@ -509,7 +518,7 @@ def _decide_stop(run: _Run, loop: _Loop, stop_requests: StopRequests) -> None:
     rank agrees on the same step."""
     if loop.planner.should_stop():
         loop.stop_why = "time"
-    loop.stop_why, loop.stop_signal = agree_on_stop(run.acc, run.world, loop.stop_why, stop_requests.received)
+    loop.stop_why, loop.stop_signal = agree_on_stop(run.acc.device, run.world, loop.stop_why, stop_requests.received)
 
 
 def _finish(run: _Run, loop: _Loop, log: MetricsLog, stop_requests: StopRequests) -> None:
@@ -531,7 +540,7 @@ def _finish(run: _Run, loop: _Loop, log: MetricsLog, stop_requests: StopRequests
                                       loop.planner.step_s(), sum(loop.step_times)))
             ev = _evaluate(run, show=show, final=True, stop=stop_requests)
             if ev is None:  # stopped: the run ends as a signal ends it (checkpoint, the exit code of the signal)
-                loop.stop_why, loop.stop_signal = agree_on_stop(run.acc, run.world, None, stop_requests.received)
+                loop.stop_why, loop.stop_signal = agree_on_stop(run.acc.device, run.world, None, stop_requests.received)
             else:
                 loop.eval_metrics = ev
                 log.write(step, "eval", ev)
@@ -549,7 +558,6 @@ def _finish(run: _Run, loop: _Loop, log: MetricsLog, stop_requests: StopRequests
 def final_eval_notice(rows: int, batches: int, eval_steps_cost: float, step_s: float | None, trained_s: float) -> str:
     """The line said before the final evaluation: its size and estimated time (its cost in training steps x the
     measured step time); when that is longer than the training before it, how to cap it."""
-    from arcsolver.runtime.units import format_seconds
     line = f"final evaluation: {batches} batches ({rows} test rows)"
     if not step_s or not batches:
         return line
@@ -585,15 +593,6 @@ def size_schedule(warmup: int, max_steps: int, planned_end: int | None) -> _Sche
     return _Schedule(min(warmup, max(1, math.ceil(WARMUP_SHARE * end))), end, end)
 
 
-def _run_deadline(cfg: TrainConfig, deadline: Deadline | None) -> Deadline:
-    from arcsolver.runtime.units import check_seconds
-    deadline = deadline or Deadline()
-    if cfg.time_budget_s:
-        budget = check_seconds(cfg.time_budget_s, "time_budget_s")
-        deadline = deadline.min(deadline.now() + budget)
-    return deadline
-
-
 def checkpoint_seconds(model: torch.nn.Module, *, has_ema: bool, has_opt: bool) -> float:
     """Reserve for the final checkpoint: weights (+ EMA copy, + two Adam moments) at a conservative 100 MB/s, plus
     a second for the rest (gathering loader/RNG state, the rename)."""
@@ -618,13 +617,6 @@ def _eval_cost_in_steps(cfg: TrainConfig, source, mcfg, local_batch: int, world:
     return rows * steps / train_units
 
 
-def _any_rank(acc: Accelerator, world: int, flag: bool) -> bool:
-    if world == 1:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=acc.device)
-    return float(acc.reduce(t, reduction="sum")) > 0
-
-
 def _replan(planner: StepPlanner, step: int, max_steps: int, cfg: TrainConfig, eval_factor: float,
             final_eval: bool, acc: Accelerator, world: int, first: bool, eval_every: int = 0, ckpt_every: int = 0):
     """Re-estimate the steps that fit; returns (schedule, plan, next re-plan step, final_eval). Periodic evaluations
@@ -642,7 +634,6 @@ def _replan(planner: StepPlanner, step: int, max_steps: int, cfg: TrainConfig, e
     end = planner.fit(step)
     end = max_steps if end is None else max(step, min(end, max_steps))
     if world > 1:
-        from accelerate.utils import broadcast
         t = broadcast(torch.tensor([float(end), float(keep_eval)], dtype=torch.float64, device=acc.device), 0)
         end, keep_eval = int(t[0]), bool(t[1])
     new = size_schedule(cfg.lr_warmup_steps, max_steps, end)
@@ -653,29 +644,11 @@ def _replan(planner: StepPlanner, step: int, max_steps: int, cfg: TrainConfig, e
 
 
 def _bar_label(deadline: Deadline, t_start: float) -> str:
-    from arcsolver.runtime.units import format_seconds
     return f"train [budget {format_seconds(deadline.at - t_start)}]" if deadline.limited else "train"
-def agree_on_stop(acc: Accelerator, world: int, why: str | None, received: str | None) -> tuple[str | None, str | None]:
-    """(why, signal) this step, the same on every process: a signal received by any rank stops all of them.
-    `why` is this rank's own reason ("steps", "time"); a received signal outranks it. One all-reduce (MAX)."""
-    code = stop_code(received) if received else stop_code(why)
-    if world > 1:
-        t = torch.tensor([code], dtype=torch.int32, device=acc.device)
-        code = int(acc.reduce(t, reduction="max"))
-    reason = stop_reason(code)
-    if reason in ("SIGINT", "SIGTERM"):
-        return "signal", reason
-    return reason, None
-
-
-
-
 def _check_inputs(cfg: TrainConfig, resume: str | None, overwrite: bool) -> None:
     """Everything a run reads and where it writes, checked before the first write (training/checks.py,
     data/checks.py, runtime/outputs.py). The run folder is new or empty, or the folder of the run it resumes; an
     earlier run there is refused (it would be mixed with this one's checkpoints) unless `overwrite` starts over."""
-    from arcsolver.training.checks import check_config
-    from arcsolver.data.checks import check_dataset
     if not cfg.data:
         raise InputError("no dataset given (--data DIR from `arcsolver prepare`)", field="--data")
     check_config(cfg)
@@ -696,7 +669,6 @@ def _check_resume(resume: str, mcfg, loss_type: str, puzzle_rows: dict | None = 
                   optimizer: str = "adam_atan2") -> dict:
     """The checkpoint to resume: valid, of this run's architecture and optimizer, its puzzle rows named as this
     dataset's rows; returns its training state."""
-    from arcsolver.model.checks import check_puzzle_rows, check_resume
     ck, state = check_resume(resume, mcfg, loss_type)
     had = read_json(ck / "config.json")["train"].get("optimizer", TrainConfig.optimizer)
     if had != optimizer:  # the optimizer state would not fit
@@ -711,29 +683,15 @@ def _puzzle_rows(data: str, mcfg) -> dict | None:
     """The name -> row map every checkpoint of this run carries (puzzle_embedding.dataset_row_map)."""
     if mcfg.puzzle_emb_ndim <= 0:
         return None
-    from arcsolver.model.puzzle_embedding import dataset_row_map
     return dataset_row_map(data, mcfg.puzzle_emb_mode)
-
-
-def _initial_device_batch(cfg: TrainConfig, mcfg, local_batch: int, device: torch.device) -> int:
-    """Rows per micro-batch: `device_batch_size` when set, else what the memory model fits in the free memory
-    (the whole local batch on CPU; see memory_model)."""
-    if cfg.device_batch_size < 0:
-        raise InputError(f"must be >= 0 (0: automatic), got {cfg.device_batch_size}", field="device_batch_size")
-    if cfg.device_batch_size > 0:
-        return min(cfg.device_batch_size, local_batch)
-    from arcsolver.model.memory_model import choose_device_batch, free_device_bytes, training_memory
-    return choose_device_batch(lambda rows: training_memory(mcfg, rows, local_batch), local_batch,
-                               free_device_bytes(device))
 
 
 def _forward_backward(ddp_model, model, acc: Accelerator, carry, batch: dict[str, torch.Tensor], local_batch: int,
                       device_batch: int, opt, emb_opt, backward=None):
-    """One step's forward + backward over the local batch in micro-batches (microbatch.accumulate), halving the
-    micro-batch on out-of-memory. `backward(loss)`: the loss scaling's (float16), else plain. Returns (carry,
+    """One step's forward + backward over the local batch in micro-batches (grad_accumulation.accumulate), halving
+    the micro-batch on out-of-memory. `backward(loss)`: the loss scaling's (float16), else plain. Returns (carry,
     summed loss, summed metrics, micro-batch used)."""
-    from arcsolver.inference import microbatch
-    noise = microbatch.draw_halt_noise(model.model.config, batch["inputs"].shape[0], acc.device) \
+    noise = grad_accumulation.draw_halt_noise(model.model.config, batch["inputs"].shape[0], acc.device) \
         if model.training else None
 
     def forward(c, b, n):
@@ -748,8 +706,8 @@ def _forward_backward(ddp_model, model, acc: Accelerator, carry, batch: dict[str
         if emb_opt is not None:
             emb_opt.zero_grad()
 
-    (carry, loss, metrics), device_batch = microbatch.run_halving_on_oom(
-        lambda db: microbatch.accumulate(forward, carry, batch, local_batch, db, noise, no_sync, backward),
+    (carry, loss, metrics), device_batch = run_halving_on_oom(
+        lambda db: grad_accumulation.accumulate(forward, carry, batch, local_batch, db, noise, no_sync, backward),
         device_batch,
         reset, "training step")
     return carry, loss, metrics, device_batch
@@ -763,23 +721,10 @@ def _fingerprint(model: torch.nn.Module) -> float:
     return total
 
 
-def _carry_to(carry, device):
-    if isinstance(carry, torch.Tensor):
-        return carry.to(device)
-    if dataclasses.is_dataclass(carry):
-        return dataclasses.replace(carry, **{f.name: _carry_to(getattr(carry, f.name), device)
-                                             for f in dataclasses.fields(carry)})
-    if isinstance(carry, dict):
-        return {k: _carry_to(v, device) for k, v in carry.items()}
-    if isinstance(carry, (list, tuple)):
-        return type(carry)(_carry_to(v, device) for v in carry)
-    return carry
-
-
 def _rank_state(loader: PuzzleLoader, carry) -> dict:
     return {"loader": loader.state_dict(), "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
-            "carry": _carry_to(carry, torch.device("cpu")) if carry is not None else None}
+            "carry": map_tensors(carry, lambda t: t.to("cpu")) if carry is not None else None}
 
 
 def _reduce_metrics(acc: Accelerator, metrics: dict[str, torch.Tensor], world: int) -> dict[str, float]:
