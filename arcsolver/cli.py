@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-_STARTED = time.time()  # process start, near enough: time budgets count from here
-
 import click
 
 from arcsolver.data.settings import ArcPrepareSettings, GenerateSettings, MazeSettings, SudokuSettings
@@ -150,12 +148,17 @@ def settings_options(cls: type, *names: str, unset: bool = False):
     return wrap
 
 
+_STARTED = "arcsolver.started"  # the root context's meta key for the command's start time
+
+
 class _Group(click.Group):
     """Turns InputError and OSError (disk full, read-only folder, no permission) anywhere below into one line
     `error: ...` and exit 2, and Ctrl-C into one line and exit 130. Outputs are written atomically, so such an error
     or an interrupt leaves nothing half-written."""
 
     def invoke(self, ctx: click.Context):
+        if ctx.parent is None:  # the command's start: time budgets count from here (in-process callers too)
+            ctx.meta[_STARTED] = time.time()
         with ctrl_c_exits_quietly():
             try:
                 return super().invoke(ctx)
@@ -220,10 +223,11 @@ def main() -> None:
 
 
 def _deadline(deadline_at: str | None, budget_s: float | None):
-    """The one Deadline of this process, anchored at process start."""
+    """The one Deadline of this command, anchored at its start (the root context's `_STARTED`)."""
     from arcsolver.runtime.deadline import Deadline
     from arcsolver.runtime.units import parse_deadline
-    return Deadline.resolve(parse_deadline(deadline_at) if deadline_at else None, budget_s, _STARTED)
+    started = click.get_current_context().find_root().meta.get(_STARTED, time.time())
+    return Deadline.resolve(parse_deadline(deadline_at) if deadline_at else None, budget_s, started)
 
 
 def _budget(time_budget: str | None) -> float | None:
@@ -341,7 +345,7 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
     cfg = build_config(preset, list(overrides), data=data, out=out, max_steps=max_steps,
                        global_batch_size=global_batch_size, device_batch_size=device_batch_size,
                        time_budget_s=_budget(time_budget), log_with=log_with)
-    # A preset's or --set time_budget_s counts from process start too (one clock for the whole command).
+    # A preset's or --set time_budget_s counts from the command's start too (one clock for the whole command).
     budget = check_seconds(cfg.time_budget_s, "time_budget_s") if cfg.time_budget_s else None
     res = train(cfg, resume=resume, cpu=cpu, deadline=_deadline(deadline_at, budget), overwrite=overwrite)
     _exit_if_interrupted(res.signal, res.steps, res.checkpoint,

@@ -156,7 +156,7 @@ class DeadlineSettings:
     turns them into the process's one `Deadline` (runtime/deadline.py)."""
 
     time_budget: str | None = setting(None, "Stop cleanly before this long, e.g. 15m, 2h, 90s: --deadline "
-                                      "now+DURATION, counted from process start ('none': no limit).",
+                                      "now+DURATION, counted from the command's start ('none': no limit).",
                                       metavar="DURATION")
     deadline_at: str | None = setting(None, "Absolute deadline: epoch seconds (`date +%s`) or ISO time (UTC unless "
                                       "a zone is given); the earlier of this and --time-budget wins.",

@@ -84,7 +84,7 @@ class TrainConfig:
     forward_dtype: str = setting("auto", "Activation dtype: auto (per device; runtime/precision.py) or one of "
                                  "the model's.", choices=("auto",) + FORWARD_DTYPES, cli=False)
     time_budget_s: float = setting(0.0, "`arcsolver train` only: stop (with a checkpoint) before this many seconds "
-                                   "from process start (0: no limit); the command line turns it into the run's "
+                                   "from the command's start (0: no limit); the command line turns it into the run's "
                                    "Deadline with --time-budget / --deadline, the earliest winning.",
                                    low=0, cli=False)
     log_every: int = setting(10, "Steps between metrics.jsonl lines.", low=1, cli=False)
