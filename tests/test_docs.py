@@ -75,7 +75,7 @@ def test_no_citation_of_notes_outside_the_repository():
 
 def test_every_cited_doc_exists():
     cited = {m.group(1) for _, text in text_files(CITING) for m in DOC_PATH.finditer(text)}
-    assert {"trm.md", "design.md", "kaggle" + ".md"} <= cited  # the package and README do point to them
+    assert {"trm.md", "design.md", "kaggle-format.md"} <= cited  # the package and README do point to them
     broken = [f"{f.relative_to(REPO)}: {p}" for f, text in text_files(CITING)
               for p in broken_doc_pointers(text, REPO / "docs")]
     assert not broken, "\n".join(broken)

@@ -1,5 +1,5 @@
 """The Kaggle user a package is named after: `--owner`, else $KAGGLE_USERNAME, else the `username` of a
-kaggle.json in the places the kaggle client looks (docs/kaggle.md, 'Credentials').
+kaggle.json in the places the kaggle client looks (docs/kaggle-format.md, 'Credentials').
 
 Choices: kaggle.json is read as plain JSON, never through the kaggle module (importing it tries to authenticate,
 which needs the network, or exits the process); the API key in it is never read into anything kept.
@@ -17,7 +17,8 @@ from arcsolver.runtime.jsonio import read_json
 
 
 def kaggle_config_dirs(env: Mapping[str, str] = os.environ) -> list[Path]:
-    """Where the kaggle client looks for kaggle.json / access_token, in its order (docs/kaggle.md, 'Credentials')."""
+    """Where the kaggle client looks for kaggle.json / access_token, in its order (docs/kaggle-format.md,
+    'Credentials')."""
     dirs = []
     if env.get("KAGGLE_CONFIG_DIR"):
         dirs.append(Path(env["KAGGLE_CONFIG_DIR"]).expanduser())

@@ -1,4 +1,5 @@
-"""Kaggle's rules for the two metadata files (docs/kaggle.md, 'Metadata files'): dataset- and kernel-metadata.json.
+"""Kaggle's rules for the two metadata files (docs/kaggle-format.md, 'Metadata files'): dataset- and
+kernel-metadata.json.
 
 `validate_dataset_metadata` / `validate_kernel_metadata` return every problem, one line each (like
 `validate_submission`), so `kaggle package` can check its own output and `kaggle upload` a folder edited by hand;
@@ -30,7 +31,7 @@ LICENSES = frozenset({
     "CC-BY-NC-ND-4.0", "ODC-BY-1.0", "LGPL-3.0", "AGPL-3.0", "FDL-1.3", "EU-ODP-Legal-Notice", "apache-2.0",
     "GPL-3.0",
 })
-# Kaggle/kaggle-cli/docs/kernels.md (Feb 2026). A misspelt shape silently falls back to a P100 (docs/kaggle.md,
+# Kaggle/kaggle-cli/docs/kernels.md (Feb 2026). A misspelt shape silently falls back to a P100 (docs/kaggle-format.md,
 # 'Accelerator selection'), so unknown names are rejected rather than passed through.
 MACHINE_SHAPES = frozenset({
     "NvidiaTeslaP100", "TpuV38", "NvidiaTeslaT4", "NvidiaTeslaT4Highmem", "Tpu1VmV38", "NvidiaTeslaA100",

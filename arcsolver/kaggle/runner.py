@@ -208,7 +208,7 @@ def gpu_count() -> int:
 
 def describe_accelerators() -> str:
     """One line naming the GPUs; logged at start because Kaggle can silently hand out another accelerator than
-    the one asked for (docs/kaggle.md, 'Accelerator selection')."""
+    the one asked for (docs/kaggle-format.md, 'Accelerator selection')."""
     try:
         import torch
 

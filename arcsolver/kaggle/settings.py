@@ -9,7 +9,7 @@ from pathlib import Path
 
 from arcsolver.runtime.settings import setting
 
-# Kaggle's notebook limit for the ARC Prize: 12 hours (docs/kaggle.md, 'Run limits').
+# Kaggle's notebook limit for the ARC Prize: 12 hours (docs/kaggle-format.md, 'Run limits').
 RUN_LIMIT_S = 12 * 3600
 
 

@@ -64,7 +64,8 @@ class Call:
 
 
 def credential_source(env: Mapping[str, str] = os.environ) -> str | None:
-    """Where the kaggle client would find credentials (docs/kaggle.md, 'Credentials'), described; None when nowhere.
+    """Where the kaggle client would find credentials (docs/kaggle-format.md, 'Credentials'), described; None when
+    nowhere.
     Only existence is checked: the secrets themselves are not read."""
     if env.get("KAGGLE_API_TOKEN", "").strip():
         return "$KAGGLE_API_TOKEN"

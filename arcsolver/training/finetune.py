@@ -1,7 +1,7 @@
 """`arcsolver finetune`: teach a trained TRM tasks it has never seen (test-time training), within a time budget.
 
 A TRM answers a task only through the embedding row learned for it, so on unseen tasks it scores 0. Following what
-worked for competitors on Kaggle (docs/kaggle.md, 'TRM entries on Kaggle'): the new tasks are augmented (their
+worked for competitors on Kaggle (docs/kaggle-format.md, 'TRM entries on Kaggle'): the new tasks are augmented (their
 demos go to training, their test inputs are what we predict), their versions get new rows in the puzzle table
 initialised to the mean of the trained rows (the reference's `load_checkpoint` behaviour), a first phase trains only
 the embeddings, then the whole model is fine-tuned (full fine-tuning beat embedding-only and LoRA).
