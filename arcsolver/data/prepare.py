@@ -14,8 +14,8 @@ from typing import Sequence
 
 from arcsolver.data import arc_dataset
 from arcsolver.data.arc_dataset import CANVAS, NUM_AUG, SEED
-from arcsolver.data.arc_tasks import Task, load_tasks
-from arcsolver.data.example_lists import DEFAULT_DEMOS, is_example_list_source, load_example_lists
+from arcsolver.data.example_lists import DEFAULT_DEMOS
+from arcsolver.data.task_stream import TaskStream
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json
 from arcsolver.runtime.outputs import claim_output
@@ -35,10 +35,12 @@ def _claim(out: Path, inputs: Sequence[str | None], overwrite: bool) -> None:
 
 def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), *, num_aug: int = NUM_AUG,
                 seed: int = SEED, all_colors: bool = False, canvas: int = CANVAS, overwrite: bool = False,
-                demos: int = DEFAULT_DEMOS) -> dict:
+                demos: int = DEFAULT_DEMOS, chunk_tasks: int | None = None) -> dict:
     """Read the sources (every task validated), augment and write the dataset folder `out` (replacing only an
     earlier dataset, or anything with `overwrite`; never one of the sources). `rearc:` / `jsonl:` sources are
-    example lists cut into tasks of `demos` demonstrations + 1 test pair (data/example_lists.py, seeded by `seed`)."""
+    example lists cut into tasks of `demos` demonstrations + 1 test pair (data/example_lists.py, seeded by `seed`).
+    Streams in chunks of `chunk_tasks` tasks (None: the build's default) and continues an interrupted run of the
+    same call (arc_dataset.build)."""
     if not train and not eval:
         if not BUNDLED_TASKS.is_dir():
             raise InputError("no sources given and the bundled tasks folder is missing", file=str(BUNDLED_TASKS))
@@ -46,17 +48,16 @@ def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), 
     if num_aug < 0:
         raise InputError(f"must be >= 0, got {num_aug}", field="--num-aug")
     _claim(out, [*train, *eval], overwrite)
-    # Test pairs of --train sources are trained on, so their outputs are required.
-    def read(spec: str, require_outputs: bool) -> list[Task]:
-        if is_example_list_source(spec):
-            return load_example_lists(spec, demos=demos, seed=seed)
-        return load_tasks(spec, require_outputs=require_outputs)
-    sets = [arc_dataset.TaskSet(spec, read(spec, True), test_set=False) for spec in train]
-    sets += [arc_dataset.TaskSet(spec, read(spec, False), test_set=True) for spec in eval]
+    # Sources are listed here (a missing folder, an empty one: one line before anything is written) and read chunk
+    # by chunk by the build. Test pairs of --train sources are trained on, so their outputs are required.
+    sets = [arc_dataset.TaskSet(spec, TaskStream(spec, require_outputs=True, demos=demos, seed=seed))
+            for spec in train]
+    sets += [arc_dataset.TaskSet(spec, TaskStream(spec, require_outputs=False, demos=demos, seed=seed),
+                                 test_set=True) for spec in eval]
     # A bar on a terminal; into a log file (a line every 30 s) the ~30 s of augmenting would be two lines around
     # nothing, and a failure after it would no longer be the only line on stderr.
     arc_dataset.build(out, sets, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas,
-                      progress=sys.stderr.isatty())
+                      progress=sys.stderr.isatty(), **({} if chunk_tasks is None else {"chunk_tasks": chunk_tasks}))
     return read_json(Path(out) / "meta.json")
 
 
