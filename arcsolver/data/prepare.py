@@ -35,12 +35,11 @@ def _claim(out: Path, inputs: Sequence[str | None], overwrite: bool) -> None:
 
 def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), *, num_aug: int = NUM_AUG,
                 seed: int = SEED, all_colors: bool = False, canvas: int = CANVAS, overwrite: bool = False,
-                demos: int = DEFAULT_DEMOS, chunk_tasks: int | None = None) -> dict:
+                demos: int = DEFAULT_DEMOS, chunk_tasks: int = arc_dataset.CHUNK_TASKS) -> dict:
     """Read the sources (every task validated), augment and write the dataset folder `out` (replacing only an
     earlier dataset, or anything with `overwrite`; never one of the sources). `rearc:` / `jsonl:` sources are
     example lists cut into tasks of `demos` demonstrations + 1 test pair (data/example_lists.py, seeded by `seed`).
-    Streams in chunks of `chunk_tasks` tasks (None: the build's default) and continues an interrupted run of the
-    same call (arc_dataset.build)."""
+    Streams in chunks of `chunk_tasks` tasks and continues an interrupted run of the same call (arc_dataset.build)."""
     if not train and not eval:
         if not BUNDLED_TASKS.is_dir():
             raise InputError("no sources given and the bundled tasks folder is missing", file=str(BUNDLED_TASKS))
@@ -57,7 +56,7 @@ def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), 
     # A bar on a terminal; into a log file (a line every 30 s) the ~30 s of augmenting would be two lines around
     # nothing, and a failure after it would no longer be the only line on stderr.
     arc_dataset.build(out, sets, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas,
-                      progress=sys.stderr.isatty(), **({} if chunk_tasks is None else {"chunk_tasks": chunk_tasks}))
+                      progress=sys.stderr.isatty(), chunk_tasks=chunk_tasks)
     return read_json(Path(out) / "meta.json")
 
 
