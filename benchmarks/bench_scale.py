@@ -233,8 +233,8 @@ def main() -> int:
             shutil.rmtree(ft_out, ignore_errors=True)
             ft[i].append(cli(["finetune", "--from", str(run), "--tasks", str(BUNDLED), "--embed-steps", "1",
                               "--full-steps", "1", "--num-aug", "2", "--cpu", "--out", str(ft_out)]))
-            pr[i].append(cli(["predict", "--checkpoint", str(run), "--tasks", str(BUNDLED), "--max-versions", "2", "--batch-size", "8",
-                              "--cpu", "--out", str(work / f"sub-{n}.json"), "--overwrite"]))
+            pr[i].append(cli(["predict", "--checkpoint", str(run), "--tasks", str(BUNDLED), "--max-versions", "2",
+                              "--batch-size", "8", "--cpu", "--out", str(work / f"sub-{n}.json"), "--overwrite"]))
     loads.append(os.getloadavg()[0])
     resume = kill_resume(generated(work, counts[-1]), work / f"data-{counts[-1]}", work, args.num_aug) \
         if args.kill_resume else None
@@ -270,7 +270,8 @@ def main() -> int:
                      f"{r['puzzle_rows'] / 1e6:.2f} MB |")
     lines += ["", "## finetune and predict from each checkpoint (whole command, best of 2, alternated)", "",
               "finetune: `--tasks <bundled> --embed-steps 1 --full-steps 1 --num-aug 2`; predict: `--tasks <bundled> "
-              "--max-versions 2 --batch-size 8`. The work is the same at every task count, so the difference is start-up.", "",
+              "--max-versions 2 --batch-size 8`. The work is the same at every task count, so the difference is "
+              "start-up.", "",
               "| tasks | finetune (ratio) | predict (ratio) |", "|---|---|---|"]
     for i, r in enumerate(rows):
         lines.append(f"| {r['tasks']:,} | {min(ft[i]):.1f} s ({min(ft[i]) / min(ft[0]):.2f}) | {min(pr[i]):.1f} s "
