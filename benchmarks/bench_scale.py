@@ -245,10 +245,11 @@ def main() -> int:
     sizes = ", ".join(f"{r['tasks']:,}" for r in rows)
     cmd = " ".join(sys.argv[1:])
     lines = [f"# bench_scale: prepare and task-mode training at {sizes} tasks x {args.num_aug} augmentations", "",
-             f"commit {commit}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `python benchmarks/bench_scale.py "
-             f"{cmd}`; {os.cpu_count()} cores shared with other users (1-minute load during the run: "
+             f"commit {commit}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+             f"`python benchmarks/bench_scale.py {cmd}`; {os.cpu_count()} cores shared with other users (1-minute load during the run: "
              f"{', '.join(f'{x:.1f}' for x in loads)}), one thread per process. Each prepare also reads the "
-             f"{rows[0]['all_tasks'] - rows[0]['tasks']} bundled tasks as --eval (so that predict has test inputs).", "",
+             f"{rows[0]['all_tasks'] - rows[0]['tasks']} bundled tasks as --eval (so that predict has test "
+             "inputs).", "",
              "## prepare (one process each, in order)", "",
              "| tasks | versions | prepare | us / version (ratio) | peak RSS | disk | bytes / version | tasks.json |",
              "|---|---|---|---|---|---|---|---|"]

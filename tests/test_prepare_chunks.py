@@ -88,6 +88,11 @@ def test_a_partial_build_of_other_options_is_started_over(tmp_path, rng):
     assert seen == [0, 1]  # another seed: nothing of the seed-1 chunks reused
     build(tmp_path / "ref", sets, num_aug=4, seed=2, canvas=8, chunk_tasks=2)
     assert files_of(tmp_path / "d") == files_of(tmp_path / "ref")
+    (tmp_path / ".other.partial").mkdir()  # a folder of that name that no build left: refused, kept
+    (tmp_path / ".other.partial" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not left by an interrupted prepare"):
+        build(tmp_path / "other", sets, num_aug=4, seed=2, canvas=8)
+    assert (tmp_path / ".other.partial" / "notes.txt").read_text() == "mine"
 
 
 def test_bad_task_in_a_late_chunk_is_one_line_and_leaves_nothing(tmp_path, rng):

@@ -399,13 +399,19 @@ def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = NUM_AUG, s
 
 def _resume(partial: Path, job: dict) -> list[dict]:
     """The finished chunks of an earlier, interrupted build of the same job (in order), or [] after clearing a
-    partial folder left by a different job."""
-    if partial.is_dir():
+    partial folder left by a different job. A folder of that name that a build did not leave is refused (one line),
+    never removed."""
+    from arcsolver.runtime.errors import InputError
+    if partial.exists() or partial.is_symlink():
+        old = None
         try:
-            same = read_json(partial / "job.json") == job
-        except Exception:  # noqa: BLE001 - an unreadable job file: not resumable
-            same = False
-        if same:
+            old = read_json(partial / "job.json")
+        except Exception:  # noqa: BLE001 - missing or unreadable: not a build's folder
+            pass
+        if not (partial.is_dir() and isinstance(old, dict) and old.get("format") in FORMATS):
+            raise InputError("exists and was not left by an interrupted prepare (which keeps its finished chunks "
+                             "there); move it away", file=str(partial))
+        if old == job:
             done = []
             while (partial / f"chunk-{len(done):06d}" / "chunk.json").is_file():
                 done.append(read_json(partial / f"chunk-{len(done):06d}" / "chunk.json"))
@@ -414,8 +420,8 @@ def _resume(partial: Path, job: dict) -> list[dict]:
             return done
         say(f"prepare: the interrupted build in {partial} had other sources or options; starting over")
         shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    write_json(partial / "job.json", job)
+    with atomic_dir(partial) as tmp:  # the folder appears with its job file, so a kill leaves no anonymous folder
+        write_json(tmp / "job.json", job)
     return []
 
 
@@ -485,7 +491,8 @@ def version_names(task_ids: Sequence[str], task_ver: np.ndarray, ver_tid: np.nda
     for ti, tid in enumerate(task_ids):
         for v in range(int(task_ver[ti]), int(task_ver[ti + 1])):
             m = maps[v].decode()
-            names.append(tid if tids[v] == 0 and m == "0123456789" else f"{tid}{SEPARATOR}t{int(tids[v])}{SEPARATOR}{m}")
+            plain = tids[v] == 0 and m == "0123456789"
+            names.append(tid if plain else f"{tid}{SEPARATOR}t{int(tids[v])}{SEPARATOR}{m}")
     return names
 
 
