@@ -69,13 +69,14 @@ class TaskStream:
         return len(self._tasks)
 
     def fingerprint(self) -> str:
-        """A digest of the unit list (names and sizes of files; a JSON Lines file's size and line count; the ids of a
-        source read whole)."""
+        """A digest of the unit list (names, sizes and modification times of files; a JSON Lines file's size, time
+        and line count; the ids of a source read whole)."""
         h = hashlib.blake2b(digest_size=16)
         h.update(f"{self.kind}:{self.spec}:{len(self)}\n".encode())
         if self._files is not None:
             for p in self._files:
-                h.update(f"{p}:{p.stat().st_size}\n".encode())
+                st = p.stat()
+                h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}\n".encode())
         elif self._offsets is not None:
             h.update(f"{self.path.stat().st_size}:{self.path.stat().st_mtime_ns}".encode())
         else:
@@ -100,8 +101,11 @@ class TaskStream:
             f.seek(int(self._offsets[lo]) if lo < len(self._offsets) else 0)
             for u in range(lo, hi):
                 line = f.readline()
-                while not line.strip():  # blank lines are not units
+                while line and not line.strip():  # blank lines are not units
                     line = f.readline()
+                if not line:
+                    raise InputError("the file changed while it was read (fewer lines than listed)",
+                                     file=str(self.path))
                 key, file, field, content = example_lists.parse_jsonl_line(self.path, int(self._line_numbers[u]),
                                                                            line)
                 if isinstance(content, Task):
