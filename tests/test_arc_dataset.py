@@ -1,10 +1,11 @@
 """Augmentation, dedup, routing, naming and determinism of the prepared ARC dataset."""
 import hashlib
+import json
 
 import numpy as np
 import pytest
 
-from arcsolver.data import arc_dataset, colors, dihedral
+from arcsolver.data import colors, dihedral
 from arcsolver.data.arc_dataset import ArcStore, TaskSet, build, parse_version_name
 from arcsolver.data.arc_tasks import load_tasks, parse_task
 
@@ -117,3 +118,22 @@ def test_canvas_too_small_is_an_input_error(tmp_path, rng):
     with pytest.raises(InputError, match=r"train\[0\].input: grid 1x12 does not fit the 10x10 canvas"):
         build(tmp_path / "d", [TaskSet("s", [t])], num_aug=2, canvas=10)
     assert not (tmp_path / "d").exists()
+
+
+def test_format_1_datasets_still_load_and_name_their_versions_alike(tmp_path):
+    from arcsolver.data.checks import check_dataset
+    from arcsolver.data.loader import PuzzleLoader
+    from arcsolver.runtime.errors import InputError
+    build(tmp_path / "d", [TaskSet("s", load_tasks(BUNDLED)[:3], test_set=True)], num_aug=5, seed=2, canvas=30)
+    computed = ArcStore(tmp_path / "d").identifiers
+    assert not (tmp_path / "d" / "identifiers.json").exists() and computed[0] == "<blank>"
+    # The same folder as format 1 wrote it: identifiers.json beside the arrays, which is then what names the rows.
+    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    (tmp_path / "d" / "meta.json").write_text(json.dumps(dict(meta, format="arcsolver-arc-1")))
+    names = tmp_path / "d" / "identifiers.json"
+    with pytest.raises(InputError, match="identifiers.json"):
+        check_dataset(tmp_path / "d")  # format 1 without its names file is incomplete
+    names.write_text(json.dumps(["<blank>"] + [f"x{i}" for i in range(len(computed) - 1)]))
+    check_dataset(tmp_path / "d")
+    assert ArcStore(tmp_path / "d").identifiers[1] == "x0"
+    assert len(next(iter(PuzzleLoader(tmp_path / "d", "train", global_batch_size=4)))["inputs"]) == 4

@@ -13,7 +13,6 @@ from arcsolver.cli import main
 from arcsolver.training.config import build_config
 from arcsolver.runtime.deadline import Deadline, ManualClock, StepPlanner, TickingClock
 from arcsolver.runtime.errors import InputError
-from arcsolver.runtime.jsonio import read_json
 from arcsolver.training.train import lr_at, size_schedule, train
 from arcsolver.runtime.units import format_seconds, parse_deadline, parse_duration
 

@@ -8,7 +8,6 @@ import dataclasses
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -3,13 +3,12 @@ from the published key names and shapes imports; mismatches are refused with a m
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from arcsolver.model import checkpoint
-from arcsolver.data.arc_dataset import TaskSet, build
+from arcsolver.data.arc_dataset import ArcStore, TaskSet, build
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.cli import main
 from arcsolver.runtime.errors import InputError
@@ -96,7 +95,7 @@ def test_reference_format_state_dict_imports_and_permutes_the_table(tmp_path):
     ck = import_checkpoint(tmp_path / "step_1", tmp_path / "identifiers.json", [], tmp_path / "out",
                            eval_tasks=[str(tasks)])
     w = checkpoint.load_weights(ck)
-    ours = json.loads((tmp_path / "out" / "data" / "identifiers.json").read_text())
+    ours = ArcStore(tmp_path / "out" / "data").identifiers
     table = sd["_orig_mod.model.inner.puzzle_emb.weights"]
     for i, n in enumerate(ours):
         assert torch.equal(w["model.inner.puzzle_emb.weights"][i], table[names.index(n)]), n

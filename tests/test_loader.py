@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from arcsolver.data import colors, dihedral, encoding
-from arcsolver.data.arc_dataset import ArcStore, TaskSet, build
+from arcsolver.data import dihedral, encoding
+from arcsolver.data.arc_dataset import TaskSet, build
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.data.loader import ArcSource, PuzzleLoader
 
@@ -133,3 +133,27 @@ def test_test_split_in_order_top_left_and_padded(arc_dir):
 def test_batch_size_must_divide(arc_dir):
     with pytest.raises(ValueError, match="not divisible"):
         PuzzleLoader(arc_dir, global_batch_size=30, world_size=4)
+
+
+def test_mixing_weights_visit_each_task_of_a_set_that_many_times_an_epoch(tmp_path):
+    from click.testing import CliRunner
+    from arcsolver.cli import main
+    tasks = load_tasks(BUNDLED)
+    for name, part in (("a", tasks[:3]), ("b", tasks[3:5])):
+        (tmp_path / name).mkdir()
+        for t in part:
+            (tmp_path / name / f"{t.id}.json").write_text(__import__("json").dumps(t.to_json()))
+    args = ["prepare", "arc", "--train", str(tmp_path / "a"), "--train", str(tmp_path / "b"), "--num-aug", "4",
+            "--out", str(tmp_path / "d")]
+    bad = CliRunner().invoke(main, [*args, "--weight", f"{tmp_path / 'c'}=2"])
+    assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--weight" in bad.stderr
+    assert not (tmp_path / "d").exists()
+    assert CliRunner().invoke(main, [*args, "--weight", f"{tmp_path / 'a'}=3"]).exit_code == 0
+    src = ArcSource(tmp_path / "d")
+    ver, ex, _ = src.epoch(11)
+    a = src.store.a
+    n_train = np.diff(a["task_train"])
+    assert src.epoch_len == len(ver) == 3 * n_train[:3].sum() + n_train[3:].sum()
+    draws = np.bincount(a["ex_task"][ex], minlength=5) // n_train  # examples drawn / examples per visit
+    assert draws.tolist() == [3, 3, 3, 1, 1]
+    assert len(set(ver[a["ex_task"][ex] < 3].tolist())) > 3  # each visit draws its own version

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from arcsolver.model import checkpoint
-from arcsolver.data.arc_dataset import ArcStore, TaskSet, build
+from arcsolver.data.arc_dataset import ArcStore, TaskSet, build, parse_version_name
 from arcsolver.data.arc_tasks import load_tasks
 from arcsolver.training.config import build_config
 from arcsolver.data.loader import PuzzleLoader
@@ -182,7 +182,12 @@ def test_checkpoints_carry_the_name_to_row_map(task_run, data, tmp_path):
     train(_cfg(data, out, "version", "max_steps=1"), cpu=True, quiet=True, final_eval=False)
     vrows = checkpoint.load_puzzle_rows(out)
     assert vrows["mode"] == "version" and vrows["tasks"] == tasks
-    assert vrows["versions"] == json.loads((data / "identifiers.json").read_text())
+    store = ArcStore(data)  # every row named after its version: task id, dihedral id, colour map
+    assert vrows["versions"][0] == "<blank>" and len(vrows["versions"]) == store.num_puzzle_identifiers
+    for pid, name in enumerate(vrows["versions"][1:], start=1):
+        task, tid, cmap = parse_version_name(name)
+        ti, want_tid, want_map = store.version(pid)
+        assert task == tasks[ti] and tid == want_tid and np.array_equal(cmap, want_map), name
     assert len(vrows["versions"]) == checkpoint.load_weights(out)["model.inner.puzzle_emb.weights"].shape[0]
 
 
@@ -312,4 +317,4 @@ def test_reference_export_is_refused_in_task_mode_and_works_in_version_mode(task
     train(_cfg(data, v, "version", "max_steps=1"), cpu=True, quiet=True, final_eval=False)
     export_checkpoint(v, tmp_path / "ok")
     ids = json.loads((tmp_path / "ok" / "identifiers.json").read_text())
-    assert ids == json.loads((data / "identifiers.json").read_text())  # from the checkpoint's own row map
+    assert ids == ArcStore(data).identifiers  # from the checkpoint's own row map

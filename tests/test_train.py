@@ -13,7 +13,6 @@ from safetensors.torch import load_file
 
 from arcsolver.data.arc_dataset import TaskSet, build
 from arcsolver.data.arc_tasks import load_tasks
-from arcsolver.runtime.jsonio import read_json
 
 from conftest import BUNDLED, free_port, launch_failure, sigkill_at_first_checkpoint
 

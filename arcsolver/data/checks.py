@@ -16,7 +16,7 @@ import orjson
 
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json
-from arcsolver.data.arc_dataset import ARRAYS, FORMAT as ARC_FORMAT
+from arcsolver.data.arc_dataset import ARRAYS, FORMAT as ARC_FORMAT, FORMATS as ARC_FORMATS
 from arcsolver.data.dense_dataset import FORMAT as DENSE_FORMAT
 
 
@@ -66,14 +66,14 @@ def check_dataset(path: str | Path) -> dict:
     if not isinstance(meta, dict):
         raise InputError(f"expected an object, got {type(meta).__name__}", file=mf)
     fmt = meta.get("format")
-    if fmt not in (ARC_FORMAT, DENSE_FORMAT):
+    if fmt not in (*ARC_FORMATS, DENSE_FORMAT):
         raise InputError(f"unknown dataset format {fmt!r} (expected {ARC_FORMAT} or {DENSE_FORMAT})", file=mf,
                          field="format")
     _need(meta, "kind", mf, kind=str)
     seq_len = _need(meta, "seq_len", mf, lo=1)
     _need(meta, "vocab_size", mf, lo=2)
     _need(meta, "num_puzzle_identifiers", mf, lo=1)
-    if fmt == ARC_FORMAT:
+    if fmt in ARC_FORMATS:
         _check_arc_arrays(root, meta, mf, seq_len, ARRAYS)
     else:
         _check_dense_arrays(root, meta, mf, seq_len)
@@ -104,7 +104,7 @@ def _check_arc_arrays(root: Path, meta: dict, mf: str, seq_len: int, names: list
         if (end,) != shapes[target]:
             raise InputError(f"holds {shapes[target][0] if shapes[target] else 0} entries but arrays/{offsets} "
                              f"ends at {end}", file=str(root / "arrays" / f"{target}.npy"), field=f"arrays/{target}")
-    for extra in ("tasks.json", "identifiers.json"):
+    for extra in ("tasks.json", "identifiers.json") if meta.get("format") == "arcsolver-arc-1" else ("tasks.json",):
         if not (root / extra).is_file():
             raise InputError("file missing from the dataset", file=str(root / extra))
     try:

@@ -14,7 +14,8 @@ by (`seed`, the task's key), then cut into consecutive groups of `demos` + 1 exa
 are the demonstrations and the last is the test pair. A list of n examples gives n // (demos + 1) tasks, named
 `<key>.<group>` (a `rearc:` file of 1,000 examples and `--demos 3`: 250 tasks); a shorter tail is left out. Every
 grid is validated as any task's is (data/arc_tasks.py); a problem is one line naming the file, the line (JSON Lines)
-and the field. Files are read one at a time and JSON Lines line by line, so memory holds the tasks, not the files.
+and the field. `prepare` reads these sources through data/task_stream.py: a file or a line at a time, chunk by chunk,
+so memory holds one chunk of tasks whatever the source's size (`load_example_lists` here returns them all).
 """
 
 from __future__ import annotations
@@ -38,10 +39,15 @@ def is_example_list_source(spec: str) -> bool:
     return str(spec).startswith(PREFIXES)
 
 
-def load_example_lists(spec: str, *, demos: int = DEFAULT_DEMOS, seed: int = 0) -> list[Task]:
-    """Every task of a `rearc:DIR` or `jsonl:FILE` source, split by the module's rule."""
+def check_demos(demos: int) -> None:
     if isinstance(demos, bool) or not isinstance(demos, int) or demos < 1:
         raise InputError(f"expected an integer >= 1, got {demos!r}", field="--demos")
+
+
+def load_example_lists(spec: str, *, demos: int = DEFAULT_DEMOS, seed: int = 0) -> list[Task]:
+    """Every task of a `rearc:DIR` or `jsonl:FILE` source, split by the module's rule (all in memory: `prepare`
+    reads these sources chunk by chunk through data/task_stream.py instead)."""
+    check_demos(demos)
     kind, _, where = str(spec).partition(":")
     path = Path(where)
     if not where or not path.exists():
@@ -52,19 +58,28 @@ def load_example_lists(spec: str, *, demos: int = DEFAULT_DEMOS, seed: int = 0) 
         if isinstance(content, Task):
             tasks.append(content)
         else:
-            tasks.extend(_split(key, file, field, content, demos, seed))
+            tasks.extend(split(key, file, field, content, demos, seed))
     if not tasks:
-        raise InputError(f"no task: every example list is shorter than --demos {demos} + 1", file=where)
+        raise InputError(no_task_reason(demos), file=where)
     return check_unique(tasks)
 
 
-def _rearc(folder: Path) -> Iterator[tuple[str, str, str | None, Any]]:
+def no_task_reason(demos: int) -> str:
+    return f"no task: every example list is shorter than --demos {demos} + 1"
+
+
+def rearc_files(folder: Path) -> list[Path]:
+    """The example-list files of a `rearc:` folder, in order (searched recursively; hidden files skipped)."""
     if not folder.is_dir():
         raise InputError("rearc: expects a folder of <key>.json example lists", file=str(folder))
     files = sorted(p for p in folder.rglob("*.json") if p.is_file() and not p.name.startswith("."))
     if not files:
         raise InputError("no .json example lists found in this folder", file=str(folder))
-    for p in files:
+    return files
+
+
+def _rearc(folder: Path) -> Iterator[tuple[str, str, str | None, Any]]:
+    for p in rearc_files(folder):
         yield p.stem, str(p), None, read_json(p)
 
 
@@ -73,26 +88,30 @@ def _jsonl(file: Path) -> Iterator[tuple[str, str, str | None, Any]]:
         raise InputError("jsonl: expects a JSON Lines file", file=str(file))
     with open(file, "rb") as f:
         for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise InputError(f"not valid JSON ({e})", file=str(file), field=f"line {n}") from None
-            key = f"{file.stem}-{n}"
-            if isinstance(obj, dict):
-                key = str(obj.get("id", obj.get("uid", key)))
-                if "train" in obj and "test" in obj:  # already a task: demonstrations and tests as given
-                    obj = parse_task(obj, task_id=key, file=f"{file}:{n}")
-                elif "examples" in obj:
-                    obj = obj["examples"]
-                else:
-                    raise InputError("expected 'examples' (or 'train' and 'test')", file=str(file),
-                                     field=f"line {n}")
-            yield key, str(file), f"line {n}", obj
+            if line.strip():
+                yield parse_jsonl_line(file, n, line)
 
 
-def _split(key: str, file: str, where: str | None, examples: Any, demos: int, seed: int) -> list[Task]:
+def parse_jsonl_line(file: Path, n: int, line: bytes) -> tuple[str, str, str | None, Any]:
+    """Line `n` of a JSON Lines source -> (key, file, field, a Task or a list of examples to `split`)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        raise InputError(f"not valid JSON ({e})", file=str(file), field=f"line {n}") from None
+    key = f"{file.stem}-{n}"
+    if isinstance(obj, dict):
+        key = str(obj.get("id", obj.get("uid", key)))
+        if "train" in obj and "test" in obj:  # already a task: demonstrations and tests as given
+            obj = parse_task(obj, task_id=key, file=f"{file}:{n}")
+        elif "examples" in obj:
+            obj = obj["examples"]
+        else:
+            raise InputError("expected 'examples' (or 'train' and 'test')", file=str(file), field=f"line {n}")
+    return key, str(file), f"line {n}", obj
+
+
+def split(key: str, file: str, where: str | None, examples: Any, demos: int, seed: int) -> list[Task]:
+    """One example list -> its tasks by the module's rule."""
     prefix = f"{where}." if where else ""
     if not isinstance(examples, list):
         raise InputError(f"expected a list of examples, got {type(examples).__name__}", file=file,

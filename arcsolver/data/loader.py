@@ -4,9 +4,10 @@ One loader serves ARC (`arc_dataset`) and dense Sudoku/Maze (`dense_dataset`) fo
 one epoch and how to encode a list of items; `PuzzleLoader` cuts the item stream into global batches and hands each
 process its slice.
 
-Training order follows the reference sampler: every epoch visits each group (original task) once in random order,
-draws one random augmented version of it, and appends all that version's training examples in random order; one
-randomly chosen example per draw keeps the top-left placement, the others get a random translation (fresh at every
+Training order follows the reference sampler: every epoch visits each group (original task) once in random order
+(w times where the dataset gives its set the mixing weight w), draws one random augmented version of it per visit,
+and appends all that version's training examples in random order; one randomly chosen example per draw keeps the
+top-left placement, the others get a random translation (fresh at every
 draw, since nothing is baked in). Epochs are concatenated into one endless stream, so a global batch larger than an
 epoch works and nothing is dropped; batch k covers stream positions [k*B, (k+1)*B). Everything random is a function
 of (seed, position), so a run is deterministic, a resumed loader continues exactly (`state_dict`), and sharding over
@@ -47,18 +48,21 @@ def _mix_seed(seed: np.uint64, pos: np.int64) -> np.uint64:
 
 
 @numba.njit(cache=True)
-def _arc_epoch(task_train, train_ex, task_ver, seed):
-    """One epoch of (version, example, keep_top_left) in reference order (see module docstring)."""
+def _arc_epoch(task_train, train_ex, task_ver, visits, seed):
+    """One epoch of (version, example, keep_top_left) in reference order (see module docstring); task t is visited
+    visits[t] times, each visit a fresh version (all ones: the reference's one visit per group)."""
     n_tasks = task_train.shape[0] - 1
-    total = task_train[n_tasks]
+    total = 0
+    for t in range(n_tasks):
+        total += visits[t] * (task_train[t + 1] - task_train[t])
     ver = np.empty(total, np.int32)
     ex = np.empty(total, np.int32)
     keep = np.zeros(total, np.bool_)
-    order = np.arange(n_tasks)
+    order = np.repeat(np.arange(n_tasks), visits)
     state = np.uint64(seed)
-    state = shuffle_range(order, 0, n_tasks, state)
+    state = shuffle_range(order, 0, order.shape[0], state)
     p = 0
-    for k in range(n_tasks):
+    for k in range(order.shape[0]):
         t = order[k]
         a, b = task_train[t], task_train[t + 1]
         n = b - a
@@ -134,12 +138,18 @@ class ArcSource:
         self.num_puzzle_identifiers = int(m["num_puzzle_identifiers"])
         # np.load(mmap) arrays are read-only memmaps; numba wants plain arrays. They are small (tens of MB).
         self.a = {k: np.ascontiguousarray(v) for k, v in self.store.a.items()}
-        self.epoch_len = int(self.a["task_train"][-1])
+        # Mixing weights (`prepare arc --weight`): each task of a set of weight w is visited w times an epoch.
+        sets = m.get("sets", [])
+        n_tasks = len(self.a["task_train"]) - 1
+        self.visits = np.repeat(np.array([int(s.get("weight", 1)) for s in sets], np.int64),
+                                [int(s["tasks"]) for s in sets]) if sum(int(s["tasks"]) for s in sets) == n_tasks \
+            else np.ones(n_tasks, np.int64)
+        self.epoch_len = int((self.visits * np.diff(self.a["task_train"])).sum())
         self._test: tuple[np.ndarray, np.ndarray] | None = None
 
     def epoch(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a = self.a
-        return _arc_epoch(a["task_train"], a["train_ex"], a["task_ver"], np.uint64(seed))
+        return _arc_epoch(a["task_train"], a["train_ex"], a["task_ver"], self.visits, np.uint64(seed))
 
     def test_items(self) -> tuple[np.ndarray, np.ndarray]:
         """All (version, example) pairs of the test split: task-major, then version, then test input."""

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Sequence
 
 from arcsolver.data import arc_dataset
-from arcsolver.data.arc_tasks import Task, load_tasks
-from arcsolver.data.example_lists import is_example_list_source, load_example_lists
 from arcsolver.data.settings import ARC_PREPARE
+from arcsolver.data.task_stream import TaskStream
 from arcsolver.runtime.errors import InputError
 from arcsolver.runtime.jsonio import read_json
 from arcsolver.runtime.outputs import claim_output
@@ -36,29 +35,48 @@ def _claim(out: Path, inputs: Sequence[str | None], overwrite: bool) -> None:
 def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), *,
                 num_aug: int = ARC_PREPARE.num_aug, seed: int = ARC_PREPARE.seed,
                 all_colors: bool = ARC_PREPARE.all_colors, canvas: int = ARC_PREPARE.canvas,
-                overwrite: bool = ARC_PREPARE.overwrite, demos: int = ARC_PREPARE.demos) -> dict:
+                overwrite: bool = ARC_PREPARE.overwrite, demos: int = ARC_PREPARE.demos,
+                chunk_tasks: int = ARC_PREPARE.chunk_tasks, weights: Sequence[str] = ARC_PREPARE.weights) -> dict:
     """Read the sources (every task validated), augment and write the dataset folder `out` (replacing only an
     earlier dataset, or anything with `overwrite`; never one of the sources). `rearc:` / `jsonl:` sources are
-    example lists cut into tasks of `demos` demonstrations + 1 test pair (data/example_lists.py, seeded by `seed`)."""
+    example lists cut into tasks of `demos` demonstrations + 1 test pair (data/example_lists.py, seeded by `seed`).
+    Streams in chunks of `chunk_tasks` tasks and continues an interrupted run of the same call (arc_dataset.build).
+    `weights`: "SOURCE=W" mixing weights (an integer W >= 1, default 1; training visits each task of SOURCE W times
+    an epoch)."""
     if not train and not eval:
         if not BUNDLED_TASKS.is_dir():
             raise InputError("no sources given and the bundled tasks folder is missing", file=str(BUNDLED_TASKS))
         eval = [str(BUNDLED_TASKS)]
     if num_aug < 0:
         raise InputError(f"must be >= 0, got {num_aug}", field="--num-aug")
+    weight_of = parse_weights(weights, [*train, *eval])
     _claim(out, [*train, *eval], overwrite)
-    # Test pairs of --train sources are trained on, so their outputs are required.
-    def read(spec: str, require_outputs: bool) -> list[Task]:
-        if is_example_list_source(spec):
-            return load_example_lists(spec, demos=demos, seed=seed)
-        return load_tasks(spec, require_outputs=require_outputs)
-    sets = [arc_dataset.TaskSet(spec, read(spec, True), test_set=False) for spec in train]
-    sets += [arc_dataset.TaskSet(spec, read(spec, False), test_set=True) for spec in eval]
+    # Sources are listed here (a missing folder, an empty one: one line before anything is written) and read chunk
+    # by chunk by the build. Test pairs of --train sources are trained on, so their outputs are required.
+    sets = [arc_dataset.TaskSet(spec, TaskStream(spec, require_outputs=True, demos=demos, seed=seed),
+                                weight=weight_of.get(spec, 1)) for spec in train]
+    sets += [arc_dataset.TaskSet(spec, TaskStream(spec, require_outputs=False, demos=demos, seed=seed),
+                                 test_set=True, weight=weight_of.get(spec, 1)) for spec in eval]
     # A bar on a terminal; into a log file (a line every 30 s) the ~30 s of augmenting would be two lines around
     # nothing, and a failure after it would no longer be the only line on stderr.
     arc_dataset.build(out, sets, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas,
-                      progress=sys.stderr.isatty())
+                      progress=sys.stderr.isatty(), chunk_tasks=chunk_tasks)
     return read_json(Path(out) / "meta.json")
+
+
+def parse_weights(weights: Sequence[str], sources: Sequence[str]) -> dict[str, int]:
+    """"SOURCE=W" items -> {source: W}; one line for a source not given as --train/--eval or a W that is not an
+    integer >= 1."""
+    out: dict[str, int] = {}
+    for item in weights:
+        spec, sep, w = str(item).rpartition("=")
+        if not sep or spec not in sources:
+            raise InputError(f"expected SOURCE=W with SOURCE one of the --train/--eval sources, got {item!r}",
+                             field="--weight")
+        if not w.isdigit() or int(w) < 1:
+            raise InputError(f"the weight must be an integer >= 1, got {w!r}", field="--weight")
+        out[spec] = int(w)
+    return out
 
 
 def prepare_sudoku(out: Path, *, generate: int | None, csv: str | None, csv_test: str | None, size: int,

@@ -31,6 +31,12 @@ class ArcPrepareSettings:
                           "checkpoints).", low=2, high=30)
     demos: int = setting(3, "rearc:/jsonl: sources: demonstrations per task, then 1 test pair (ARC tasks have 2-5 "
                          "demonstrations, 3 the most common; data/example_lists.py).", low=1)
+    chunk_tasks: int = setting(1000, "Tasks read and augmented per chunk: memory holds one chunk (~1M versions at "
+                               "1000 augmentations); an interrupted run continues after its last finished chunk.",
+                               low=1)
+    weights: tuple[str, ...] = setting((), "Mixing weight of a --train/--eval source: training visits each of its "
+                                       "tasks W times an epoch (integer >= 1; default 1; repeatable).",
+                                       option="--weight", metavar="SOURCE=W")
     overwrite: bool = setting(False, OVERWRITE_HELP)
 
 

@@ -99,7 +99,7 @@ def add_to_book(book: VoteBook, source: ArcSource, ver_sel: np.ndarray, ex_sel: 
     tok = preds[torch.from_numpy(ok).to(preds.device)].to(torch.uint8).cpu().numpy()
     qv = q[torch.from_numpy(ok).to(q.device)].double().cpu().numpy()
     ver, ex = ver_sel[idx], ex_sel[idx]
-    task_ids = np.array(store.task_ids, dtype=object)[a["ver_task"][ver]]
+    task_ids = np.array([store.task_ids[t] for t in a["ver_task"][ver]], dtype=object)  # O(batch), not O(tasks)
     book.add(task_ids, a["ex_pos"][ex].astype(np.int64), tok, a["ver_tid"][ver], a["ver_map"][ver], qv)
     return len(idx)
 

@@ -138,7 +138,11 @@ def dataset_row_map(data, mode: str) -> dict:
     arc = meta.get("kind") == "arc"
     out = {"mode": mode, "tasks": [t["id"] for t in read_json(root / "tasks.json")] if arc else []}
     if mode == "version":
-        out["versions"] = read_json(root / "identifiers.json") if arc else ["<blank>"] * table_rows(meta, mode)
+        if arc:
+            from arcsolver.data.arc_dataset import ArcStore
+            out["versions"] = ArcStore(root).identifiers
+        else:
+            out["versions"] = ["<blank>"] * table_rows(meta, mode)
     return out
 
 

@@ -187,7 +187,7 @@ def import_checkpoint(path: str | Path, identifiers: str | Path, tasks: list[str
     data = out / "data"
     arc_dataset.build(data, [arc_dataset.TaskSet("train", train_set), arc_dataset.TaskSet("eval", eval_set, True)],
                       canvas=canvas, versions=versions)
-    ours = read_json(data / "identifiers.json")
+    ours = arc_dataset.ArcStore(data).identifiers
     perm = torch.tensor([0] + [ref_index[n] for n in ours[1:]], dtype=torch.long)
     key = "model.inner.puzzle_emb.weights"
     state[key] = state[key][perm].clone()
@@ -244,6 +244,8 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, *, overwrite: bool = Fa
         write_json(out / "identifiers.json", rows["versions"])
     elif ids.is_file():
         shutil.copyfile(ids, out / "identifiers.json")
+    elif (ids.parent / "meta.json").is_file():  # a format-2 dataset computes its names
+        write_json(out / "identifiers.json", arc_dataset.ArcStore(ids.parent).identifiers)
     arch = urm_reference_arch(cfg["model"]) if cfg["model"].get("name", TRMConfig.name) == "urm" else cfg["model"]
     write_json(out / "arch.json", arch, indent=True)
     return out / "checkpoint"
