@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -19,16 +20,19 @@ from arcsolver.inference.settings import PredictSettings, ScoreSettings, ShowSet
 from arcsolver.kaggle.settings import PackageSettings, RehearseSettings, UploadSettings
 from arcsolver.runtime.checks import INT64_MAX
 from arcsolver.runtime.errors import InputError
+from arcsolver.runtime.deadline import Deadline
 from arcsolver.runtime.interrupts import EXIT_CTRL_C, ctrl_c_exits_quietly
+from arcsolver.runtime.process_end import end_process
 from arcsolver.runtime.settings import Declared, DeadlineSettings, check_value, declared
-from arcsolver.runtime.units import format_seconds, parse_duration
+from arcsolver.runtime.units import check_seconds, format_seconds, parse_deadline, parse_duration
 from arcsolver.training.config import (ExportSettings, FinetuneSettings, ImportSettings, ReportSettings,
-                                       TrainConfig, TrainRunSettings)
+                                       TrainConfig, TrainRunSettings, build_config)
+from arcsolver.training.recipes import load_recipe, recipe_names
 
 # Every option and argument is built from a setting's declaration (runtime/settings.py: a dataclass field with its
 # type, default, bounds or choices and help) by `settings_options` below; tests/test_cli_settings.py checks that no
-# parameter of any command is written here by hand. Command bodies import their stage when they run: the settings
-# modules are light, so `arcsolver --help` imports neither torch nor numpy (tested).
+# parameter of any command is written here by hand. Command bodies import their stage when they run (numpy, torch:
+# seconds): the settings modules are light, so `arcsolver --help` imports neither torch nor numpy (tested).
 
 
 class _Int64Range(click.IntRange):
@@ -224,15 +228,12 @@ def main() -> None:
 
 def _deadline(deadline_at: str | None, budget_s: float | None):
     """The one Deadline of this command, anchored at its start (the root context's `_STARTED`)."""
-    from arcsolver.runtime.deadline import Deadline
-    from arcsolver.runtime.units import parse_deadline
     started = click.get_current_context().find_root().meta.get(_STARTED, time.time())
     return Deadline.resolve(parse_deadline(deadline_at) if deadline_at else None, budget_s, started)
 
 
 def _budget(time_budget: str | None) -> float | None:
     """--time-budget in seconds: None when not given, 0.0 for `none` (no limit), else > 0."""
-    from arcsolver.runtime.units import parse_duration
     if time_budget is None:
         return None
     s = parse_duration(time_budget, "--time-budget")
@@ -340,9 +341,7 @@ def train_cmd(preset, data, out, overrides, max_steps, global_batch_size, resume
           --out runs/arc1
       arcsolver train --resume runs/arc1 --preset arc-agi-1 --data data/arc1 --out runs/arc1
     """
-    from arcsolver.training.config import build_config
     from arcsolver.training.train import train
-    from arcsolver.runtime.units import check_seconds
     cfg = build_config(preset, list(overrides), data=data, out=out, max_steps=max_steps,
                        global_batch_size=global_batch_size, device_batch_size=device_batch_size,
                        time_budget_s=_budget(time_budget), log_with=log_with)
@@ -434,7 +433,6 @@ def finetune_cmd(ctx, ckpt, tasks, time_budget, deadline_at, out, predict_after,
 
 def recipe_options(ctx: click.Context, name: str) -> tuple[dict, list[str]]:
     """The recipe's finetune options that the command line did not give itself, and its `--set` items."""
-    from arcsolver.training.recipes import load_recipe
     options, sets = load_recipe(name)
     given = {k for k in options if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)}
     return {k: v for k, v in options.items() if k not in given}, sets
@@ -550,7 +548,6 @@ def kaggle_package_cmd(checkpoint, out, competition, owner, dataset_slug, kernel
     """
     from arcsolver.kaggle.package import package_cmd
     from arcsolver.kaggle.wheel import wheels_in
-    import shlex
     try:
         args = shlex.split(notebook_finetune_args)
     except ValueError as e:
@@ -573,7 +570,6 @@ def check_finetune_args(args: list[str]) -> None:
     """Parse the notebook's extra `arcsolver finetune` arguments with finetune's own parser, as the notebook will:
     an unknown option (`--num-augs`), a bad value or an unknown `--set` field is an InputError now, at package time,
     instead of a fallback-only Kaggle run."""
-    from arcsolver.training.config import build_config
     for a in args:
         name = a.split("=", 1)[0]
         if name in NOTEBOOK_FINETUNE_OPTIONS:
@@ -592,7 +588,6 @@ def check_finetune_args(args: list[str]) -> None:
     sets = list(ctx.params.get("overrides") or ())
     recipe = ctx.params.get("recipe")
     if recipe:
-        from arcsolver.training.recipes import load_recipe, recipe_names
         if recipe not in recipe_names():
             raise InputError(f"the notebook can only use a bundled recipe ({', '.join(recipe_names())}), not "
                              f"{recipe!r}: pass its values in --finetune-args instead", field="--finetune-args")
@@ -647,7 +642,6 @@ def run() -> None:
     """The `arcsolver` console command and `python -m arcsolver.cli`: the command line, then the process's end
     (runtime/process_end.py: a rank of a multi-process run leaves without teardown, which could abort it after a
     finished run)."""
-    from arcsolver.runtime.process_end import end_process
     try:
         main()
     except SystemExit as e:  # click ends every command with one, its exit code

@@ -9,6 +9,8 @@ the file and the field, exit code 2 at the CLI).
 Datasets are checked in data/checks.py, training fields in training/checks.py, output locations in runtime/checks.py.
 Choices: checks read headers and sizes, never whole tensors, so they cost milliseconds; the model for the shape check
 is built on the `meta` device (no memory, no time).
+The field checks are imported by the command line, which must not load torch (seconds): the checkpoint readers import
+torch and the checkpoint module inside the functions that read checkpoints.
 """
 
 from __future__ import annotations
