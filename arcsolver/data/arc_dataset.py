@@ -43,6 +43,7 @@ import hashlib
 import multiprocessing
 import os
 import shutil
+import sys
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -417,7 +418,9 @@ def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = NUM_AUG, s
         augment = {"num_aug": num_aug, "seed": seed, "all_colors": all_colors, "versions": versions}
         workers = min(_cpus() if workers == 0 else workers, _chunks_left(sets, set_index, unit, chunk_tasks))
         if workers > 1:  # chunks are pure functions of their tasks: any process may build one, the bytes are the same
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+            # fork on Linux (no re-import, numba's compiled kernels inherited); spawn where fork is unsafe (macOS)
+            method = "fork" if sys.platform.startswith("linux") else "spawn"
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
         pending: deque = deque()  # (set, lo, hi, task ids, arrays or their future), written in order
         k = len(done)
         for si, lo, hi, tasks in _read_chunks(sets, set_index, unit, chunk_tasks, seen, canvas, bar):
