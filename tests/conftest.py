@@ -115,7 +115,7 @@ def bundled_tiny_checkpoint(tmp: Path, num_aug: int) -> str:
     return res.checkpoint
 
 
-def untrained_checkpoint(folder: Path, hidden_size: int = 16, canvas: int = 30) -> Path:
+def untrained_checkpoint(folder: Path, hidden_size: int = 16, canvas: int = 30, name: str = "trm") -> Path:
     """An untrained checkpoint of a real (tiny) architecture: weights shaped as config.json says, as train writes
     them, plus a train_state.pt that packaging must leave out."""
     import dataclasses
@@ -123,8 +123,8 @@ def untrained_checkpoint(folder: Path, hidden_size: int = 16, canvas: int = 30) 
     from arcsolver.model.build import build_model, model_config
 
     meta = {"seq_len": canvas * canvas, "vocab_size": 12, "num_puzzle_identifiers": 3}
-    mcfg = model_config({"hidden_size": hidden_size, "num_heads": 2, "L_layers": 1, "H_cycles": 1, "L_cycles": 1,
-                         "expansion": 2.0, "forward_dtype": "float32"}, meta, 4)
+    mcfg = model_config({"name": name, "hidden_size": hidden_size, "num_heads": 2, "L_layers": 1, "H_cycles": 1,
+                         "L_cycles": 1, "expansion": 2.0, "forward_dtype": "float32"}, meta, 4)
     state = build_model(mcfg).state_dict()
     folder.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))

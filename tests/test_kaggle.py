@@ -222,6 +222,15 @@ def test_package_refuses_weights_of_another_architecture(tmp_path, wheel):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_default_slugs_name_the_model(tmp_path, wheel):
+    ck = untrained_checkpoint(tmp_path / "urm", name="urm")
+    out = package(ck, tmp_path / "o", owner=OWNER, wheel=wheel)
+    ds = json.loads((out / "dataset" / "dataset-metadata.json").read_text())
+    kn = json.loads((out / "kernel" / "kernel-metadata.json").read_text())
+    assert ds["id"] == f"{OWNER}/arcsolver-urm-checkpoint" and kn["id"] == f"{OWNER}/arcsolver-urm-submission"
+    assert kn["dataset_sources"] == [ds["id"]]
+
+
 def test_owner_from_env_file_or_error(tmp_path, monkeypatch, wheel):
     ck = make_checkpoint(tmp_path / "ck")
     with pytest.raises(InputError, match="no Kaggle owner"):

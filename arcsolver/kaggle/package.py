@@ -34,6 +34,7 @@ from arcsolver.runtime.jsonio import atomic_dir, atomic_write_bytes, read_json, 
 from arcsolver.runtime.outputs import claim_output, owning_run
 from arcsolver.runtime.report import say
 from arcsolver.model.checks import check_checkpoint as check_model_checkpoint
+from arcsolver.model.config import TRMConfig
 from arcsolver.kaggle.credentials import resolve_owner
 from arcsolver.kaggle.metadata import (DATASET_METADATA, KERNEL_METADATA, SLUG_RE, raise_first, slugify,
                                        validate_dataset_metadata, validate_kernel_metadata)
@@ -51,8 +52,6 @@ CHECKPOINT_FILES = (WEIGHTS_NAME, "ema.safetensors", "config.json")  # what infe
 SOLVE_MODULES = ("numpy", "numba", "llvmlite", "orjson", "click", "torch", "accelerate", "safetensors", "tqdm", "yaml",
                  "packaging", "typing_extensions", "sympy", "mpmath", "psutil", "huggingface_hub")
 
-DEFAULT_KERNEL_SLUG = "arcsolver-trm-submission"
-DEFAULT_DATASET_SLUG = "arcsolver-trm-checkpoint"
 DEFAULT_LICENSE = "other"  # the wheel is MIT, which Kaggle's list lacks; the description says so
 
 
@@ -117,17 +116,18 @@ def package(checkpoint: str | os.PathLike, out: str | os.PathLike, *, competitio
         raise InputError(f"competition {competition!r} is not a Kaggle competition slug (e.g. arc-prize-2025)")
     if not 0 <= margin_s < limit_s:
         raise InputError(f"margin {margin_s:.0f} s must be between 0 and the {limit_s:.0f} s run limit")
-    if kernel_slug is None:
-        kernel_slug = slugify(title) if title else DEFAULT_KERNEL_SLUG
-    if title is None:
-        title = kernel_slug.replace("-", " ")  # slugifies back to kernel_slug
-    dataset_slug = dataset_slug or DEFAULT_DATASET_SLUG
-    dataset_title = dataset_title or dataset_slug.replace("-", " ")
-    dataset_ref, kernel_ref = f"{owner}/{dataset_slug}", f"{owner}/{kernel_slug}"
     # runtime/outputs.py: an earlier package (its PACKAGE_MARKER) is replaced, anything else only with `overwrite`
     claim = claim_output(out, "kaggle-package", inputs=[owning_run(checkpoint), checkpoint, *extra_wheels],
                          overwrite=overwrite)
     ck = check_checkpoint(checkpoint, competition, allow_small_canvas)
+    model = read_json(ck / "config.json")["model"].get("name", TRMConfig.name)  # the slugs name the model: trm, urm
+    if kernel_slug is None:
+        kernel_slug = slugify(title) if title else f"arcsolver-{model}-submission"
+    if title is None:
+        title = kernel_slug.replace("-", " ")  # slugifies back to kernel_slug
+    dataset_slug = dataset_slug or f"arcsolver-{model}-checkpoint"
+    dataset_title = dataset_title or dataset_slug.replace("-", " ")
+    dataset_ref, kernel_ref = f"{owner}/{dataset_slug}", f"{owner}/{kernel_slug}"
     extra = [Path(w) for w in extra_wheels]
     for w in extra:
         if not w.is_file() or not w.name.endswith(".whl"):

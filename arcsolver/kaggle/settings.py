@@ -21,8 +21,9 @@ class PackageSettings:
     out: Path | None = setting(None, "Folder to write (dataset/ and kernel/).", required=True)
     competition: str = setting("arc-prize-2025", "Competition slug.")
     owner: str | None = setting(None, "Kaggle user (default: from your Kaggle credentials).")
-    dataset_slug: str | None = setting(None, "Dataset slug (default: from the checkpoint's name).")
-    kernel_slug: str | None = setting(None, "Notebook slug (default: from the checkpoint's name).")
+    dataset_slug: str | None = setting(None, "Dataset slug (default: arcsolver-<model>-checkpoint, <model> the "
+                                       "checkpoint's trm or urm).")
+    kernel_slug: str | None = setting(None, "Notebook slug (default: arcsolver-<model>-submission).")
     gpu: bool = setting(True, "Run the notebook on a GPU.", option="--gpu/--no-gpu")
     machine_shape: str | None = setting(None, "e.g. NvidiaL4 (4xL4) or NvidiaTeslaT4.")
     margin_minutes: float = setting(30.0, "Stop this long before the 12 h limit (merge, write and Kaggle's own "
