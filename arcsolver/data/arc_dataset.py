@@ -40,13 +40,15 @@ Format "arcsolver-arc-1" (still read) was the same plus identifiers.json (puzzle
 from __future__ import annotations
 
 import hashlib
+import ctypes
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -311,6 +313,16 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _worker_start() -> None:
+    """A chunk worker leaves Ctrl-C to the build (which stops it with the pool) and ends with the build however the
+    build ends, SIGTERM and SIGKILL included (Linux's parent-death signal), never computing on for nobody."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: a worker ends when it next reads from the closed pool
+        pass
+
+
 def _chunks_left(sets: Sequence[TaskSet], set_index: int, unit: int, chunk_tasks: int) -> int:
     """About how many chunks are still to build (a unit, a file or a line, holds at least one task): more workers
     than this would wait."""
@@ -350,8 +362,8 @@ def _read_chunks(sets: Sequence[TaskSet], set_index: int, unit: int, chunk_tasks
 def _write_chunk(partial: Path, k: int, sets: Sequence[TaskSet], set_index: int, lo: int, hi: int,
                  task_ids: list[str], arrays) -> dict:
     """Chunk k's arrays (or the future of them) written atomically into the partial folder; returns its info."""
-    if isinstance(arrays, Future):
-        arrays = arrays.result()
+    if isinstance(arrays, AsyncResult):
+        arrays = arrays.get()
     info = {"set": set_index, "lo": lo, "hi": hi, "task_ids": task_ids,
             "counts": _chunk_counts(arrays, sets[set_index].test_set)}
     with atomic_dir(partial / f"chunk-{k:06d}") as tmp:
@@ -420,12 +432,12 @@ def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = NUM_AUG, s
         if workers > 1:  # chunks are pure functions of their tasks: any process may build one, the bytes are the same
             # fork on Linux (no re-import, numba's compiled kernels inherited); spawn where fork is unsafe (macOS)
             method = "fork" if sys.platform.startswith("linux") else "spawn"
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+            pool = multiprocessing.get_context(method).Pool(workers, initializer=_worker_start)
         pending: deque = deque()  # (set, lo, hi, task ids, arrays or their future), written in order
         k = len(done)
         for si, lo, hi, tasks in _read_chunks(sets, set_index, unit, chunk_tasks, seen, canvas, bar):
             is_test = sets[si].test_set
-            arrays = pool.submit(_chunk_arrays, tasks, is_test, **augment) if pool else \
+            arrays = pool.apply_async(_chunk_arrays, (tasks, is_test), augment) if pool else \
                 _chunk_arrays(tasks, is_test, **augment)
             pending.append((si, lo, hi, [t.id for t in tasks], arrays))
             while len(pending) > (workers if pool else 0):  # read ahead at most one chunk per worker
@@ -442,8 +454,9 @@ def build(out: str | Path, sets: Sequence[TaskSet], *, num_aug: int = NUM_AUG, s
         shutil.rmtree(partial, ignore_errors=True)  # bad input: nothing is left behind
         raise
     finally:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        if pool is not None:  # done, bad input, Ctrl-C: the workers stop now (finished chunks are on disk)
+            pool.terminate()
+            pool.join()
         if bar is not None:
             bar.close()
     for i, s in enumerate(sets):
