@@ -9,10 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arcsolver.runtime.checks import SEED_MAX
-from arcsolver.runtime.settings import setting
-
-OVERWRITE_HELP = "Replace --out even when it is not an earlier output of this command (never an input)."
-
+from arcsolver.runtime.settings import OVERWRITE_HELP, setting
 
 @dataclass
 class ArcPrepareSettings:

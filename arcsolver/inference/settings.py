@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arcsolver.model.config import FORWARD_DTYPES
-from arcsolver.runtime.settings import setting
+from arcsolver.runtime.settings import OVERWRITE_HELP, setting
 
 
 @dataclass
@@ -40,8 +40,7 @@ class ShowSettings:
                                   option="--task")
     submission: Path | None = setting(None, "submission.json or a candidates JSON to draw next to the truth.")
     out: Path | None = setting(None, "PNG path or folder (report).", required=True)
-    overwrite: bool = setting(False, "Replace --out even when it is not an earlier output of this command (never "
-                              "an input).")
+    overwrite: bool = setting(False, OVERWRITE_HELP)
 
 
 @dataclass

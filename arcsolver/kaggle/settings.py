@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from arcsolver.runtime.settings import setting
+from arcsolver.runtime.settings import OVERWRITE_HELP, setting
 
 # Kaggle's notebook limit for the ARC Prize: 12 hours (docs/kaggle-format.md, 'Run limits').
 RUN_LIMIT_S = 12 * 3600
@@ -36,8 +36,7 @@ class PackageSettings:
                                             "Kaggle image lacks).", metavar="DIR", option="--extra-wheels")
     allow_small_canvas: bool = setting(False, "Package a checkpoint whose canvas is < 30 for an ARC competition "
                                        "(larger tasks fall back).")
-    overwrite: bool = setting(False, "Replace --out even when it is not an earlier output of this command (never "
-                              "an input).")
+    overwrite: bool = setting(False, OVERWRITE_HELP)
     recipe: str | None = setting(None, "The notebook fine-tunes with this bundled recipe (e.g. kaggle-4xL4); "
                                  "--finetune-args still override its values.", metavar="NAME")
 

@@ -1,8 +1,8 @@
 """Checks shared by every stage's input validation: one value against its rule, and an output location.
 
 A rule is a type (`int`, `float`, `bool`, `str`), a tuple (type, lower bound, lower bound inclusive?, upper bound or
-None) for numbers, or a tuple of allowed values for an enumeration. The stages own their rules (model fields:
-model/checks.py, training fields: training/checks.py) and raise `InputError` naming their own field.
+None) for numbers, or a tuple of allowed values (compared with their types: 1 is not true) for an enumeration.
+Rules come from the settings' declarations (runtime/settings.py), whose callers raise `InputError` naming their field.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SEED_MAX = 2**32 - 1
 
 def check_rule(rule: Any, value: Any, fail) -> Any:
     """Check one value against its rule; return it (ints widened to float for float fields)."""
-    if isinstance(rule, tuple) and rule and isinstance(rule[0], str):  # an enumeration
+    if isinstance(rule, tuple) and rule and not isinstance(rule[0], type):  # an enumeration
         if not any(type(value) is type(v) and value == v for v in rule):  # 1 is not true, "1" is not 1
             fail(f"expected one of {', '.join(_word(v) for v in rule)}, got {value!r}")
         return value

@@ -26,6 +26,8 @@ from arcsolver.runtime.checks import check_rule
 from arcsolver.runtime.errors import InputError
 
 _KEY = "arcsolver.setting"
+# The help of every command's --overwrite (train's, which starts a run over, and predict's say more).
+OVERWRITE_HELP = "Replace --out even when it is not an earlier output of this command (never an input)."
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class Declared:
     def rule(self) -> Any:
         """The rule `runtime.checks.check_rule` applies."""
         s = self.spec
+        if s.choices is not None:
+            return tuple(s.choices)
         if self.kind in (int, float):
             return (self.kind, s.low, not s.low_open, s.high)
         return self.kind
@@ -131,23 +135,11 @@ def check_value(cls: type, name: str, value: Any, *, file: str | None = None, fi
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             fail(f"expected a list of strings, got {value!r}")
         value = tuple(value)
-    elif d.spec.choices is not None:  # exact: 1 is not true, "9" is not 9
-        if not any(type(value) is type(c) and value == c for c in d.spec.choices):
-            fail(f"expected one of {', '.join(_word(c) for c in d.spec.choices)}, got {value!r}")
     else:
         value = check_rule(d.rule, value, fail)
     if d.spec.check is not None:
         value = d.spec.check(value, field)
     return value
-
-
-def _word(v: Any) -> str:
-    return str(v).lower() if isinstance(v, bool) else str(v)
-
-
-def defaults(cls: type) -> dict[str, Any]:
-    """{name: declared default} of every setting of `cls`."""
-    return {name: d.default for name, d in declared(cls).items()}
 
 
 @dataclass

@@ -20,7 +20,7 @@ from arcsolver.model.checks import check_arch_field, check_arch_relations
 from arcsolver.model.config import DEFAULT_LOSS_TYPE, FORWARD_DTYPES, LOSS_TYPES, TRMConfig
 from arcsolver.runtime.checks import SEED_MAX
 from arcsolver.runtime.errors import InputError
-from arcsolver.runtime.settings import check_value, declared, setting
+from arcsolver.runtime.settings import OVERWRITE_HELP, check_value, declared, setting
 from arcsolver.runtime.trackers import parse_log_with
 
 try:
@@ -137,8 +137,7 @@ class FinetuneSettings:
                                             shown_default="the checkpoint's")
     log_with: str | None = setting(None, like=(TrainConfig, "log_with"), shown_default="the checkpoint's")
     cpu: bool | None = setting(None, "Run on the CPU even if a GPU is present (default: the GPU when there is one).")
-    overwrite: bool = setting(False, "Replace --out even when it is not an earlier output of this command (never "
-                              "an input).")
+    overwrite: bool = setting(False, OVERWRITE_HELP)
     publish: Path | None = setting(None, "An existing submission file (e.g. Kaggle's working one) that every "
                                    "prediction flush copies its answers into, atomically.", metavar="FILE")
     recipe: str | None = setting(None, "A recipe (arcsolver/training/recipes: cpu-default, kaggle-4xL4; or a .toml "
@@ -169,8 +168,7 @@ class ImportSettings:
                                    like=(TRMConfig, "L_cycles"), shown_default="4 for TRM, 6 for URM checkpoints")
     puzzle_emb_len: int | None = setting(None, "Puzzle-prefix slots.", like=(TRMConfig, "puzzle_emb_len"),
                                          shown_default="16 for TRM; URM: ceil(puzzle dims / width), always")
-    overwrite: bool = setting(False, "Replace --out even when it is not an earlier output of this command (never "
-                              "an input).")
+    overwrite: bool = setting(False, OVERWRITE_HELP)
 
 
 IMPORT = ImportSettings()
@@ -182,8 +180,7 @@ class ExportSettings:
 
     checkpoint_path: Path | None = setting(None, "Our checkpoint or run folder.", argument=True, required=True)
     out: Path | None = setting(None, "Folder for the reference-format checkpoint.", required=True)
-    overwrite: bool = setting(False, "Replace --out even when it is not an earlier output of this command (never "
-                              "an input).")
+    overwrite: bool = setting(False, OVERWRITE_HELP)
 
 
 @dataclass
@@ -198,8 +195,7 @@ class ReportSettings:
     versions: int = setting(8, "Augmented versions voted per test input for the gallery (as predict "
                             "--max-versions).", low=1)
     cpu: bool | None = setting(None, "Vote on the CPU even if a GPU is present.")
-    overwrite: bool = setting(False, "Replace --out even when it is not an earlier output of this command (never "
-                              "an input).")
+    overwrite: bool = setting(False, OVERWRITE_HELP)
 
 
 REPORT = ReportSettings()
