@@ -30,7 +30,7 @@ from arcsolver.kaggle.package import package
 from arcsolver.kaggle.rehearse import rehearse
 from arcsolver.kaggle.settings import PACKAGE, REHEARSE, UPLOAD
 from arcsolver.kaggle.upload import upload
-from arcsolver.training.config import FINETUNE, IMPORT, REPORT
+from arcsolver.training.config import FINETUNE, IMPORT, REPORT, build_config
 from arcsolver.training.finetune import finetune
 from arcsolver.training.import_ckpt import import_checkpoint
 from arcsolver.training.run_report import report
@@ -135,3 +135,9 @@ def test_the_command_line_imports_neither_torch_nor_numpy():
     code = "import sys, arcsolver.cli; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_a_further_check_names_where_the_value_came_from():
+    with pytest.raises(InputError, match="unknown tracker 'bogus'") as e:
+        build_config(None, ['log_with="bogus"'])
+    assert e.value.file == "--set" and e.value.field == "log_with"

@@ -138,7 +138,10 @@ def check_value(cls: type, name: str, value: Any, *, file: str | None = None, fi
     else:
         value = check_rule(d.rule, value, fail)
     if d.spec.check is not None:
-        value = d.spec.check(value, field)
+        try:
+            value = d.spec.check(value, field)
+        except InputError as e:  # the further check knows the field, not where the value came from
+            raise InputError(e.reason, file=file, field=e.field) from None
     return value
 
 
